@@ -1,0 +1,32 @@
+# Two entry points, each creating .venv on first use:
+#   make demo  - install fastconv with TensorFlow and run `fastconv compare`
+#   make test  - install the test extras and run the whole pytest suite
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+
+.PHONY: demo test bench clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+$(VENV)/.demo-installed: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e '.[tf,plot]'
+	touch $@
+
+$(VENV)/.test-installed: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	touch $@
+
+demo: $(VENV)/.demo-installed
+	$(BIN)/fastconv compare
+
+test: $(VENV)/.test-installed
+	$(BIN)/python -m pytest -q
+
+bench: $(VENV)/.test-installed
+	$(BIN)/python -m pytest benchmarks/ --benchmark-only -q
+
+clean:
+	rm -rf $(VENV) .pytest_cache .benchmarks

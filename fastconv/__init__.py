@@ -1,0 +1,70 @@
+"""fastconv: JIT-compiled convolution and pooling kernels, a drop-in for ``tf.nn``.
+
+Replace ``tf.nn.`` with ``fastconv.`` and get the same results from Numba CPU kernels (and
+numba.cuda kernels for GPU arrays). Importing fastconv imports neither Numba nor CUDA nor
+TensorFlow; kernels compile on first use and are cached on disk.
+
+Examples
+--------
+>>> import numpy as np, fastconv
+>>> x = np.random.default_rng(0).random((1, 28, 28, 1), dtype=np.float32)
+>>> w = np.ones((3, 3, 1, 32), np.float32)
+>>> y = fastconv.conv2d(x, w, strides=1, padding="SAME", activation="relu")
+>>> fastconv.max_pool2d(y, 2, 2, "VALID").shape
+(1, 14, 14, 32)
+"""
+
+import importlib
+
+from .api import (avg_pool1d, avg_pool2d, avg_pool3d, conv1d, conv2d, conv2d_transpose, conv3d,
+                  depthwise_conv2d, global_avg_pool2d, global_max_pool2d, max_pool1d, max_pool2d,
+                  max_pool3d, zero_pad2d)
+from .shapes import conv_output_size, same_padding
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "conv1d", "conv2d", "conv3d", "depthwise_conv2d", "conv2d_transpose",
+    "max_pool1d", "max_pool2d", "max_pool3d", "avg_pool1d", "avg_pool2d", "avg_pool3d",
+    "global_max_pool2d", "global_avg_pool2d", "zero_pad2d",
+    "conv_output_size", "same_padding", "set_num_threads", "get_num_threads",
+    "cpu", "cuda", "reference", "dispatch",
+]
+
+_LAZY_MODULES = {"cpu", "cuda", "reference", "dispatch", "cli"}
+
+
+def set_num_threads(n):
+    """Set the number of CPU threads fastconv uses (Numba's pool, in this thread).
+
+    Examples
+    --------
+    >>> import fastconv
+    >>> fastconv.set_num_threads(1)
+    >>> fastconv.get_num_threads()
+    1
+    """
+    from .cpu.threads import set_num_threads as _set
+
+    _set(n)
+
+
+def get_num_threads():
+    """Return the number of CPU threads fastconv uses in this thread.
+
+    Examples
+    --------
+    >>> import fastconv
+    >>> fastconv.get_num_threads() >= 1
+    True
+    """
+    from .cpu.threads import get_num_threads as _get
+
+    return _get()
+
+
+def __getattr__(name):
+    # Submodules that import Numba (cpu) or CUDA (cuda) load on first access only.
+    if name in _LAZY_MODULES:
+        return importlib.import_module(f"{__name__}.{name}")
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

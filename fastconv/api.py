@@ -1,0 +1,579 @@
+"""The public, ``tf.nn``-compatible entry points: validate, normalise, dispatch.
+
+Each function checks every argument (raising ValueError/TypeError that names it) before any
+kernel runs, builds a problem object from :mod:`fastconv.problems`, and hands it to
+:mod:`fastconv.dispatch`, which picks the device and the algorithm.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from . import dispatch
+from .problems import (ConvProblem, GlobalPoolProblem, PadProblem, PoolProblem, pad_to_3d,
+                       shape_5d)
+from .shapes import (LAYOUTS, as_int, normalize_window, parse_data_format, parse_padding,
+                     window_geometry)
+from .validation import (activation_code, array_dtype, as_host_array, check_device,
+                         check_float_dtype, check_rank, check_same_dtype, is_device_array)
+
+__all__ = [
+    "conv1d", "conv2d", "conv3d", "depthwise_conv2d", "conv2d_transpose",
+    "max_pool1d", "max_pool2d", "max_pool3d", "avg_pool1d", "avg_pool2d", "avg_pool3d",
+    "global_max_pool2d", "global_avg_pool2d", "zero_pad2d",
+]
+
+_FILTER_LAYOUT = {1: "(W, in_channels, out_channels)", 2: "(H, W, in_channels, out_channels)",
+                  3: "(D, H, W, in_channels, out_channels)"}
+
+
+# ----------------------------------------------------------------------------- arguments
+
+def _is_array_like_with_dtype(value):
+    return isinstance(value, np.ndarray) or is_device_array(value) or (
+        hasattr(value, "dtype") and hasattr(value, "shape"))
+
+
+def _data(value, name, device, dtype=None):
+    """Return ``value`` as an array for ``device``; lists take ``dtype`` (TF's float32 default).
+
+    Arrays (NumPy, TF tensors, device arrays) keep their dtype, which is then checked; plain
+    Python lists and scalars are converted to ``dtype``, as ``tf.convert_to_tensor`` would.
+    """
+    if device != "cuda" or not is_device_array(value):
+        if not _is_array_like_with_dtype(value):
+            host = as_host_array(value, name)
+            if host.dtype.kind not in "biuf":
+                raise TypeError(f"{name} must contain numbers, got dtype {host.dtype}")
+            value = host.astype(dtype or np.float32)
+        value = as_host_array(value, name)
+    check_float_dtype(array_dtype(value), name)
+    return value
+
+
+def _layout_hint(n_spatial, channels_first):
+    last, first = LAYOUTS[n_spatial]
+    return first if channels_first else last
+
+
+def _split(shape, channels_first):
+    """Return (batch, channels, spatial sizes) of a data-layout shape."""
+    if channels_first:
+        return shape[0], shape[1], tuple(shape[2:])
+    return shape[0], shape[-1], tuple(shape[1:-1])
+
+
+def _to_5d(array, n_spatial, channels_first):
+    """View an (n_spatial + 2)-D array as 5-D by inserting unit spatial dims before the others."""
+    batch, channels, spatial = _split(array.shape, channels_first)
+    return array.reshape(shape_5d(batch, channels, (1,) * (3 - n_spatial) + spatial, channels_first))
+
+
+def _finish(out5, out_shape):
+    """Reshape a backend's 5-D output to the caller's rank."""
+    return out5.reshape(out_shape)
+
+
+def _prepare_input(input, n_spatial, data_format, device, arrays=()):
+    device = check_device(device)
+    channels_first = parse_data_format(data_format, n_spatial)
+    device = dispatch.choose_device((input,) + tuple(arrays), device)
+    x = _data(input, "input", device)
+    check_rank(x.shape, n_spatial + 2, "input", _layout_hint(n_spatial, channels_first))
+    return x, channels_first, device
+
+
+# ----------------------------------------------------------------------------- convolution
+
+def _conv(n_spatial, input, filters, strides, padding, data_format, dilations, bias, activation,
+          device, strides_name="strides"):
+    x, channels_first, device = _prepare_input(input, n_spatial, data_format, device,
+                                               (filters, bias))
+    dtype = array_dtype(x)
+    w = _data(filters, "filters", device, dtype)
+    check_same_dtype(dtype, "input", array_dtype(w), "filters")
+    check_rank(w.shape, n_spatial + 2, "filters", _FILTER_LAYOUT[n_spatial])
+    strides = normalize_window(strides, n_spatial, strides_name, channels_first)
+    dilations = normalize_window(dilations, n_spatial, "dilations", channels_first,
+                                 allow_none_default=1)
+    padding = parse_padding(padding, n_spatial, channels_first)
+    batch, channels, spatial = _split(x.shape, channels_first)
+    kernel, group_in, out_channels = tuple(w.shape[:-2]), w.shape[-2], w.shape[-1]
+    if min(kernel, default=1) < 1 or group_in < 1 or out_channels < 1:
+        raise ValueError(f"filters must have non-zero sizes, got shape {tuple(w.shape)}")
+    if channels % group_in:
+        raise ValueError(f"input has {channels} channels, which is not a multiple of the "
+                         f"filters' in_channels ({group_in}); filters shape {tuple(w.shape)}")
+    groups = channels // group_in
+    if out_channels % groups:
+        raise ValueError(f"filters' out_channels ({out_channels}) must be a multiple of the number "
+                         f"of groups ({groups} = {channels} input channels / {group_in})")
+    if bias is not None:
+        bias = _data(bias, "bias", device, dtype)
+        check_same_dtype(dtype, "input", array_dtype(bias), "bias")
+        if tuple(bias.shape) != (out_channels,):
+            raise ValueError(f"bias must have shape ({out_channels},) (one value per output "
+                             f"channel), got {tuple(bias.shape)}")
+    act = activation_code(activation)
+    geometry = window_geometry(spatial, kernel, strides, dilations, padding)
+    w5 = w.reshape((1,) * (3 - n_spatial) + tuple(w.shape))
+    return _run_conv(x, w5, bias, geometry, groups, act, channels_first, n_spatial, device,
+                     out_channels)
+
+
+def _run_conv(x, w5, bias, geometry, groups, act, channels_first, n_spatial, device,
+              out_channels, kind="conv"):
+    batch, _, _ = _split(x.shape, channels_first)
+    geometry3 = pad_to_3d(geometry)
+    out_shape = shape_5d(batch, out_channels, geometry.out_sizes, channels_first)
+    problem = ConvProblem(_to_5d(x, n_spatial, channels_first), w5, bias, geometry3, groups, act,
+                          channels_first, shape_5d(batch, out_channels, geometry3.out_sizes,
+                                                   channels_first),
+                          array_dtype(x), kind)
+    return _finish(dispatch.run("conv", device, problem), out_shape)
+
+
+def conv1d(input, filters, stride, padding, data_format="NWC", dilations=None, *, bias=None,
+           activation=None, device=None):
+    """1-D convolution, as ``tf.nn.conv1d``, with optional fused bias and activation.
+
+    Parameters
+    ----------
+    input : array_like (N, W, C) or (N, C, W) for ``data_format="NCW"``
+        float32 or float64.
+    filters : array_like (K_w, C // groups, out_channels)
+        Grouped when ``C`` is a multiple of the filters' in_channels.
+    stride : int or sequence
+        An int, ``[s]`` or TF's ``[1, s, 1]``.
+    padding : {"SAME", "VALID"} or list of pairs
+        TF's rules; the odd SAME cell goes after.
+    data_format : {"NWC", "NCW"}
+    dilations : int or sequence, optional
+    bias : array_like (out_channels,), optional
+    activation : {None, "relu", "relu6", "sigmoid", "tanh"}
+    device : {None, "cpu", "cuda"}
+        None follows the data.
+
+    Returns
+    -------
+    ndarray
+        (N, W_out, out_channels), the input's dtype.
+
+    Examples
+    --------
+    >>> import numpy as np, fastconv
+    >>> x = np.arange(5, dtype=np.float32).reshape(1, 5, 1)
+    >>> fastconv.conv1d(x, np.ones((2, 1, 1), np.float32), 1, "VALID")[0, :, 0]
+    array([1., 3., 5., 7.], dtype=float32)
+    """
+    return _conv(1, input, filters, stride, padding, data_format, dilations, bias, activation,
+                 device, strides_name="stride")
+
+
+def conv2d(input, filters, strides, padding, data_format="NHWC", dilations=None, *, bias=None,
+           activation=None, device=None):
+    """2-D convolution, as ``tf.nn.conv2d``, with optional fused bias and activation.
+
+    ``fastconv.conv2d(x, w, 1, "SAME", bias=b, activation="relu")`` is the Keras layer
+    ``Conv2D(filters, kernel_size, padding="same", activation="relu")`` in one call.
+
+    Parameters
+    ----------
+    input : array_like (N, H, W, C), or (N, C, H, W) for ``data_format="NCHW"``
+        float32 or float64. NCHW works on the CPU too (TF refuses it there).
+    filters : array_like (K_h, K_w, C // groups, out_channels)
+        TF's filter layout; grouped when ``C`` is a multiple of the filters' in_channels.
+    strides : int or sequence
+        An int, ``[s_h, s_w]`` or TF's 4-element form with 1 on batch and channels.
+    padding : {"SAME", "VALID"} or list of pairs
+        Either case; explicit pairs as in TF (``[[0, 0], [t, b], [l, r], [0, 0]]``).
+    data_format : {"NHWC", "NCHW"}
+    dilations : int or sequence, optional
+    bias : array_like (out_channels,), optional
+    activation : {None, "relu", "relu6", "sigmoid", "tanh"}
+    device : {None, "cpu", "cuda"}
+        None follows the data (GPU arrays run on the GPU).
+
+    Returns
+    -------
+    ndarray
+        (N, H_out, W_out, out_channels) (or channels-first), the input's dtype.
+
+    Examples
+    --------
+    >>> import numpy as np, fastconv
+    >>> x = np.ones((1, 28, 28, 1), np.float32)
+    >>> w = np.ones((3, 3, 1, 32), np.float32)
+    >>> fastconv.conv2d(x, w, 1, "SAME", activation="relu").shape
+    (1, 28, 28, 32)
+    >>> fastconv.conv2d(x, w, 1, "VALID").shape
+    (1, 26, 26, 32)
+    """
+    return _conv(2, input, filters, strides, padding, data_format, dilations, bias, activation,
+                 device)
+
+
+def conv3d(input, filters, strides, padding, data_format="NDHWC", dilations=None, *, bias=None,
+           activation=None, device=None):
+    """3-D convolution, as ``tf.nn.conv3d``, with optional fused bias and activation.
+
+    Parameters
+    ----------
+    input : array_like (N, D, H, W, C), or (N, C, D, H, W) for ``data_format="NCDHW"``
+    filters : array_like (K_d, K_h, K_w, C // groups, out_channels)
+    strides : int or sequence
+        An int, 3 values, or TF's 5-element form.
+    padding : {"SAME", "VALID"} or list of pairs
+    data_format : {"NDHWC", "NCDHW"}
+    dilations : int or sequence, optional
+    bias : array_like (out_channels,), optional
+    activation : {None, "relu", "relu6", "sigmoid", "tanh"}
+    device : {None, "cpu", "cuda"}
+
+    Returns
+    -------
+    ndarray
+        (N, D_out, H_out, W_out, out_channels) (or channels-first), the input's dtype.
+
+    Examples
+    --------
+    >>> import numpy as np, fastconv
+    >>> x = np.ones((1, 4, 4, 4, 2))
+    >>> fastconv.conv3d(x, np.ones((3, 3, 3, 2, 5)), 1, "VALID").shape
+    (1, 2, 2, 2, 5)
+    """
+    return _conv(3, input, filters, strides, padding, data_format, dilations, bias, activation,
+                 device)
+
+
+def depthwise_conv2d(input, filter, strides, padding, data_format="NHWC", dilations=None, *,
+                     device=None):
+    """Depthwise 2-D convolution, as ``tf.nn.depthwise_conv2d``.
+
+    Output channel ``c * M + m`` is input channel ``c`` convolved with ``filter[:, :, c, m]``.
+
+    Parameters
+    ----------
+    input : array_like (N, H, W, C) or (N, C, H, W)
+    filter : array_like (K_h, K_w, C, M)
+        M is the channel multiplier.
+    strides : int or sequence
+        An int, 2 values or TF's 4-element form.
+    padding : {"SAME", "VALID"} or list of pairs
+    data_format : {"NHWC", "NCHW"}
+    dilations : int or sequence, optional
+        TF's ``rate``.
+    device : {None, "cpu", "cuda"}
+
+    Returns
+    -------
+    ndarray
+        (N, H_out, W_out, C * M) (or channels-first).
+
+    Examples
+    --------
+    >>> import numpy as np, fastconv
+    >>> x = np.ones((1, 5, 5, 3), np.float32)
+    >>> fastconv.depthwise_conv2d(x, np.ones((3, 3, 3, 2), np.float32), 1, "SAME").shape
+    (1, 5, 5, 6)
+    """
+    x, channels_first, device = _prepare_input(input, 2, data_format, device, (filter,))
+    dtype = array_dtype(x)
+    w = _data(filter, "filter", device, dtype)
+    check_same_dtype(dtype, "input", array_dtype(w), "filter")
+    check_rank(w.shape, 4, "filter", "(H, W, in_channels, channel_multiplier)")
+    channels = _split(x.shape, channels_first)[1]
+    if w.shape[2] != channels:
+        raise ValueError(f"filter has {w.shape[2]} in_channels but input has {channels} channels; "
+                         f"filter shape {tuple(w.shape)}")
+    multiplier = w.shape[3]
+    if min(w.shape) < 1:
+        raise ValueError(f"filter must have non-zero sizes, got shape {tuple(w.shape)}")
+    # A depthwise conv is a grouped conv with one input channel per group.
+    grouped = w.reshape((w.shape[0], w.shape[1], 1, channels * multiplier))
+    return conv2d(x, grouped, strides, padding, "NCHW" if channels_first else "NHWC", dilations,
+                  device=device)
+
+
+def conv2d_transpose(input, filters, output_shape, strides, padding="SAME", data_format="NHWC",
+                     dilations=None, *, device=None):
+    """Transposed 2-D convolution (the gradient of conv2d), as ``tf.nn.conv2d_transpose``.
+
+    Parameters
+    ----------
+    input : array_like (N, H, W, in_channels) or channels-first
+    filters : array_like (K_h, K_w, out_channels, in_channels)
+        TF's layout: note output channels come before input channels.
+    output_shape : sequence of 4 ints (or 2 spatial sizes)
+        The shape of the result; conv2d with the same arguments must map it back to
+        ``input``'s spatial shape.
+    strides : int or sequence
+    padding : {"SAME", "VALID"} or list of pairs
+    data_format : {"NHWC", "NCHW"}
+    dilations : int or sequence, optional
+    device : {None, "cpu", "cuda"}
+
+    Returns
+    -------
+    ndarray
+        ``output_shape``, the input's dtype.
+
+    Examples
+    --------
+    >>> import numpy as np, fastconv
+    >>> x = np.ones((1, 4, 4, 8), np.float32)
+    >>> w = np.ones((3, 3, 16, 8), np.float32)
+    >>> fastconv.conv2d_transpose(x, w, (1, 8, 8, 16), 2, "SAME").shape
+    (1, 8, 8, 16)
+    """
+    x, channels_first, device = _prepare_input(input, 2, data_format, device, (filters,))
+    dtype = array_dtype(x)
+    w = _data(filters, "filters", device, dtype)
+    check_same_dtype(dtype, "input", array_dtype(w), "filters")
+    check_rank(w.shape, 4, "filters", "(H, W, out_channels, in_channels)")
+    strides = normalize_window(strides, 2, "strides", channels_first)
+    dilations = normalize_window(dilations, 2, "dilations", channels_first, allow_none_default=1)
+    padding = parse_padding(padding, 2, channels_first)
+    batch, channels, spatial = _split(x.shape, channels_first)
+    if min(w.shape) < 1:
+        raise ValueError(f"filters must have non-zero sizes, got shape {tuple(w.shape)}")
+    if w.shape[3] != channels:
+        raise ValueError(f"filters' in_channels (last dim, {w.shape[3]}) must equal the input's "
+                         f"{channels} channels; filters shape {tuple(w.shape)}")
+    out_channels = w.shape[2]
+    output_shape = _output_shape(output_shape, batch, out_channels, channels_first)
+    out_spatial = _split(output_shape, channels_first)[2]
+    geometry = window_geometry(out_spatial, tuple(w.shape[:2]), strides, dilations, padding)
+    if geometry.out_sizes != spatial:
+        raise ValueError(f"output_shape {tuple(output_shape)} is inconsistent with the input: a "
+                         f"conv2d with these strides/padding maps spatial size {out_spatial} to "
+                         f"{geometry.out_sizes}, not to the input's {spatial}")
+    w5 = w.reshape((1,) + tuple(w.shape))
+    problem_geometry = pad_to_3d(geometry)
+    problem = ConvProblem(_to_5d(x, 2, channels_first), w5, None, problem_geometry, 1, 0,
+                          channels_first, shape_5d(batch, out_channels, (1,) + out_spatial,
+                                                   channels_first),
+                          dtype, "transpose")
+    return _finish(dispatch.run("conv", device, problem), output_shape)
+
+
+def _output_shape(output_shape, batch, out_channels, channels_first):
+    if hasattr(output_shape, "numpy"):
+        output_shape = output_shape.numpy()
+    if hasattr(output_shape, "tolist"):
+        output_shape = output_shape.tolist()
+    if not isinstance(output_shape, (list, tuple)):
+        raise TypeError(f"output_shape must be a sequence of 4 ints, got {type(output_shape).__name__}")
+    values = tuple(as_int(v, "output_shape") for v in output_shape)
+    if len(values) == 2:
+        values = shape_5d(batch, out_channels, (1,) + values, channels_first)
+        values = values[:1] + values[2:] if not channels_first else values[:2] + values[3:]
+    if len(values) != 4:
+        raise ValueError(f"output_shape must have 4 entries, got {list(values)}")
+    got_batch, got_channels, spatial = _split(values, channels_first)
+    if got_batch != batch:
+        raise ValueError(f"output_shape batch ({got_batch}) must equal the input's batch ({batch})")
+    if got_channels != out_channels:
+        raise ValueError(f"output_shape channels ({got_channels}) must equal the filters' "
+                         f"out_channels ({out_channels})")
+    if min(spatial) < 1:
+        raise ValueError(f"output_shape spatial sizes must be positive, got {list(values)}")
+    return values
+
+
+# ----------------------------------------------------------------------------- pooling
+
+def _pool(kind, n_spatial, input, ksize, strides, padding, data_format, device):
+    x, channels_first, device = _prepare_input(input, n_spatial, data_format, device)
+    ksize = normalize_window(ksize, n_spatial, "ksize", channels_first)
+    strides = normalize_window(strides, n_spatial, "strides", channels_first)
+    padding = parse_padding(padding, n_spatial, channels_first, allow_explicit=kind == "max")
+    batch, channels, spatial = _split(x.shape, channels_first)
+    geometry = window_geometry(spatial, ksize, strides, (1,) * n_spatial, padding)
+    if padding not in ("SAME", "VALID"):
+        for (before, after), k in zip(geometry.pads, ksize):
+            if before >= k or after >= k:
+                raise ValueError(f"explicit padding {padding} must be smaller than ksize {ksize}: "
+                                 f"a window could hold only padding")
+    geometry3 = pad_to_3d(geometry)
+    problem = PoolProblem(_to_5d(x, n_spatial, channels_first), geometry3, channels_first,
+                          shape_5d(batch, channels, geometry3.out_sizes, channels_first),
+                          array_dtype(x), kind)
+    out = dispatch.run(f"{kind}_pool", device, problem)
+    return _finish(out, _pool_out_shape(batch, channels, geometry.out_sizes, channels_first))
+
+
+def _pool_out_shape(batch, channels, out_sizes, channels_first):
+    out_sizes = tuple(out_sizes)
+    return (batch, channels) + out_sizes if channels_first else (batch,) + out_sizes + (channels,)
+
+
+def _pool_doc(kind, n_spatial):
+    last, first = LAYOUTS[n_spatial]
+    what = ("Max pooling (padding counts as the lowest value; NaN never wins, as on TF's CPU)"
+            if kind == "max" else "Average pooling (divides by the number of real, unpadded cells)")
+    padding = ("{'SAME', 'VALID'} or list of pairs" if kind == "max" else "{'SAME', 'VALID'}")
+    shape = {1: "(1, 10, 1)", 2: "(1, 5, 5, 1)", 3: "(1, 4, 4, 4, 1)"}[n_spatial]
+    out = {1: "(1, 9, 1)", 2: "(1, 4, 4, 1)", 3: "(1, 3, 3, 3, 1)"}[n_spatial]
+    return f"""{what}, as ``tf.nn.{kind}_pool{n_spatial}d``.
+
+    Parameters
+    ----------
+    input : array_like, {last} or {first}
+        float32 or float64; the output keeps the dtype (TF turns float64 into float32).
+    ksize : int or sequence
+        Window size: an int, {n_spatial} values, or TF's {n_spatial + 2}-element form.
+    strides : int or sequence
+    padding : {padding}
+    data_format : {{"{last}", "{first}"}}
+    device : {{None, "cpu", "cuda"}}
+
+    Returns
+    -------
+    ndarray
+
+    Examples
+    --------
+    >>> import numpy as np, fastconv
+    >>> x = np.arange(np.prod({shape}), dtype=np.float32).reshape({shape})
+    >>> fastconv.{kind}_pool{n_spatial}d(x, 2, 1, "VALID").shape
+    {out}
+    """
+
+
+def _make_pool(kind, n_spatial):
+    default_format = LAYOUTS[n_spatial][0]
+
+    def pool(input, ksize, strides, padding, data_format=default_format, *, device=None):
+        return _pool(kind, n_spatial, input, ksize, strides, padding, data_format, device)
+
+    pool.__name__ = pool.__qualname__ = f"{kind}_pool{n_spatial}d"
+    pool.__doc__ = _pool_doc(kind, n_spatial)
+    pool.__module__ = __name__
+    return pool
+
+
+max_pool1d = _make_pool("max", 1)
+max_pool2d = _make_pool("max", 2)
+max_pool3d = _make_pool("max", 3)
+avg_pool1d = _make_pool("avg", 1)
+avg_pool2d = _make_pool("avg", 2)
+avg_pool3d = _make_pool("avg", 3)
+
+
+def _global_pool(kind, input, data_format, keepdims, device):
+    x, channels_first, device = _prepare_input(input, 2, data_format, device)
+    if not isinstance(keepdims, (bool, np.bool_)):
+        raise TypeError(f"keepdims must be a bool, got {type(keepdims).__name__}")
+    batch, channels, _ = _split(x.shape, channels_first)
+    problem = GlobalPoolProblem(_to_5d(x, 2, channels_first), channels_first, (batch, channels),
+                                array_dtype(x), kind)
+    out = dispatch.run("global_pool", device, problem)
+    if keepdims:
+        return out.reshape((batch, channels, 1, 1) if channels_first else (batch, 1, 1, channels))
+    return out
+
+
+def global_max_pool2d(input, data_format="NHWC", keepdims=False, *, device=None):
+    """Maximum over all spatial positions, as Keras ``GlobalMaxPooling2D`` (NaN propagates).
+
+    Parameters
+    ----------
+    input : array_like (N, H, W, C) or (N, C, H, W)
+    data_format : {"NHWC", "NCHW", "channels_last", "channels_first"}
+    keepdims : bool
+        Keep the spatial dims as size 1.
+    device : {None, "cpu", "cuda"}
+
+    Returns
+    -------
+    ndarray
+        (N, C), or (N, 1, 1, C) / (N, C, 1, 1) with ``keepdims``.
+
+    Examples
+    --------
+    >>> import numpy as np, fastconv
+    >>> x = np.arange(8, dtype=np.float32).reshape(1, 2, 2, 2)
+    >>> fastconv.global_max_pool2d(x)
+    array([[6., 7.]], dtype=float32)
+    """
+    return _global_pool("max", input, data_format, keepdims, device)
+
+
+def global_avg_pool2d(input, data_format="NHWC", keepdims=False, *, device=None):
+    """Mean over all spatial positions, as Keras ``GlobalAveragePooling2D``.
+
+    Parameters
+    ----------
+    input : array_like (N, H, W, C) or (N, C, H, W)
+    data_format : {"NHWC", "NCHW", "channels_last", "channels_first"}
+    keepdims : bool
+    device : {None, "cpu", "cuda"}
+
+    Returns
+    -------
+    ndarray
+        (N, C), or (N, 1, 1, C) / (N, C, 1, 1) with ``keepdims``.
+
+    Examples
+    --------
+    >>> import numpy as np, fastconv
+    >>> x = np.arange(8, dtype=np.float32).reshape(1, 2, 2, 2)
+    >>> fastconv.global_avg_pool2d(x)
+    array([[3., 4.]], dtype=float32)
+    """
+    return _global_pool("avg", input, data_format, keepdims, device)
+
+
+def _zero_pad_pairs(padding):
+    """Keras ZeroPadding2D's forms: p, (ph, pw), or ((top, bottom), (left, right))."""
+    if isinstance(padding, (list, tuple)):
+        if len(padding) != 2:
+            raise ValueError(f"padding must be an int, 2 ints or 2 (before, after) pairs, got {padding!r}")
+        pairs = []
+        for item in padding:
+            if isinstance(item, (list, tuple)):
+                if len(item) != 2:
+                    raise ValueError(f"padding pairs must have 2 entries, got {padding!r}")
+                pairs.append((as_int(item[0], "padding"), as_int(item[1], "padding")))
+            else:
+                value = as_int(item, "padding")
+                pairs.append((value, value))
+    else:
+        value = as_int(padding, "padding")
+        pairs = [(value, value), (value, value)]
+    if min(min(pair) for pair in pairs) < 0:
+        raise ValueError(f"padding must be non-negative, got {padding!r}")
+    return tuple(pairs)
+
+
+def zero_pad2d(input, padding=1, data_format="NHWC", *, device=None):
+    """Pad the two spatial dims with zeros, as Keras ``ZeroPadding2D``.
+
+    Parameters
+    ----------
+    input : array_like (N, H, W, C) or (N, C, H, W)
+    padding : int, (int, int) or ((top, bottom), (left, right))
+    data_format : {"NHWC", "NCHW", "channels_last", "channels_first"}
+    device : {None, "cpu", "cuda"}
+
+    Returns
+    -------
+    ndarray
+        (N, H + top + bottom, W + left + right, C) (or channels-first).
+
+    Examples
+    --------
+    >>> import numpy as np, fastconv
+    >>> fastconv.zero_pad2d(np.ones((1, 28, 28, 1), np.float32), 1).shape
+    (1, 30, 30, 1)
+    """
+    x, channels_first, device = _prepare_input(input, 2, data_format, device)
+    pairs = _zero_pad_pairs(padding)
+    batch, channels, spatial = _split(x.shape, channels_first)
+    out_spatial = tuple(n + a + b for n, (a, b) in zip(spatial, pairs))
+    problem = PadProblem(_to_5d(x, 2, channels_first), ((0, 0),) + pairs, channels_first,
+                         shape_5d(batch, channels, (1,) + out_spatial, channels_first),
+                         array_dtype(x))
+    out = dispatch.run("zero_pad", device, problem)
+    return _finish(out, _pool_out_shape(batch, channels, out_spatial, channels_first))

@@ -1,0 +1,26 @@
+"""Tunables, read once from ``FASTCONV_*`` environment variables, in one place.
+
+Tests patch these attributes (e.g. tiny CUDA blocks so small inputs span several blocks).
+Compiled kernels never read them as globals: values are passed in or key the compiled kernel.
+"""
+
+import os
+
+
+def _int(name, default):
+    value = os.environ.get(name)
+    return default if value in (None, "") else int(value)
+
+
+#: Directory for Numba's on-disk kernel cache; empty means beside the package (Numba falls back
+#: to a per-user cache directory when the package directory is read-only).
+CACHE_DIR = os.environ.get("FASTCONV_CACHE_DIR", "")
+
+#: Numba threading layer; "threadsafe" picks omp or tbb, both safe under concurrent Python threads.
+THREADING_LAYER = os.environ.get("FASTCONV_THREADING_LAYER", "threadsafe")
+
+#: CUDA launch shapes: threads per block for pooling / elementwise kernels and conv tile sizes.
+CUDA_THREADS_PER_BLOCK = _int("FASTCONV_CUDA_THREADS_PER_BLOCK", 256)
+CUDA_CONV_TILE_W = _int("FASTCONV_CUDA_CONV_TILE_W", 16)
+CUDA_CONV_TILE_H = _int("FASTCONV_CUDA_CONV_TILE_H", 8)
+CUDA_CONV_TILE_K = _int("FASTCONV_CUDA_CONV_TILE_K", 4)

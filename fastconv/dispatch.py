@@ -1,0 +1,125 @@
+"""Choose the device and the algorithm for each op.
+
+Every implementation registers itself here with the op family it serves (``"conv"``,
+``"max_pool"``, ``"avg_pool"``, ``"global_pool"``), its device, a name, and a predicate that says
+whether it can take a given problem. :func:`run` picks the first registered implementation
+(in priority order) whose predicate accepts the problem, unless the caller forced one with
+:func:`use_algorithm` (tests do this to check every algorithm against TF).
+
+The backends register lazily: ``fastconv.cpu`` / ``fastconv.cuda`` are imported only when a
+problem for that device is first run, which keeps ``import fastconv`` free of Numba and CUDA.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import threading
+from dataclasses import dataclass
+from typing import Callable
+
+from .validation import is_device_array
+
+
+@dataclass(frozen=True)
+class Implementation:
+    """One way to compute one op family on one device."""
+
+    family: str
+    device: str
+    name: str
+    run: Callable  # run(problem) -> output array
+    applies: Callable = lambda problem: True
+    priority: int = 0  # higher wins among those that apply
+    auto: bool = True  # False: only used when forced (e.g. the slow NumPy oracle)
+
+
+_REGISTRY: dict[tuple[str, str], list[Implementation]] = {}
+_BACKEND_MODULES = {"cpu": "fastconv.cpu.backend", "cuda": "fastconv.cuda.backend"}
+_loaded_backends: set[str] = set()
+_load_lock = threading.Lock()
+_forced = threading.local()
+
+
+def register(impl: Implementation) -> Implementation:
+    """Add an implementation; later registrations with the same name replace earlier ones."""
+    key = (impl.family, impl.device)
+    entries = [e for e in _REGISTRY.get(key, []) if e.name != impl.name]
+    entries.append(impl)
+    entries.sort(key=lambda e: -e.priority)
+    _REGISTRY[key] = entries
+    return impl
+
+
+def _ensure_backend(device: str) -> None:
+    if device in _loaded_backends:
+        return
+    with _load_lock:
+        if device not in _loaded_backends:
+            importlib.import_module(_BACKEND_MODULES[device])
+            importlib.import_module("fastconv.reference")  # the oracle registers on every device
+            _loaded_backends.add(device)
+
+
+def implementations(family: str, device: str = "cpu") -> list[Implementation]:
+    """Return the registered implementations of ``family`` on ``device``, best first."""
+    _ensure_backend(device)
+    return list(_REGISTRY.get((family, device), []))
+
+
+def choose_device(arrays, device):
+    """Return ``"cpu"`` or ``"cuda"`` for a call whose array arguments are ``arrays``.
+
+    ``device=None`` follows the data: any argument exposing ``__cuda_array_interface__`` sends
+    the op to the GPU; otherwise it runs on the CPU.
+    """
+    if device is not None:
+        return device
+    return "cuda" if any(is_device_array(a) for a in arrays if a is not None) else "cpu"
+
+
+@contextlib.contextmanager
+def use_algorithm(name: str | None):
+    """Force the algorithm called ``name`` for ops run in this thread inside the block.
+
+    Ops whose family has no implementation of that name raise ValueError, so a test cannot
+    silently check the default algorithm instead.
+
+    Examples
+    --------
+    >>> import numpy as np, fastconv
+    >>> from fastconv.dispatch import use_algorithm
+    >>> with use_algorithm("reference"):
+    ...     y = fastconv.conv2d(np.ones((1, 4, 4, 1)), np.ones((3, 3, 1, 2)), 1, "SAME")
+    >>> float(y[0, 1, 1, 0])
+    9.0
+    """
+    previous = getattr(_forced, "name", None)
+    _forced.name = name
+    try:
+        yield
+    finally:
+        _forced.name = previous
+
+
+def select(family: str, device: str, problem) -> Implementation:
+    """Return the implementation that will run ``problem``."""
+    candidates = implementations(family, device)
+    forced = getattr(_forced, "name", None)
+    if forced is not None:
+        for impl in candidates:
+            if impl.name == forced:
+                if not impl.applies(problem):
+                    raise ValueError(f"algorithm {forced!r} cannot run this {family} problem")
+                return impl
+        names = [impl.name for impl in candidates]
+        raise ValueError(f"no {family} algorithm named {forced!r} on {device}; have {names}")
+    for impl in candidates:
+        if impl.auto and impl.applies(problem):
+            return impl
+    raise ValueError(f"no {family} implementation on {device} accepts this problem")
+
+
+def run(family: str, device: str, problem):
+    """Run ``problem`` with the chosen implementation and return its output."""
+    return select(family, device, problem).run(problem)
