@@ -1,0 +1,426 @@
+"""Shared fixtures for the correctness suite: tolerances, seeded data, TensorFlow oracles, grids.
+
+* ``assert_close(actual, expected, dtype)`` / ``assert_exact(...)``: the suite's one tolerance rule
+  (``max|a - b| <= tol * max(1, max|expected|)``, tol 1e-5 for float32 and 1e-12 for float64)
+  and the exact rule for max pooling and copies; both check the dtype and the shape first.
+* ``tf``: TensorFlow, imported with ``TF_CPP_MIN_LOG_LEVEL=3``; tests that use it (or ``tfo``)
+  are marked ``tf`` automatically and skip cleanly when TensorFlow is not installed.
+* ``tfo``: TensorFlow computing every fastconv op, with the gaps of TF's CPU kernels filled by
+  exact rewrites (channels-first via transposes, conv3d dilation via zero-inserted filters,
+  float64 3-D pooling via ``tf.extract_volume_patches``, ...).
+* ``@pytest.mark.grid(dim=[values], ..., random=N, seed=S)``: parametrises a test's ``case``
+  argument with a pairwise covering array over the dims (every pair of values of every two dims
+  meets in some case) plus ``N`` extra cases drawn with a fixed seed, instead of a full product.
+"""
+
+import importlib.util
+import os
+import random
+import zlib
+from types import SimpleNamespace
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # before anything can import TensorFlow
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+
+TOLERANCE = {np.dtype(np.float32): 1e-5, np.dtype(np.float64): 1e-12}
+DTYPES = (np.float32, np.float64)
+LAYOUTS = {1: ("NWC", "NCW"), 2: ("NHWC", "NCHW"), 3: ("NDHWC", "NCDHW")}
+_TF_FIXTURES = {"tf", "tfo"}
+
+
+# ----------------------------------------------------------------------------- pytest hooks
+
+def pytest_configure(config):
+    config.addinivalue_line(
+        "markers", "grid(**dims, random=0, seed=0): parametrise the `case` argument with a "
+        "pairwise covering array over dims plus `random` seeded random combinations")
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if _TF_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.tf)
+
+
+def pytest_runtest_setup(item):
+    if item.get_closest_marker("tf") and importlib.util.find_spec("tensorflow") is None:
+        pytest.skip("TensorFlow is not installed")
+
+
+def pytest_generate_tests(metafunc):
+    marker = metafunc.definition.get_closest_marker("grid")
+    if marker is None or "case" not in metafunc.fixturenames:
+        return
+    dims = dict(marker.kwargs)
+    n_random = dims.pop("random", 0)
+    seed = dims.pop("seed", 0)
+    cases = pairwise_cases(dims, seed=seed, n_random=n_random)
+    metafunc.parametrize("case", [SimpleNamespace(**c) for c in cases],
+                         ids=[case_id(c) for c in cases])
+
+
+# ----------------------------------------------------------------------------- grids
+
+def pairwise_cases(dims, seed=0, n_random=0):
+    """Return a list of dicts covering every pair of values of every two dims at least once.
+
+    Greedy construction (AETG-style): each new row starts from an uncovered pair and fills the
+    other dims with the value that covers the most still-uncovered pairs; ties break with a
+    ``random.Random(seed)``, so the grid is the same on every run. ``n_random`` rows drawn
+    uniformly with the same generator follow.
+    """
+    names = list(dims)
+    sizes = [len(dims[name]) for name in names]
+    rng = random.Random(seed)
+    uncovered = {(i, a, j, b) for i in range(len(names)) for j in range(i + 1, len(names))
+                 for a in range(sizes[i]) for b in range(sizes[j])}
+
+    def new_pairs(row, k, value):
+        return sum(1 for other, chosen in enumerate(row) if chosen is not None and other != k and
+                   ((min(k, other), value if k < other else chosen,
+                     max(k, other), chosen if k < other else value) in uncovered))
+
+    rows = []
+    while uncovered:
+        best, best_gain = None, -1
+        pool = sorted(uncovered)
+        for _ in range(20):
+            i, a, j, b = rng.choice(pool)
+            row = [None] * len(names)
+            row[i], row[j] = a, b
+            order = [k for k in range(len(names)) if row[k] is None]
+            rng.shuffle(order)
+            for k in order:
+                gains = [new_pairs(row, k, v) for v in range(sizes[k])]
+                top = max(gains)
+                row[k] = rng.choice([v for v, g in enumerate(gains) if g == top])
+            gain = sum(1 for i2 in range(len(names)) for j2 in range(i2 + 1, len(names))
+                       if (i2, row[i2], j2, row[j2]) in uncovered)
+            if gain > best_gain:
+                best, best_gain = row, gain
+        rows.append(best)
+        uncovered -= {(i2, best[i2], j2, best[j2]) for i2 in range(len(names))
+                      for j2 in range(i2 + 1, len(names))}
+    rows += [[rng.randrange(size) for size in sizes] for _ in range(n_random)]
+    return [{name: dims[name][row[k]] for k, name in enumerate(names)} for row in rows]
+
+
+def case_id(case):
+    parts = []
+    for name, value in case.items():
+        if isinstance(value, type):
+            value = np.dtype(value).name
+        text = str(value).replace(" ", "")
+        parts.append(f"{name}={text}")
+    return "-".join(parts)
+
+
+# ----------------------------------------------------------------------------- comparisons
+
+def _prepare(actual, expected, dtype):
+    dtype = np.dtype(dtype)
+    assert isinstance(actual, np.ndarray), f"expected a NumPy array, got {type(actual).__name__}"
+    assert actual.dtype == dtype, f"dtype {actual.dtype}, expected {dtype}"
+    expected = np.asarray(expected)
+    assert actual.shape == expected.shape, f"shape {actual.shape}, expected {expected.shape}"
+    return dtype, expected
+
+
+def assert_close(actual, expected, dtype):
+    """Assert ``max|actual - expected| <= tol(dtype) * max(1, max|expected|)`` (NaN where NaN)."""
+    dtype, expected = _prepare(actual, expected, dtype)
+    a = np.asarray(actual, dtype=np.float64)
+    e = np.asarray(expected, dtype=np.float64)
+    np.testing.assert_array_equal(np.isnan(a), np.isnan(e), err_msg="NaN positions differ")
+    finite = ~np.isnan(e)
+    if not finite.any():
+        return
+    a, e = a[finite], e[finite]
+    with np.errstate(invalid="ignore"):
+        diff = np.where(a == e, 0.0, np.abs(a - e))  # equal infinities count as equal
+    scale = max(1.0, float(np.max(np.abs(e[np.isfinite(e)]), initial=0.0)))
+    worst = float(np.max(diff))
+    tol = TOLERANCE[dtype] * scale
+    assert worst <= tol, (f"max abs error {worst:.3e} > {tol:.3e} (tol {TOLERANCE[dtype]:g} x "
+                          f"scale {scale:.3g}) at flat index {int(np.argmax(diff))}")
+
+
+def assert_exact(actual, expected, dtype):
+    """Assert dtype, shape and bitwise-equal values (max pooling, padding, copies)."""
+    _, expected = _prepare(actual, expected, dtype)
+    np.testing.assert_array_equal(actual, expected.astype(actual.dtype))
+
+
+@pytest.fixture(name="assert_close")
+def assert_close_fixture():
+    return assert_close
+
+
+@pytest.fixture(name="assert_exact")
+def assert_exact_fixture():
+    return assert_exact
+
+
+# ----------------------------------------------------------------------------- data
+
+@pytest.fixture
+def rng(request):
+    """A generator seeded from the test's id: the same data on every run, different per test."""
+    return np.random.default_rng(zlib.crc32(request.node.nodeid.encode()))
+
+
+@pytest.fixture
+def rand(rng):
+    """``rand(shape, dtype)``: standard-normal values (all distinct) of the given dtype."""
+    def make(shape, dtype=np.float32):
+        return rng.standard_normal(shape).astype(dtype)
+    return make
+
+
+# ----------------------------------------------------------------------------- argument forms
+
+def to_last(x, channels_first):
+    """Channels-first data -> channels-last (no-op for channels-last)."""
+    return np.moveaxis(x, 1, -1) if channels_first else x
+
+
+def to_first(y, channels_first):
+    """Channels-last result -> the caller's layout."""
+    return np.moveaxis(y, -1, 1) if channels_first else y
+
+
+def window_arg(values, form, channels_first):
+    """A spatial tuple as fastconv accepts it: ``"int"``, ``"spatial"`` list or TF's ``"full"``."""
+    values = list(values)
+    if form == "int" and len(set(values)) == 1:
+        return values[0]
+    if form == "full":
+        return [1, 1] + values if channels_first else [1] + values + [1]
+    return values
+
+
+def padding_arg(padding, form, channels_first):
+    """``"SAME"``/``"VALID"`` (lower case for form ``"int"``) or explicit pairs, spatial or full."""
+    if isinstance(padding, str):
+        return padding.lower() if form == "int" else padding
+    pairs = [list(pair) for pair in padding]
+    if form == "spatial":
+        return pairs
+    return [[0, 0], [0, 0]] + pairs if channels_first else [[0, 0]] + pairs + [[0, 0]]
+
+
+def tf_same_pads(n, k, stride, dilation=1):
+    """TensorFlow's documented SAME rule, written out independently of fastconv.shapes."""
+    out = -(-n // stride)
+    total = max((out - 1) * stride + (k - 1) * dilation + 1 - n, 0)
+    return total // 2, total - total // 2
+
+
+def fit_size(base, span, stride, padding, divides):
+    """Smallest size >= ``base`` whose windows divide evenly (or not) with this padding.
+
+    ``span`` is the effective window ``(k - 1) * d + 1``; ``padding`` is ``"SAME"``, ``"VALID"`` or
+    a ``(before, after)`` pair. With stride 1 everything divides, so ``base`` (or the smallest
+    size that fits) is returned.
+    """
+    for n in range(max(base, 1), base + 4 * stride + span + 4):
+        if padding == "SAME":
+            rest = n
+        else:
+            pad = 0 if padding == "VALID" else sum(padding)
+            rest = n + pad - span
+            if rest < 0:
+                continue
+        if stride == 1 or (rest % stride == 0) == divides:
+            return n
+    raise AssertionError("no size found")
+
+
+def out_size(n, span, stride, padding):
+    """Expected output length along one dim (independent of fastconv)."""
+    if padding == "SAME":
+        return -(-n // stride)
+    pad = 0 if padding == "VALID" else sum(padding)
+    return (n + pad - span) // stride + 1
+
+
+@pytest.fixture
+def tools():
+    """Argument-form and size helpers for building fastconv calls from grid cases."""
+    return SimpleNamespace(to_last=to_last, to_first=to_first, window=window_arg,
+                           padding=padding_arg, fit_size=fit_size, out_size=out_size,
+                           same_pads=tf_same_pads, layouts=LAYOUTS)
+
+
+# ----------------------------------------------------------------------------- TensorFlow
+
+@pytest.fixture(scope="session")
+def tf():
+    return pytest.importorskip("tensorflow")
+
+
+@pytest.fixture(scope="session")
+def tfo(tf):
+    return TFOracle(tf)
+
+
+def dilate_filter(w, dilations):
+    """Insert ``d - 1`` zeros between filter taps: a dilated conv as an undilated one."""
+    n = len(dilations)
+    shape = tuple((k - 1) * d + 1 for k, d in zip(w.shape[:n], dilations)) + w.shape[n:]
+    out = np.zeros(shape, w.dtype)
+    out[tuple(slice(None, None, d) for d in dilations)] = w
+    return out
+
+
+class TFOracle:
+    """TensorFlow computing each fastconv op on the caller's layout and dtype.
+
+    Arguments are normalised: ``strides``/``dilations``/``ksize`` are spatial tuples, ``padding``
+    is ``"SAME"``, ``"VALID"`` or a tuple of spatial ``(before, after)`` pairs. Results are NumPy
+    arrays in the caller's layout.
+    """
+
+    def __init__(self, tf):
+        self.tf = tf
+
+    def _t(self, x):
+        return self.tf.constant(np.ascontiguousarray(x))
+
+    @staticmethod
+    def _tf_padding(padding):
+        if isinstance(padding, str):
+            return padding
+        return [[0, 0]] + [list(p) for p in padding] + [[0, 0]]
+
+    def _pads(self, x_last, kernel, strides, dilations, padding):
+        """Per-dim (before, after) pairs for SAME/VALID/explicit."""
+        spatial = x_last.shape[1:-1]
+        if padding == "SAME":
+            return [tf_same_pads(n, k, s, d) for n, k, s, d in
+                    zip(spatial, kernel, strides, dilations)]
+        if padding == "VALID":
+            return [(0, 0)] * len(spatial)
+        return [tuple(p) for p in padding]
+
+    # -- convolutions
+
+    def conv(self, x, w, strides, padding, dilations=None, channels_first=False, bias=None,
+             activation=None):
+        tf = self.tf
+        n = x.ndim - 2
+        strides = tuple(strides)
+        dilations = tuple(dilations or (1,) * n)
+        xl = to_last(x, channels_first)
+        if n == 3:
+            y = self._conv3d(xl, w, strides, padding, dilations)
+        elif n == 2:
+            y = tf.nn.conv2d(self._t(xl), self._t(w), [1, *strides, 1], self._tf_padding(padding),
+                             dilations=[1, *dilations, 1])
+        elif isinstance(padding, str):
+            y = tf.nn.conv1d(self._t(xl), self._t(w), strides[0], padding,
+                             dilations=dilations[0])
+        else:  # tf.nn.conv1d has no explicit padding; it is conv2d with a unit height anyway
+            y = tf.nn.conv2d(self._t(xl[:, None]), self._t(w[None]), [1, 1, strides[0], 1],
+                             [[0, 0], [0, 0], list(padding[0]), [0, 0]],
+                             dilations=[1, 1, dilations[0], 1])[:, 0]
+        if bias is not None:
+            y = tf.nn.bias_add(y, self._t(bias))
+        if activation is not None:
+            y = getattr(tf.nn, activation)(y)
+        return to_first(np.asarray(y), channels_first)
+
+    def _conv3d(self, xl, w, strides, padding, dilations):
+        # TF's CPU Conv3D has no dilation and no groups: zero-insert the filter, split the
+        # groups. Its float64 kernel is also wrong for some strided 1-wide filters (e.g. a
+        # 1x1x1 filter with strides (1, 2, 3)), so run stride 1 on the explicitly padded
+        # input and subsample, which is exact.
+        tf = self.tf
+        pads = self._pads(xl, w.shape[:3], strides, dilations, padding)
+        if any(d > 1 for d in dilations):
+            w = dilate_filter(w, dilations)
+        xl = np.pad(xl, [(0, 0)] + pads + [(0, 0)])
+        group_in, out_channels = w.shape[-2], w.shape[-1]
+        groups = xl.shape[-1] // group_in
+        group_out = out_channels // groups
+        parts = [tf.nn.conv3d(self._t(xl[..., g * group_in:(g + 1) * group_in]),
+                              self._t(w[..., g * group_out:(g + 1) * group_out]),
+                              [1, 1, 1, 1, 1], "VALID") for g in range(groups)]
+        y = np.asarray(tf.concat(parts, axis=-1))
+        return y[:, ::strides[0], ::strides[1], ::strides[2]]
+
+    def depthwise(self, x, w, strides, padding, dilations=(1, 1), channels_first=False):
+        tf = self.tf
+        xl = to_last(x, channels_first)
+        strides, dilations = tuple(strides), tuple(dilations)
+        if max(dilations) > 1 and max(strides) > 1:
+            # TF warns and returns wrong shapes for dilation with strides: run stride 1 on the
+            # same padded input and subsample.
+            pads = self._pads(xl, w.shape[:2], strides, dilations, padding)
+            y = tf.nn.depthwise_conv2d(self._t(xl), self._t(w), [1, 1, 1, 1],
+                                       self._tf_padding(pads), dilations=list(dilations))
+            y = np.asarray(y)[:, ::strides[0], ::strides[1]]
+        else:
+            y = np.asarray(tf.nn.depthwise_conv2d(self._t(xl), self._t(w), [1, *strides, 1],
+                                                  self._tf_padding(padding),
+                                                  dilations=list(dilations)))
+        return to_first(y, channels_first)
+
+    def conv_transpose(self, x, w, out_spatial, strides, padding, dilations=(1, 1),
+                       channels_first=False):
+        # TF's CPU Conv2DBackpropInput refuses dilation with strides: zero-insert the filter.
+        xl = to_last(x, channels_first)
+        if max(dilations) > 1:
+            w = dilate_filter(w, dilations)
+        shape = (xl.shape[0], *out_spatial, w.shape[2])
+        y = self.tf.nn.conv2d_transpose(self._t(xl), self._t(w), shape, [1, *strides, 1],
+                                        self._tf_padding(padding))
+        return to_first(np.asarray(y), channels_first)
+
+    # -- pooling
+
+    def pool(self, kind, x, ksize, strides, padding, channels_first=False):
+        tf = self.tf
+        n = x.ndim - 2
+        xl = to_last(x, channels_first)
+        ksize, strides = tuple(ksize), tuple(strides)
+        if n == 3 and (x.dtype == np.float64 or not isinstance(padding, str)):
+            y = self._pool3d_patches(kind, xl, ksize, strides, padding)
+        else:
+            op = getattr(tf.nn, f"{kind}_pool{n}d")
+            y = np.asarray(op(self._t(xl), list(ksize), list(strides),
+                              self._tf_padding(padding)))
+        return to_first(y, channels_first)
+
+    def _pool3d_patches(self, kind, xl, ksize, strides, padding):
+        """3-D pooling via tf.extract_volume_patches (TF's CPU MaxPool3D/AvgPool3D lack float64
+        and explicit padding). Every window holds a real cell, so -inf padding is exact for max."""
+        tf = self.tf
+        pads = [(0, 0)] + self._pads(xl, ksize, strides, (1, 1, 1), padding) + [(0, 0)]
+        channels = xl.shape[-1]
+
+        def windows(a):
+            patches = np.asarray(tf.extract_volume_patches(self._t(a), [1, *ksize, 1],
+                                                           [1, *strides, 1], "VALID"))
+            return patches.reshape(patches.shape[:-1] + (-1, a.shape[-1]))
+
+        if kind == "max":
+            return windows(np.pad(xl, pads, constant_values=-np.inf)).max(axis=-2)
+        sums = windows(np.pad(xl, pads)).sum(axis=-2)
+        mask = np.pad(np.ones(xl.shape[:-1] + (1,), xl.dtype), pads)
+        counts = windows(mask).sum(axis=-2)
+        assert sums.shape[-1] == channels
+        return sums / counts
+
+    def global_pool(self, kind, x, channels_first=False, keepdims=False):
+        layer = {"max": self.tf.keras.layers.GlobalMaxPooling2D,
+                 "avg": self.tf.keras.layers.GlobalAveragePooling2D}[kind]
+        fmt = "channels_first" if channels_first else "channels_last"
+        return np.asarray(layer(data_format=fmt, keepdims=keepdims, dtype=x.dtype.name)(x))
+
+    def zero_pad(self, x, padding, channels_first=False):
+        fmt = "channels_first" if channels_first else "channels_last"
+        layer = self.tf.keras.layers.ZeroPadding2D(padding, data_format=fmt, dtype=x.dtype.name)
+        return np.asarray(layer(x))
