@@ -40,7 +40,12 @@ def _data(value, name, device, dtype=None):
     Arrays (NumPy, TF tensors, device arrays) keep their dtype, which is then checked; plain
     Python lists and scalars are converted to ``dtype``, as ``tf.convert_to_tensor`` would.
     """
-    if device != "cuda" or not is_device_array(value):
+    if device == "cuda" and is_device_array(value):
+        # Stays on the GPU; strided numba device arrays are copied there so reshape works.
+        from .cuda.launch import device_contiguous
+
+        value = device_contiguous(value)
+    else:
         if not _is_array_like_with_dtype(value):
             host = as_host_array(value, name)
             if host.dtype.kind not in "biuf":
@@ -60,6 +65,7 @@ def _split(shape, channels_first):
     """Return (batch, channels, spatial sizes) of a data-layout shape."""
     if channels_first:
         return shape[0], shape[1], tuple(shape[2:])
+    shape = tuple(shape)  # the CUDA simulator's shapes refuse negative indices
     return shape[0], shape[-1], tuple(shape[1:-1])
 
 
@@ -98,7 +104,8 @@ def _conv(n_spatial, input, filters, strides, padding, data_format, dilations, b
                                  allow_none_default=1)
     padding = parse_padding(padding, n_spatial, channels_first)
     batch, channels, spatial = _split(x.shape, channels_first)
-    kernel, group_in, out_channels = tuple(w.shape[:-2]), w.shape[-2], w.shape[-1]
+    *kernel, group_in, out_channels = tuple(w.shape)
+    kernel = tuple(kernel)
     if min(kernel, default=1) < 1 or group_in < 1 or out_channels < 1:
         raise ValueError(f"filters must have non-zero sizes, got shape {tuple(w.shape)}")
     if channels % group_in:

@@ -19,8 +19,15 @@ CACHE_DIR = os.environ.get("FASTCONV_CACHE_DIR", "")
 #: Numba threading layer; "threadsafe" picks omp or tbb, both safe under concurrent Python threads.
 THREADING_LAYER = os.environ.get("FASTCONV_THREADING_LAYER", "threadsafe")
 
-#: CUDA launch shapes: threads per block for pooling / elementwise kernels and conv tile sizes.
+#: Threads per block of the CUDA pooling, global pooling and zero-padding kernels.
 CUDA_THREADS_PER_BLOCK = _int("FASTCONV_CUDA_THREADS_PER_BLOCK", 256)
+
+#: CUDA conv tiles: a block computes TILE_H x TILE_W output pixels for TILE_K output channels,
+#: staging TILE_C input channels at a time in shared memory; each thread keeps a register tile
+#: of THREAD_PIXELS pixels x THREAD_K channels. The kernels fit these down to small problems.
 CUDA_CONV_TILE_W = _int("FASTCONV_CUDA_CONV_TILE_W", 16)
 CUDA_CONV_TILE_H = _int("FASTCONV_CUDA_CONV_TILE_H", 8)
-CUDA_CONV_TILE_K = _int("FASTCONV_CUDA_CONV_TILE_K", 4)
+CUDA_CONV_TILE_K = _int("FASTCONV_CUDA_CONV_TILE_K", 32)
+CUDA_CONV_TILE_C = _int("FASTCONV_CUDA_CONV_TILE_C", 8)
+CUDA_CONV_THREAD_PIXELS = _int("FASTCONV_CUDA_CONV_THREAD_PIXELS", 4)
+CUDA_CONV_THREAD_K = _int("FASTCONV_CUDA_CONV_THREAD_K", 4)

@@ -15,8 +15,12 @@ ACTIVATIONS = {None: 0, "linear": 0, "relu": 1, "relu6": 2, "sigmoid": 3, "tanh"
 
 
 def is_device_array(value):
-    """True for arrays living on a CUDA device (``__cuda_array_interface__``)."""
-    return hasattr(value, "__cuda_array_interface__")
+    """True for arrays living on a CUDA device (``__cuda_array_interface__``).
+
+    The CUDA simulator's device arrays have no such attribute; their type's module names them.
+    """
+    return (hasattr(value, "__cuda_array_interface__")
+            or type(value).__module__.startswith("numba.cuda.simulator"))
 
 
 def array_dtype(value):

@@ -1,0 +1,82 @@
+"""Registers the CUDA implementations with :mod:`fastconv.dispatch`.
+
+:mod:`fastconv.dispatch` imports this module the first time a problem runs on ``"cuda"``;
+importing it where no GPU can run raises the RuntimeError that the caller then sees.
+
+Each ``run_*`` views its arguments as numba device arrays (zero-copy for GPU arrays, one copy
+in for host arrays, so mixed host/device arguments work), allocates the output on the device,
+launches one kernel on the default stream, and returns the output as the kind of array the
+input was: NumPy in -> NumPy out (synchronous), CuPy in -> CuPy, torch in -> torch, any other
+GPU array -> a numba device array (asynchronous, like any kernel launch).
+"""
+
+import numpy as np
+
+from ..dispatch import Implementation, register
+from .launch import require_cuda
+
+require_cuda()
+
+from . import launch  # noqa: E402  (numba.cuda is imported only once a GPU is known)
+from .conv import launch_conv  # noqa: E402
+from .pool import launch_global_pool, launch_pool, launch_zero_pad  # noqa: E402
+
+
+def _zeros_like_result(shape, problem):
+    return launch.result_like(launch.to_device(np.zeros(shape, problem.dtype)), problem.x)
+
+
+def run_conv(problem):
+    """Tiled direct convolution; conv2d_transpose as a flipped conv over the spread input."""
+    if 0 in problem.out_shape or 0 in problem.x.shape or 0 in problem.w.shape:
+        return _zeros_like_result(problem.out_shape, problem)
+    device = launch.device_key()
+    x = launch.to_device(problem.x)
+    w = launch.to_device(problem.w, problem.dtype)
+    bias = None if problem.bias is None else launch.to_device(problem.bias, problem.dtype)
+    out = launch.empty(problem.out_shape, problem.dtype)
+    launch_conv(x, w, bias, out, problem.geometry, problem.groups, problem.activation,
+                problem.channels_first, problem.kind == "transpose", device)
+    return launch.result_like(out, problem.x)
+
+
+def run_pool(problem):
+    """Max or average pooling, one thread per output element."""
+    if 0 in problem.out_shape or 0 in problem.x.shape:
+        return _zeros_like_result(problem.out_shape, problem)
+    x = launch.to_device(problem.x)
+    out = launch.empty(problem.out_shape, problem.dtype)
+    launch_pool(x, out, problem.geometry, problem.kind, problem.channels_first,
+                launch.device_key())
+    return launch.result_like(out, problem.x)
+
+
+def run_global_pool(problem):
+    """Global max / mean: a block per (batch item, channel block), reduced in shared memory."""
+    n, channels = problem.out_shape
+    if n * channels == 0 or 0 in problem.x.shape:
+        return _zeros_like_result(problem.out_shape, problem)
+    x = launch.device_contiguous(launch.to_device(problem.x))
+    positions = int(np.prod(x.shape)) // (n * channels)
+    x3 = x.reshape((n, channels, positions) if problem.channels_first
+                   else (n, positions, channels))
+    out = launch.empty((n, channels), problem.dtype)
+    launch_global_pool(x3, out, problem.kind, problem.channels_first, launch.device_key())
+    return launch.result_like(out, problem.x)
+
+
+def run_zero_pad(problem):
+    """Zero padding: every output element written once (input value or zero)."""
+    if 0 in problem.out_shape or 0 in problem.x.shape:
+        return _zeros_like_result(problem.out_shape, problem)
+    x = launch.to_device(problem.x)
+    out = launch.empty(problem.out_shape, problem.dtype)
+    launch_zero_pad(x, out, problem.pads, problem.channels_first, launch.device_key())
+    return launch.result_like(out, problem.x)
+
+
+register(Implementation("conv", "cuda", "tiled", run_conv))
+register(Implementation("max_pool", "cuda", "direct", run_pool))
+register(Implementation("avg_pool", "cuda", "direct", run_pool))
+register(Implementation("global_pool", "cuda", "direct", run_global_pool))
+register(Implementation("zero_pad", "cuda", "direct", run_zero_pad))

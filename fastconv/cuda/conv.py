@@ -1,0 +1,329 @@
+"""Tiled direct convolution on the GPU: conv1d/2d/3d, grouped, depthwise and transposed.
+
+One kernel serves every convolution. A block computes a tile of ``rows x cols`` output pixels
+of one ``(batch, output depth)`` slice for ``block_channels`` output channels of one group:
+
+1. for each kernel depth offset and each stage of ``stage_channels`` input channels, the block
+   copies the input patch its outputs read (the tile plus its halo) and the matching weights
+   into shared memory, with consecutive threads reading consecutive addresses;
+2. each thread then accumulates a register tile of ``pixels x channels`` outputs from shared
+   memory (an outer product per kernel offset and input channel);
+3. the store adds the bias and applies the activation.
+
+Padding is never materialised: the tile loader reads zero outside the input. Transposed convs
+(``conv2d_transpose``) run as a stride-1 conv of the input spread by the strides, with the
+kernel flipped and its in/out channels swapped (the CPU's trick), except that the spreading and
+the flip happen in the loaders' index arithmetic: the zeros are never stored anywhere.
+
+The window, strides, dilations, layout, activation and tile shape are compile-time constants
+of each kernel (so the inner loops unroll and the accumulators stay in registers); kernels are
+memoised on them, on the dtype and on the device.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+
+from numba import cuda, int32
+
+from .. import config
+from .activation import activation_function
+from .launch import numba_float
+
+#: Static shared memory per block on every CUDA GPU since Kepler.
+SHARED_MEMORY_BYTES = 48 * 1024
+MAX_THREADS_PER_BLOCK = 1024
+
+
+@dataclass(frozen=True)
+class ConvTile:
+    """The work of one thread block and one thread (see the module docstring)."""
+
+    rows: int  # output rows per block
+    cols: int  # output columns per block
+    pixels: int  # output pixels per thread (register tile)
+    channels: int  # output channels per thread (register tile)
+    block_channels: int  # output channels per block, a multiple of ``channels``
+    stage_channels: int  # input channels staged in shared memory at a time
+
+    @property
+    def pixel_threads(self):
+        return -(-self.rows * self.cols // self.pixels)
+
+    @property
+    def threads(self):
+        return self.pixel_threads * (self.block_channels // self.channels)
+
+    def shared_bytes(self, window, strides, dilations, itemsize):
+        """Bytes of shared memory for the input patch and the weights of one stage."""
+        _, r_, s_ = window
+        patch_rows = (self.rows - 1) * strides[1] + (r_ - 1) * dilations[1] + 1
+        patch_cols = (self.cols - 1) * strides[2] + (s_ - 1) * dilations[2] + 1
+        weights = r_ * s_ * self.stage_channels * self.block_channels
+        return (self.stage_channels * patch_rows * patch_cols + weights) * itemsize
+
+
+def choose_tile(out_rows, out_cols, group_in, group_out, window, strides, dilations, itemsize):
+    """Fit the configured tile to a problem: no threads for rows or channels that do not exist,
+    and shrink until the shared-memory patch fits.
+
+    A conv1d (one output row) spends the configured ``TILE_H x TILE_W`` pixels on one row.
+    """
+    pixels_per_block = max(1, config.CUDA_CONV_TILE_H * config.CUDA_CONV_TILE_W)
+    rows = max(1, min(config.CUDA_CONV_TILE_H, out_rows))
+    cols = max(1, min(pixels_per_block // rows, out_cols))
+    channels = max(1, min(config.CUDA_CONV_THREAD_K, group_out))
+    block_channels = channels * max(1, min(config.CUDA_CONV_TILE_K // channels,
+                                           -(-group_out // channels)))
+    stage = max(1, min(config.CUDA_CONV_TILE_C, group_in))
+    pixels = max(1, min(config.CUDA_CONV_THREAD_PIXELS, rows * cols))
+    tile = ConvTile(rows, cols, pixels, channels, block_channels, stage)
+    # Shrink the largest contributor until the patch and weights fit in shared memory.
+    while tile.shared_bytes(window, strides, dilations, itemsize) > SHARED_MEMORY_BYTES:
+        if tile.stage_channels > 1:
+            tile = _replace(tile, stage_channels=tile.stage_channels // 2)
+        elif tile.block_channels > tile.channels:
+            tile = _replace(tile, block_channels=max(tile.channels, tile.block_channels // 2
+                                                     // tile.channels * tile.channels))
+        elif tile.rows > 1 or tile.cols > 1:
+            rows, cols = ((tile.rows // 2, tile.cols) if tile.rows >= tile.cols
+                          else (tile.rows, tile.cols // 2))
+            tile = _replace(tile, rows=max(rows, 1), cols=max(cols, 1),
+                            pixels=min(tile.pixels, max(rows, 1) * max(cols, 1)))
+        else:
+            raise ValueError(f"the conv window {window} with dilations {dilations} needs more "
+                             f"than {SHARED_MEMORY_BYTES} bytes of shared memory per block")
+    if tile.threads > MAX_THREADS_PER_BLOCK:
+        raise ValueError(f"conv tile {tile} needs {tile.threads} threads per block (at most "
+                         f"{MAX_THREADS_PER_BLOCK}); lower fastconv.config.CUDA_CONV_TILE_*")
+    return tile
+
+
+def _replace(tile, **changes):
+    values = dict(tile.__dict__)
+    values.update(changes)
+    return ConvTile(**values)
+
+
+@functools.lru_cache(maxsize=None)
+def conv_kernel(dtype, window, strides, dilations, input_steps, flipped, channels_first,
+                activation, has_bias, tile, device):
+    """Build (once per static configuration) the tiled conv kernel.
+
+    Parameters
+    ----------
+    dtype : str
+        ``"float32"`` or ``"float64"``.
+    window, strides, dilations : tuple of 3 ints
+        Kernel size, strides and dilations per spatial dim (depth, height, width).
+    input_steps : tuple of 3 ints
+        Spacing of the input samples in the virtual input the window slides over: 1 for an
+        ordinary conv, the strides for a transposed conv (its input spread by the strides).
+    flipped : bool
+        Read the filters as ``conv2d_transpose`` gives them, ``(T, R, S, out, in)``, flipped in
+        every spatial dim; otherwise TF's ``(T, R, S, in // groups, out)``.
+    channels_first : bool
+        Arrays are ``(N, C, D, H, W)``; otherwise ``(N, D, H, W, C)``.
+    activation : int
+        Activation code applied after the bias.
+    has_bias : bool
+    tile : ConvTile
+    device : hashable
+        The GPU the kernel is compiled for (part of the memo key only).
+
+    Returns
+    -------
+    kernel
+        ``kernel[(tiles, channel_blocks), tile.threads](x, w, bias, out, pad_d, pad_h, pad_w,
+        groups)``; ``pad_*`` are the virtual input's padding before each spatial dim.
+    """
+    k_d, k_h, k_w = window
+    s_d, s_h, s_w = strides
+    d_d, d_h, d_w = dilations
+    e_d, e_h, e_w = input_steps
+    rows, cols, pixels, channels = tile.rows, tile.cols, tile.pixels, tile.channels
+    block_channels, stage = tile.block_channels, tile.stage_channels
+    pixel_threads, threads = tile.pixel_threads, tile.threads
+    tile_pixels = rows * cols
+    patch_rows = (rows - 1) * s_h + (k_h - 1) * d_h + 1
+    patch_cols = (cols - 1) * s_w + (k_w - 1) * d_w + 1
+    patch_size = stage * patch_rows * patch_cols
+    weights_size = k_h * k_w * stage * block_channels
+    accumulators = pixels * channels
+    ftype = numba_float(dtype)
+    act = activation_function(activation)
+
+    @cuda.jit(device=True)
+    def virtual_to_input(position, step, size):
+        """Input index of a virtual-input position, or -1 for padding / spread zeros."""
+        if step == 1:
+            return position if 0 <= position < size else -1
+        if position < 0 or position % step != 0:
+            return -1
+        index = position // step
+        return index if index < size else -1
+
+    @cuda.jit
+    def conv(x, w, bias, out, pad_d, pad_h, pad_w, groups):
+        patch = cuda.shared.array((stage, patch_rows, patch_cols), ftype)
+        weights = cuda.shared.array((k_h, k_w, stage, block_channels), ftype)
+        acc = cuda.local.array(accumulators, ftype)
+        weight_values = cuda.local.array(channels, ftype)
+        pixel_row = cuda.local.array(pixels, int32)
+        pixel_col = cuda.local.array(pixels, int32)
+
+        if channels_first:
+            in_channels, in_d, in_h, in_w = x.shape[1], x.shape[2], x.shape[3], x.shape[4]
+            out_channels, out_d, out_h, out_w = out.shape[1], out.shape[2], out.shape[3], \
+                out.shape[4]
+        else:
+            in_d, in_h, in_w, in_channels = x.shape[1], x.shape[2], x.shape[3], x.shape[4]
+            out_d, out_h, out_w, out_channels = out.shape[1], out.shape[2], out.shape[3], \
+                out.shape[4]
+        group_in = in_channels // groups
+        group_out = out_channels // groups
+
+        # Which tile: blockIdx.x runs over (n, od, tile row, tile col), blockIdx.y over
+        # (group, block of output channels in the group).
+        tiles_w = (out_w + cols - 1) // cols
+        tiles_h = (out_h + rows - 1) // rows
+        block = cuda.blockIdx.x
+        tile_col = block % tiles_w
+        block //= tiles_w
+        tile_row = block % tiles_h
+        block //= tiles_h
+        od = block % out_d
+        n = block // out_d
+        channel_blocks = (group_out + block_channels - 1) // block_channels
+        group = cuda.blockIdx.y // channel_blocks
+        k_first = (cuda.blockIdx.y % channel_blocks) * block_channels  # within the group
+        oh_first = tile_row * rows
+        ow_first = tile_col * cols
+
+        thread = cuda.threadIdx.x
+        pixel_thread = thread % pixel_threads  # consecutive threads: consecutive pixels
+        channel_thread = thread // pixel_threads
+        for i in range(pixels):
+            pixel = pixel_thread + i * pixel_threads
+            if pixel >= tile_pixels:
+                pixel = 0  # a spare slot: computed, never stored
+            pixel_row[i] = (pixel // cols) * s_h
+            pixel_col[i] = (pixel % cols) * s_w
+        for i in range(accumulators):
+            acc[i] = 0
+
+        h_origin = oh_first * s_h - pad_h
+        w_origin = ow_first * s_w - pad_w
+        for t in range(k_d):
+            d_index = virtual_to_input(od * s_d + t * d_d - pad_d, e_d, in_d)
+            if d_index < 0:
+                continue  # the same for the whole block, so no thread skips a barrier alone
+            for c_first in range(0, group_in, stage):
+                for i in range(thread, patch_size, threads):
+                    if channels_first:  # consecutive threads: consecutive columns
+                        col = i % patch_cols
+                        row = (i // patch_cols) % patch_rows
+                        cc = i // (patch_cols * patch_rows)
+                    else:  # consecutive threads: consecutive channels
+                        cc = i % stage
+                        col = (i // stage) % patch_cols
+                        row = i // (stage * patch_cols)
+                    value = ftype(0)
+                    h_index = virtual_to_input(h_origin + row, e_h, in_h)
+                    w_index = virtual_to_input(w_origin + col, e_w, in_w)
+                    if c_first + cc < group_in and h_index >= 0 and w_index >= 0:
+                        c = group * group_in + c_first + cc
+                        if channels_first:
+                            value = x[n, c, d_index, h_index, w_index]
+                        else:
+                            value = x[n, d_index, h_index, w_index, c]
+                    patch[cc, row, col] = value
+                for i in range(thread, weights_size, threads):
+                    kk = i % block_channels  # consecutive threads: consecutive out channels
+                    cc = (i // block_channels) % stage
+                    s = (i // (block_channels * stage)) % k_w
+                    r = i // (block_channels * stage * k_w)
+                    value = ftype(0)
+                    if k_first + kk < group_out and c_first + cc < group_in:
+                        if flipped:  # conv2d_transpose filters: (T, R, S, out, in), one group
+                            value = w[k_d - 1 - t, k_h - 1 - r, k_w - 1 - s, k_first + kk,
+                                      c_first + cc]
+                        else:
+                            value = w[t, r, s, c_first + cc, group * group_out + k_first + kk]
+                    weights[r, s, cc, kk] = value
+                cuda.syncthreads()
+                for cc in range(stage):
+                    for r in range(k_h):
+                        for s in range(k_w):
+                            for j in range(channels):
+                                weight_values[j] = weights[r, s, cc, channel_thread * channels + j]
+                            for i in range(pixels):
+                                xv = patch[cc, pixel_row[i] + r * d_h, pixel_col[i] + s * d_w]
+                                for j in range(channels):
+                                    acc[i * channels + j] += xv * weight_values[j]
+                cuda.syncthreads()
+
+        for i in range(pixels):
+            pixel = pixel_thread + i * pixel_threads
+            oh = oh_first + pixel // cols
+            ow = ow_first + pixel % cols
+            if pixel < tile_pixels and oh < out_h and ow < out_w:
+                for j in range(channels):
+                    k = k_first + channel_thread * channels + j
+                    if k < group_out:
+                        k_out = group * group_out + k
+                        value = acc[i * channels + j]
+                        if has_bias:
+                            value += bias[k_out]
+                        if channels_first:
+                            out[n, k_out, od, oh, ow] = act(value)
+                        else:
+                            out[n, od, oh, ow, k_out] = act(value)
+
+    return conv
+
+
+def launch_conv(x, w, bias, out, geometry, groups, activation, channels_first, transposed,
+                device):
+    """Run the conv kernel on device arrays; ``out`` is written in place.
+
+    ``geometry`` is the problem's (forward-conv) :class:`fastconv.shapes.Geometry`. For a
+    transposed conv its ``out_sizes`` are the input's sizes and ``in_sizes`` the output's.
+    """
+    if transposed:
+        # Stride-1 conv over the input spread by the strides, padded so that the flipped
+        # window lines up: (k - 1) * d - pad_before cells before (negative crops).
+        window, dilations = geometry.kernel, geometry.dilations
+        strides, input_steps = (1, 1, 1), geometry.strides
+        pads = tuple((k - 1) * d - before for k, d, (before, _) in
+                     zip(window, dilations, geometry.pads))
+        group_in, group_out = w.shape[4], w.shape[3]
+    else:
+        window, strides, dilations = geometry.kernel, geometry.strides, geometry.dilations
+        input_steps = (1, 1, 1)
+        pads = tuple(before for before, _ in geometry.pads)
+        group_in, group_out = w.shape[3], w.shape[4] // groups
+    out_shape = out.shape
+    n = out_shape[0]
+    out_d, out_h, out_w = out_shape[2:] if channels_first else out_shape[1:4]
+    dtype = str(out.dtype)
+    tile = choose_tile(out_h, out_w, group_in, group_out, window, strides, dilations,
+                       out.dtype.itemsize)
+    kernel = conv_kernel(dtype, tuple(window), tuple(strides), tuple(dilations),
+                         tuple(input_steps), bool(transposed), bool(channels_first),
+                         int(activation), bias is not None, tile, device)
+    tiles = n * out_d * (-(-out_h // tile.rows)) * (-(-out_w // tile.cols))
+    channel_blocks = groups * (-(-group_out // tile.block_channels))
+    if channel_blocks > 65535:
+        raise ValueError(f"{channel_blocks} blocks of output channels exceed CUDA's grid "
+                         f"limit (65535); raise fastconv.config.CUDA_CONV_TILE_K")
+    if bias is None:
+        bias = _no_bias(dtype, device)  # never read: has_bias is a compile-time False
+    kernel[(tiles, channel_blocks), tile.threads](x, w, bias, out, *pads, groups)
+    return out
+
+
+@functools.lru_cache(maxsize=None)
+def _no_bias(dtype, device):
+    return cuda.device_array(1, dtype=dtype)

@@ -1,0 +1,268 @@
+"""Max/avg pooling, global pooling and zero padding on the GPU.
+
+All three are memory-bound, so the kernels are arranged for coalesced memory access: the
+fastest-varying thread index walks the fastest-varying array dim (channels for channels-last,
+columns for channels-first), and every output element is written exactly once.
+
+Windowed pooling gives each thread one output element and clips its window to the input, which
+gives TF's CPU semantics without materialising padding: max starts from the dtype's lowest
+finite value and ``v > m`` skips NaN; avg divides by the number of real cells. The window and
+strides are compile-time constants of each kernel.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import numpy as np
+from numba import cuda
+
+from .launch import numba_float
+
+#: CUDA's limit on gridDim.y and gridDim.z; larger counts are covered by grid-stride loops.
+GRID_YZ_LIMIT = 65535
+
+
+def _grid(inner, outer, threads):
+    """Grid covering ``inner`` elements along x (one per thread) and ``outer`` rows along y."""
+    return (max(1, -(-inner // threads)), max(1, min(outer, GRID_YZ_LIMIT)))
+
+
+@functools.lru_cache(maxsize=None)
+def pool_kernel(kind, dtype, window, strides, channels_first, device):
+    """Build (once per static configuration) a max or avg pooling kernel.
+
+    Returns ``kernel(x, out, pad_d, pad_h, pad_w)`` over 5-D arrays in the data layout, to be
+    launched on :func:`_grid` of (inner, outer) where inner is ``OW * C`` (channels-last) or
+    ``OH * OW`` (channels-first) and outer the product of the remaining output dims.
+    """
+    k_d, k_h, k_w = window
+    s_d, s_h, s_w = strides
+    is_max = kind == "max"
+    ftype = numba_float(dtype)
+    lowest = float(np.finfo(dtype).min)
+
+    @cuda.jit
+    def pool(x, out, pad_d, pad_h, pad_w):
+        if channels_first:
+            channels, in_d, in_h, in_w = x.shape[1], x.shape[2], x.shape[3], x.shape[4]
+            out_d, out_h, out_w = out.shape[2], out.shape[3], out.shape[4]
+            inner_size = out_h * out_w
+            outer_size = x.shape[0] * channels * out_d
+        else:
+            in_d, in_h, in_w, channels = x.shape[1], x.shape[2], x.shape[3], x.shape[4]
+            out_d, out_h, out_w = out.shape[1], out.shape[2], out.shape[3]
+            inner_size = out_w * channels
+            outer_size = x.shape[0] * out_d * out_h
+        inner = cuda.blockIdx.x * cuda.blockDim.x + cuda.threadIdx.x
+        if inner >= inner_size:
+            return
+        for outer in range(cuda.blockIdx.y, outer_size, cuda.gridDim.y):
+            if channels_first:
+                ow = inner % out_w
+                oh = inner // out_w
+                od = outer % out_d
+                c = (outer // out_d) % channels
+                n = outer // (out_d * channels)
+            else:
+                c = inner % channels
+                ow = inner // channels
+                oh = outer % out_h
+                od = (outer // out_h) % out_d
+                n = outer // (out_h * out_d)
+            d_first = od * s_d - pad_d
+            h_first = oh * s_h - pad_h
+            w_first = ow * s_w - pad_w
+            d_stop = min(d_first + k_d, in_d)
+            h_stop = min(h_first + k_h, in_h)
+            w_stop = min(w_first + k_w, in_w)
+            d_first = max(d_first, 0)
+            h_first = max(h_first, 0)
+            w_first = max(w_first, 0)
+            result = ftype(lowest) if is_max else ftype(0)
+            for d in range(d_first, d_stop):
+                for h in range(h_first, h_stop):
+                    for w in range(w_first, w_stop):
+                        if channels_first:
+                            value = x[n, c, d, h, w]
+                        else:
+                            value = x[n, d, h, w, c]
+                        if is_max:
+                            if value > result:  # False for NaN: NaN never wins, as on TF's CPU
+                                result = value
+                        else:
+                            result += value
+            if is_max:
+                stored = result
+            else:  # a new name: reassigning ``result`` would retype the sum as float64
+                stored = result / ((d_stop - d_first) * (h_stop - h_first) * (w_stop - w_first))
+            if channels_first:
+                out[n, c, od, oh, ow] = stored
+            else:
+                out[n, od, oh, ow, c] = stored
+
+    return pool
+
+
+def launch_pool(x, out, geometry, kind, channels_first, device):
+    """Run max or avg pooling of device array ``x`` into ``out`` (both 5-D, data layout)."""
+    from .. import config
+
+    threads = config.CUDA_THREADS_PER_BLOCK
+    kernel = pool_kernel(kind, str(out.dtype), tuple(geometry.kernel), tuple(geometry.strides),
+                         bool(channels_first), device)
+    if channels_first:
+        n, c, out_d, out_h, out_w = out.shape
+        inner, outer = out_h * out_w, n * c * out_d
+    else:
+        n, out_d, out_h, out_w, c = out.shape
+        inner, outer = out_w * c, n * out_d * out_h
+    pads = tuple(before for before, _ in geometry.pads)
+    kernel[_grid(inner, outer, threads), threads](x, out, *pads)
+    return out
+
+
+# ----------------------------------------------------------------------------- global pooling
+
+@functools.lru_cache(maxsize=None)
+def global_pool_kernel(kind, dtype, channels_first, block_channels, block_rows, device):
+    """Build a global max/mean kernel over ``(N, S, C)`` (or ``(N, C, S)``) arrays.
+
+    A block owns one batch item and ``block_channels`` channels; its ``block_rows`` rows of
+    threads stride over the spatial positions, then combine their partial results in shared
+    memory (a tree; ``block_rows`` is a power of two). Max propagates NaN, like
+    ``tf.reduce_max``.
+    """
+    is_max = kind == "max"
+    ftype = numba_float(dtype)
+
+    @cuda.jit(device=True)
+    def combine(a, b):
+        if is_max:
+            if a != a:
+                return a
+            if b != b or b > a:
+                return b
+            return a
+        return a + b
+
+    @cuda.jit
+    def global_pool(x, out):
+        partial = cuda.shared.array((block_rows, block_channels), ftype)
+        if channels_first:
+            channels, size = x.shape[1], x.shape[2]
+            row = cuda.threadIdx.x % block_rows  # consecutive threads: consecutive positions
+            column = cuda.threadIdx.x // block_rows
+        else:
+            size, channels = x.shape[1], x.shape[2]
+            column = cuda.threadIdx.x % block_channels  # consecutive threads: channels
+            row = cuda.threadIdx.x // block_channels
+        channel_blocks = (channels + block_channels - 1) // block_channels
+        n = cuda.blockIdx.x // channel_blocks
+        c = (cuda.blockIdx.x % channel_blocks) * block_channels + column
+        result = ftype(-np.inf) if is_max else ftype(0)
+        if c < channels:
+            for s in range(row, size, block_rows):
+                if channels_first:
+                    result = combine(result, x[n, c, s])
+                else:
+                    result = combine(result, x[n, s, c])
+        partial[row, column] = result
+        cuda.syncthreads()
+        half = block_rows // 2
+        while half > 0:
+            if row < half:
+                partial[row, column] = combine(partial[row, column], partial[row + half, column])
+            cuda.syncthreads()
+            half //= 2
+        if row == 0 and c < channels:
+            if is_max:
+                out[n, c] = partial[0, column]
+            else:
+                out[n, c] = partial[0, column] / size
+
+    return global_pool
+
+
+def launch_global_pool(x3, out, kind, channels_first, device):
+    """Global max/mean of a contiguous 3-D device array ``(N, S, C)`` / ``(N, C, S)``."""
+    from .. import config
+
+    threads = config.CUDA_THREADS_PER_BLOCK
+    n, channels = out.shape
+    if channels_first:
+        block_channels = 1  # a block per (n, c); its threads walk the contiguous positions
+    else:
+        block_channels = max(1, min(32, channels, threads))
+    block_rows = 1 << max(0, (threads // block_channels).bit_length() - 1)  # a power of two
+    kernel = global_pool_kernel(kind, str(out.dtype), bool(channels_first), block_channels,
+                                block_rows, device)
+    blocks = n * -(-channels // block_channels)
+    kernel[blocks, block_channels * block_rows](x3, out)
+    return out
+
+
+# ----------------------------------------------------------------------------- zero padding
+
+@functools.lru_cache(maxsize=None)
+def zero_pad_kernel(dtype, channels_first, device):
+    """Build a kernel writing every output element once: an input value or zero."""
+    ftype = numba_float(dtype)
+
+    @cuda.jit
+    def zero_pad(x, out, pad_d, pad_h, pad_w):
+        if channels_first:
+            channels, in_d, in_h, in_w = x.shape[1], x.shape[2], x.shape[3], x.shape[4]
+            out_d, out_h, out_w = out.shape[2], out.shape[3], out.shape[4]
+            inner_size = out_h * out_w
+            outer_size = x.shape[0] * channels * out_d
+        else:
+            in_d, in_h, in_w, channels = x.shape[1], x.shape[2], x.shape[3], x.shape[4]
+            out_d, out_h, out_w = out.shape[1], out.shape[2], out.shape[3]
+            inner_size = out_w * channels
+            outer_size = x.shape[0] * out_d * out_h
+        inner = cuda.blockIdx.x * cuda.blockDim.x + cuda.threadIdx.x
+        if inner >= inner_size:
+            return
+        for outer in range(cuda.blockIdx.y, outer_size, cuda.gridDim.y):
+            if channels_first:
+                ow = inner % out_w
+                oh = inner // out_w
+                od = outer % out_d
+                c = (outer // out_d) % channels
+                n = outer // (out_d * channels)
+            else:
+                c = inner % channels
+                ow = inner // channels
+                oh = outer % out_h
+                od = (outer // out_h) % out_d
+                n = outer // (out_h * out_d)
+            d, h, w = od - pad_d, oh - pad_h, ow - pad_w
+            value = ftype(0)
+            if 0 <= d < in_d and 0 <= h < in_h and 0 <= w < in_w:
+                if channels_first:
+                    value = x[n, c, d, h, w]
+                else:
+                    value = x[n, d, h, w, c]
+            if channels_first:
+                out[n, c, od, oh, ow] = value
+            else:
+                out[n, od, oh, ow, c] = value
+
+    return zero_pad
+
+
+def launch_zero_pad(x, out, pads, channels_first, device):
+    """Copy device array ``x`` into the interior of ``out`` and zero the border (5-D arrays)."""
+    from .. import config
+
+    threads = config.CUDA_THREADS_PER_BLOCK
+    kernel = zero_pad_kernel(str(out.dtype), bool(channels_first), device)
+    if channels_first:
+        n, c, out_d, out_h, out_w = out.shape
+        inner, outer = out_h * out_w, n * c * out_d
+    else:
+        n, out_d, out_h, out_w, c = out.shape
+        inner, outer = out_w * c, n * out_d * out_h
+    kernel[_grid(inner, outer, threads), threads](x, out, *(before for before, _ in pads))
+    return out
