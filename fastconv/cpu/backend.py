@@ -8,6 +8,7 @@ import numpy as np
 
 from ..dispatch import Implementation, register
 from .conv import conv_direct_ndhwc, pad_ndhwc
+from .conv_blocked import block_channels, conv_blocked, pack_weights
 from .layout import channels_last_shape, from_channels_last, to_channels_last
 from .pool import avg_pool_ndhwc, global_pool_nsc, max_pool_ndhwc
 from .threads import parallel_region
@@ -42,6 +43,78 @@ def run_conv_direct(problem):
         conv_direct_ndhwc(xp, w, _bias_or_empty(problem.bias, problem.dtype), out, *strides,
                           *g.dilations, problem.groups, problem.activation)
     return from_channels_last(out, problem.channels_first)
+
+
+def _element_strides(array, channels_first):
+    """Element strides of a 5-D array as (batch, channel, depth, height, width)."""
+    steps = [stride // array.itemsize for stride in array.strides]
+    order = (0, 1, 2, 3, 4) if channels_first else (0, 4, 1, 2, 3)
+    return np.array([steps[axis] for axis in order], dtype=np.int64)
+
+
+def _pad_spatial(x, pads, channels_first):
+    """Zero-pad the three spatial dims of a 5-D array in its own layout."""
+    if not any(sum(pads, ())):
+        return np.ascontiguousarray(x)
+    first = 2 if channels_first else 1
+    shape = list(x.shape)
+    interior = [slice(None)] * 5
+    for axis, (before, after) in enumerate(pads):
+        shape[first + axis] += before + after
+        interior[first + axis] = slice(before, before + x.shape[first + axis])
+    padded = np.zeros(shape, dtype=x.dtype)
+    padded[tuple(interior)] = x
+    return padded
+
+
+def run_conv_blocked(problem):
+    """Register-blocked convolution in the caller's layout (no transposes for NCHW)."""
+    if 0 in problem.out_shape or 0 in problem.x.shape:
+        return _empty_result(problem.out_shape, problem.dtype)
+    g = problem.geometry
+    channels_first = problem.channels_first
+    if problem.kind == "transpose":
+        # The transposed conv becomes a stride-1 conv of an upsampled channels-last input.
+        xp = upsample_and_pad(to_channels_last(problem.x, channels_first), g)
+        x_layout_first = False
+        w = flipped_filters(problem.w)
+        strides = (1, 1, 1)
+    else:
+        xp = _pad_spatial(problem.x, g.pads, channels_first)
+        x_layout_first = channels_first
+        w = problem.w
+        strides = g.strides
+    x_strides = _element_strides(xp, x_layout_first)
+    packed = pack_weights(w, problem.groups, problem.dtype)
+    kernel_w = w.shape[2]
+    if x_strides[1] == 1 and problem.groups == 1 and g.dilations[2] == 1:
+        # Channels-last, one group, no width dilation: a window row's (s, c) pairs are
+        # contiguous, so they form one longer channel loop (fewer, longer inner loops; this
+        # is what makes 1-3 channel layers fast). The packed weights already have that order.
+        n_taps, cg = w.shape[0] * w.shape[1], kernel_w * w.shape[3]
+        packed = packed.reshape(packed.shape[:2] + (n_taps, cg, packed.shape[-1]))
+        kernel_w = 1
+    taps = np.array([t * g.dilations[0] * x_strides[2] + r * g.dilations[1] * x_strides[3]
+                     + s * g.dilations[2] * x_strides[4]
+                     for t in range(w.shape[0]) for r in range(w.shape[1])
+                     for s in range(kernel_w)], dtype=np.int64)
+    out = np.empty(problem.out_shape, problem.dtype)
+    batch, channels, *spatial = (out.shape if channels_first else
+                                 (out.shape[0], out.shape[4]) + out.shape[1:4])
+    out_sizes = np.array([batch, channels] + spatial, dtype=np.int64)
+    with parallel_region():
+        conv_blocked(xp.reshape(-1), x_strides, taps, packed,
+                     _bias_or_empty(problem.bias, problem.dtype), out.reshape(-1),
+                     _element_strides(out, channels_first), out_sizes,
+                     np.array(strides, dtype=np.int64), problem.groups, problem.activation)
+    return out
+
+
+def _blocked_applies(problem):
+    # Output channels per group must fill a good part of a block; depthwise-like convs
+    # (a few channels per group) would waste most lanes.
+    per_group = problem.w.shape[4] // problem.groups
+    return problem.groups == 1 or per_group * 2 >= block_channels(problem.dtype)
 
 
 def run_pool_direct(problem):
@@ -85,6 +158,7 @@ def run_zero_pad(problem):
 
 
 register(Implementation("conv", "cpu", "direct", run_conv_direct))
+register(Implementation("conv", "cpu", "blocked", run_conv_blocked, _blocked_applies, priority=10))
 register(Implementation("max_pool", "cpu", "direct", run_pool_direct))
 register(Implementation("avg_pool", "cpu", "direct", run_pool_direct))
 register(Implementation("global_pool", "cpu", "direct", run_global_pool))

@@ -1,0 +1,154 @@
+"""Register-blocked direct convolution (the fast CPU conv path).
+
+The output is cut into blocks of ``BLOCK_PIXELS`` consecutive pixels of one output row x ``KB``
+output channels; each block is one call of the micro-kernel in :mod:`.microkernel`, which
+keeps the whole block in vector registers while it reduces over kernel taps and input
+channels. Weights are repacked once per call to ``[group, k_block, tap, channel, KB]`` so the
+micro-kernel streams them contiguously.
+
+Inputs arrive padded and in either layout: every index is computed from element strides, so
+NHWC and NCHW (and the 1-D/3-D cases) run the same code with no transposes.
+"""
+
+from __future__ import annotations
+
+import llvmlite.binding as llvm
+import numpy as np
+from numba import njit, prange
+
+from .activation import apply_activation
+from .microkernel import make_block_store, make_microkernel
+
+
+def _host_has_avx512():
+    try:
+        return bool(llvm.get_host_cpu_features().get("avx512f"))
+    except Exception:  # pragma: no cover - exotic hosts: assume the common AVX2 register file
+        return False
+
+
+# Block shapes that keep the accumulator in registers, measured in benchmarks/RESULTS.md:
+# AVX-512 has 32 vector registers, so 12 pixels x 2 zmm (24 accumulators) fit and halve the
+# weight traffic of smaller blocks; AVX2 has 16, where 3 pixels x 4 ymm (12 accumulators) was
+# fastest. Numba's disk cache is keyed by CPU, so the choice frozen into a cached kernel holds.
+if _host_has_avx512():
+    BLOCK_PIXELS, VECTOR_BYTES = 12, 128
+else:
+    BLOCK_PIXELS, VECTOR_BYTES = 3, 128
+
+# One micro-kernel per block width: the full block and every shorter tail of a row.
+micro_1, micro_2, micro_3, micro_4, micro_5, micro_6, micro_7, micro_8, micro_9, micro_10, \
+    micro_11, micro_12 = (make_microkernel(width, VECTOR_BYTES) for width in range(1, 13))
+store_block = make_block_store(VECTOR_BYTES)
+
+
+def block_channels(dtype):
+    """Output channels per block (KB) for ``dtype``."""
+    return VECTOR_BYTES // np.dtype(dtype).itemsize
+
+
+def pack_weights(w, groups, dtype):
+    """Repack (T, R, S, Cg, K) filters to (G, n_kblocks, taps, Cg, KB), zero-filling K."""
+    kb = block_channels(dtype)
+    taps = w.shape[0] * w.shape[1] * w.shape[2]
+    cg, k = w.shape[3], w.shape[4]
+    kg = k // groups
+    n_kblocks = -(-kg // kb)
+    packed = np.zeros((groups, n_kblocks * kb, taps, cg), dtype=dtype)
+    grouped = np.asarray(w, dtype=dtype).reshape(taps, cg, groups, kg)
+    packed[:, :kg] = grouped.transpose(2, 3, 0, 1)
+    packed = packed.reshape(groups, n_kblocks, kb, taps, cg).transpose(0, 1, 3, 4, 2)
+    return np.ascontiguousarray(packed)
+
+
+@njit(inline="always", cache=True)
+def _run_block(width, acc, xf, base, taps, pix, chan, cg, wf, wbase):
+    """Run the micro-kernel compiled for ``width`` pixels (1 <= width <= BLOCK_PIXELS)."""
+    args = (acc, xf, base, taps, pix, chan, cg, wf, wbase)
+    if width == 1:
+        micro_1(*args)
+    elif width == 2:
+        micro_2(*args)
+    elif width == 3 or BLOCK_PIXELS <= 3:
+        micro_3(*args)
+    elif width == 4:
+        micro_4(*args)
+    elif width == 5:
+        micro_5(*args)
+    elif width == 6:
+        micro_6(*args)
+    elif width == 7:
+        micro_7(*args)
+    elif width == 8:
+        micro_8(*args)
+    elif width == 9:
+        micro_9(*args)
+    elif width == 10:
+        micro_10(*args)
+    elif width == 11:
+        micro_11(*args)
+    else:
+        micro_12(*args)
+
+
+@njit(parallel=True, cache=True, nogil=True)
+def conv_blocked(xf, x_strides, taps, wp, bias, out, o_strides, out_sizes, strides, groups, act):
+    """Blocked convolution of a padded, flattened input into a flattened output.
+
+    Parameters
+    ----------
+    xf : 1-D ndarray
+        The padded input, flattened (any layout).
+    x_strides : int64 array (5,)
+        Element strides of the padded input: (batch, channel, depth, height, width).
+    taps : int64 array
+        Element offset of each kernel tap (t, r, s), dilation included.
+    wp : ndarray (G, n_kblocks, taps, Cg, KB)
+        Weights from :func:`pack_weights`.
+    bias : ndarray (K,) or (0,)
+    out : 1-D ndarray
+        The output, flattened; ``o_strides`` are its element strides like ``x_strides``.
+    out_sizes : int64 array (5,)
+        (N, K, OD, OH, OW).
+    strides : int64 array (3,)
+    groups, act : int
+    """
+    n_, k_, od_, oh_, ow_ = out_sizes[0], out_sizes[1], out_sizes[2], out_sizes[3], out_sizes[4]
+    _, n_kb, n_taps, cg, kb = wp.shape
+    kg = k_ // groups
+    sd, sh, sw = strides[0], strides[1], strides[2]
+    xs_n, xs_c, xs_d, xs_h, xs_w = x_strides[0], x_strides[1], x_strides[2], x_strides[3], x_strides[4]
+    os_n, os_c, os_d, os_h, os_w = o_strides[0], o_strides[1], o_strides[2], o_strides[3], o_strides[4]
+    wf = wp.reshape(-1)
+    w_block = n_taps * cg * kb
+    has_bias = bias.shape[0] > 0
+    pix = sw * xs_w
+    rows = n_ * od_ * oh_
+    for job in prange(rows * groups * n_kb):
+        row = job // (groups * n_kb)
+        g = (job // n_kb) % groups
+        blk = job % n_kb
+        n = row // (od_ * oh_)
+        od = (row // oh_) % od_
+        oh = row % oh_
+        acc = np.empty(BLOCK_PIXELS * kb, dtype=out.dtype)
+        k0 = g * kg + blk * kb
+        k_count = min(kb, kg - blk * kb)
+        wbase = (g * n_kb + blk) * w_block
+        row_base = n * xs_n + g * cg * xs_c + od * sd * xs_d + oh * sh * xs_h
+        out_row = n * os_n + od * os_d + oh * os_h
+        # Channels-last full blocks are stored as whole vectors (bias and relu/relu6 fused);
+        # anything else (channels-first, a partial channel block, sigmoid/tanh) element-wise.
+        fast_store = os_c == 1 and k_count == kb and act <= 2
+        for ow0 in range(0, ow_, BLOCK_PIXELS):
+            width = min(BLOCK_PIXELS, ow_ - ow0)
+            _run_block(width, acc, xf, row_base + ow0 * pix, taps, pix, xs_c, cg, wf, wbase)
+            if fast_store:
+                store_block(acc, width, out, out_row + ow0 * os_w + k0, os_w, bias, k0, act)
+            else:
+                for i in range(width):
+                    for j in range(k_count):
+                        v = acc[i * kb + j]
+                        if has_bias:
+                            v += bias[k0 + j]
+                        out[out_row + (ow0 + i) * os_w + (k0 + j) * os_c] = apply_activation(v, act)

@@ -1,0 +1,201 @@
+"""The register-blocked outer-product micro-kernel, emitted as LLVM IR.
+
+One call computes a block of ``WB`` output pixels x ``KB`` output channels::
+
+    for tap in taps:                     # kernel offsets (t, r, s), as element offsets into x
+        for c in range(n_channels):
+            w_vec = w[tap, c, 0:KB]      # one vector of KB weights (repacked, contiguous)
+            for i in range(WB):
+                acc[i, :] += x[base + tap + i * pixel_stride + c * channel_stride] * w_vec
+
+Why IR and not a Numba loop nest: the accumulators must stay in vector registers across the
+whole reduction. Numba's default pipeline leaves SLP vectorisation off and heap-allocates local
+arrays, so a plain loop nest reaches a fraction of the FMA throughput; here the WB x KB
+accumulator is a set of LLVM vectors carried by phi nodes, which LLVM maps straight to
+``ymm``/``zmm`` registers (``KB`` lanes split into as many registers as the target needs).
+Only the pointer arithmetic is generic, so the same kernel serves NHWC and NCHW inputs.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import llvmlite.ir as ir
+from numba import types
+from numba.core import cgutils
+from numba.extending import intrinsic
+
+
+def _loop(builder, count, carried, body, name):
+    """Emit ``for idx in range(count)`` carrying the values ``carried`` (a list of IR values).
+
+    ``body(builder, idx, values) -> new values``; returns the values after the loop. Handles
+    ``count == 0`` (the body never runs).
+    """
+    pre = builder.block
+    header = builder.append_basic_block(f"{name}.header")
+    loop = builder.append_basic_block(f"{name}.body")
+    done = builder.append_basic_block(f"{name}.done")
+    builder.branch(header)
+    builder.position_at_end(header)
+    index = builder.phi(count.type, name=f"{name}.i")
+    index.add_incoming(ir.Constant(count.type, 0), pre)
+    phis = []
+    for value in carried:
+        phi = builder.phi(value.type)
+        phi.add_incoming(value, pre)
+        phis.append(phi)
+    builder.cbranch(builder.icmp_signed("<", index, count), loop, done)
+    builder.position_at_end(loop)
+    new_values = body(builder, index, phis)
+    next_index = builder.add(index, ir.Constant(count.type, 1))
+    latch = builder.block
+    index.add_incoming(next_index, latch)
+    for phi, value in zip(phis, new_values):
+        phi.add_incoming(value, latch)
+    builder.branch(header)
+    builder.position_at_end(done)
+    return phis
+
+
+@functools.lru_cache(maxsize=None)
+def make_microkernel(block_pixels: int, vector_bytes: int):
+    """Return an intrinsic ``micro(acc, x, x_base, taps, pixel_stride, channel_stride,
+    n_channels, w, w_base)`` for a ``block_pixels x KB`` accumulator.
+
+    ``KB = vector_bytes // itemsize`` output channels (so float64 blocks have half the lanes
+    and the same register footprint). ``acc`` (at least WB*KB elements) receives the block
+    row-major (pixel, channel); ``w`` holds ``len(taps) * n_channels`` consecutive vectors of KB
+    weights starting at ``w_base``.
+    """
+    wb = block_pixels
+
+    @intrinsic
+    def micro(typingctx, acc, x, x_base, taps, pixel_stride, channel_stride, n_channels, w,
+              w_base):
+        if not (isinstance(x, types.Array) and isinstance(w, types.Array)
+                and isinstance(acc, types.Array) and x.dtype == w.dtype == acc.dtype
+                and x.dtype in (types.float32, types.float64)):
+            return None
+        sig = types.void(acc, x, types.intp, taps, types.intp, types.intp, types.intp, w,
+                         types.intp)
+
+        kb = vector_bytes // (4 if x.dtype == types.float32 else 8)
+
+        def codegen(context, builder, signature, args):
+            acc_v, x_v, x_base_v, taps_v, pix_v, chan_v, nch_v, w_v, w_base_v = args
+            arrays = [context.make_array(t)(context, builder, v) for t, v in
+                      zip((signature.args[0], signature.args[1], signature.args[3],
+                           signature.args[7]), (acc_v, x_v, taps_v, w_v))]
+            acc_a, x_a, taps_a, w_a = arrays
+            scalar = context.get_value_type(signature.args[1].dtype)
+            align = 4 if signature.args[1].dtype == types.float32 else 8
+            vector = ir.VectorType(scalar, kb)
+            suffix = f"v{kb}f{32 if align == 4 else 64}"
+            fma = cgutils.get_or_insert_function(builder.module,
+                                                 ir.FunctionType(vector, [vector] * 3),
+                                                 f"llvm.fma.{suffix}")
+            intp = context.get_value_type(types.intp)
+            x_ptr = builder.gep(x_a.data, [x_base_v])
+            w_start = builder.gep(w_a.data, [w_base_v])
+            n_taps = builder.extract_value(taps_a.shape, 0)
+            zero = ir.Constant(vector, None)
+            undef_vec = ir.Constant(vector, ir.Undefined)
+            splat_mask = ir.Constant(ir.VectorType(ir.IntType(32), kb), [0] * kb)
+
+            def tap_body(b, t, carried):
+                w_cur, *accs = carried
+                offset = b.load(b.gep(taps_a.data, [t]))
+                tap_ptr = b.gep(x_ptr, [offset])
+
+                def channel_body(b2, c, inner):
+                    w_ptr, *accs2 = inner
+                    w_vec = b2.load(b2.bitcast(w_ptr, vector.as_pointer()), align=align)
+                    x_c = b2.gep(tap_ptr, [b2.mul(c, chan_v)])
+                    updated = []
+                    for i, a in enumerate(accs2):
+                        xi = b2.load(b2.gep(x_c, [b2.mul(ir.Constant(intp, i), pix_v)]))
+                        splat = b2.shuffle_vector(b2.insert_element(undef_vec, xi, ir.Constant(ir.IntType(32), 0)),
+                                                 undef_vec, splat_mask)
+                        updated.append(b2.call(fma, [splat, w_vec, a]))
+                    return [b2.gep(w_ptr, [ir.Constant(intp, kb)])] + updated
+
+                return _loop(b, nch_v, [w_cur] + accs, channel_body, "chan")
+
+            final = _loop(builder, n_taps, [w_start] + [zero] * wb, tap_body, "tap")
+            acc_ptr = builder.bitcast(acc_a.data, vector.as_pointer())
+            for i, value in enumerate(final[1:]):
+                builder.store(value, builder.gep(acc_ptr, [ir.Constant(intp, i)]), align=align)
+            return context.get_dummy_value()
+
+        return sig, codegen
+
+    return micro
+
+
+@functools.lru_cache(maxsize=None)
+def make_block_store(vector_bytes: int):
+    """Return an intrinsic ``store(acc, width, out, out_base, out_pixel_stride, bias, bias_base,
+    act)`` writing ``width`` rows of KB accumulators to contiguous channel runs of ``out``.
+
+    Adds ``bias[bias_base:bias_base + KB]`` when ``bias`` is non-empty and applies relu
+    (``act == 1``) or relu6 (``act == 2``) with vector selects: ``v < 0`` is false for NaN, so
+    NaN passes through as in ``tf.nn.relu``. Other activations are the caller's job.
+    """
+
+    @intrinsic
+    def store(typingctx, acc, width, out, out_base, out_pixel_stride, bias, bias_base, act):
+        if not (isinstance(acc, types.Array) and isinstance(out, types.Array)
+                and isinstance(bias, types.Array) and acc.dtype == out.dtype == bias.dtype
+                and acc.dtype in (types.float32, types.float64)):
+            return None
+        sig = types.void(acc, types.intp, out, types.intp, types.intp, bias, types.intp,
+                         types.intp)
+        kb = vector_bytes // (4 if acc.dtype == types.float32 else 8)
+
+        def codegen(context, builder, signature, args):
+            acc_v, width_v, out_v, out_base_v, stride_v, bias_v, bias_base_v, act_v = args
+            acc_a = context.make_array(signature.args[0])(context, builder, acc_v)
+            out_a = context.make_array(signature.args[2])(context, builder, out_v)
+            bias_a = context.make_array(signature.args[5])(context, builder, bias_v)
+            scalar = context.get_value_type(signature.args[0].dtype)
+            align = 4 if signature.args[0].dtype == types.float32 else 8
+            vector = ir.VectorType(scalar, kb)
+            intp = context.get_value_type(types.intp)
+            zero = ir.Constant(vector, None)
+            six = ir.Constant(vector, [6.0] * kb)
+            n_bias = builder.extract_value(bias_a.shape, 0)
+            has_bias = builder.icmp_signed(">", n_bias, ir.Constant(intp, 0))
+            bias_ptr = builder.bitcast(builder.gep(bias_a.data, [bias_base_v]), vector.as_pointer())
+            # Only dereference bias when present (an empty array's pointer may be anything).
+            with builder.if_else(has_bias) as (then, otherwise):
+                with then:
+                    loaded = builder.load(bias_ptr, align=align)
+                    then_block = builder.block
+                with otherwise:
+                    otherwise_block = builder.block
+            bias_vec = builder.phi(vector)
+            bias_vec.add_incoming(loaded, then_block)
+            bias_vec.add_incoming(zero, otherwise_block)
+            acc_ptr = builder.bitcast(acc_a.data, vector.as_pointer())
+            out_ptr = builder.gep(out_a.data, [out_base_v])
+            relu = builder.icmp_signed(">=", act_v, ir.Constant(intp, 1))
+            relu6 = builder.icmp_signed("==", act_v, ir.Constant(intp, 2))
+
+            def row(b, i, carried):
+                value = b.load(b.gep(acc_ptr, [i]), align=align)
+                value = b.fadd(value, bias_vec)
+                clipped = b.select(b.fcmp_ordered("<", value, zero), zero, value)
+                value = b.select(relu, clipped, value)
+                capped = b.select(b.fcmp_ordered(">", value, six), six, value)
+                value = b.select(relu6, capped, value)
+                target = b.bitcast(b.gep(out_ptr, [b.mul(i, stride_v)]), vector.as_pointer())
+                b.store(value, target, align=align)
+                return []
+
+            _loop(builder, width_v, [], row, "store")
+            return context.get_dummy_value()
+
+        return sig, codegen
+
+    return store
