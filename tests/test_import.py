@@ -1,0 +1,77 @@
+"""``import fastconv`` stays light: no TensorFlow, no Numba, no CUDA until they are needed.
+
+Checked in a fresh interpreter (this test process has imported them already). No timing
+assertions: machines are noisy, and the heavy imports are what would make it slow.
+"""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+HEAVY = ("tensorflow", "keras", "numba", "numba.cuda", "llvmlite")
+
+
+def _fresh(code):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST")}
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            env=env, timeout=120, check=False)
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def _loaded_after(statements):
+    code = (f"import json, sys\n{statements}\n"
+            f"print(json.dumps([m for m in {HEAVY!r} if m in sys.modules]))")
+    return _fresh(code)
+
+
+def test_import_fastconv_loads_no_heavy_modules():
+    assert _loaded_after("import fastconv") == []
+
+
+@pytest.mark.parametrize("statements", [
+    "import fastconv; fastconv.conv_output_size(28, 3, 2, 'VALID'); fastconv.same_padding(5, 4, 1)",
+    "from fastconv import conv2d, max_pool2d, reference as _r",  # the oracle is NumPy only
+    "import fastconv.shapes, fastconv.validation, fastconv.dispatch",
+    "import fastconv; fastconv.__all__; fastconv.conv2d.__doc__",
+])
+def test_light_entry_points_load_no_heavy_modules(statements):
+    assert _loaded_after(statements) == []
+
+
+def test_bad_input_fails_without_compiling_anything():
+    # Validation runs before dispatch, so an invalid call never imports the Numba backend.
+    code = ("import numpy as np, fastconv\n"
+            "try:\n"
+            "    fastconv.conv2d(np.zeros((1, 4, 4, 2), np.float32), np.zeros((3, 3, 3, 1), "
+            "np.float32), 1, 'SAME')\n"
+            "except ValueError:\n"
+            "    pass\n"
+            "else:\n"
+            "    raise SystemExit('no error')")
+    assert _loaded_after(code) == []
+
+
+def test_first_cpu_call_loads_numba_but_not_tensorflow_or_cuda():
+    code = ("import numpy as np, fastconv\n"
+            "y = fastconv.max_pool2d(np.arange(16.0).reshape(1, 4, 4, 1), 2, 2, 'VALID')\n"
+            "assert y.ravel().tolist() == [5.0, 7.0, 13.0, 15.0]")
+    loaded = _loaded_after(code)
+    assert "numba" in loaded
+    assert "tensorflow" not in loaded and "numba.cuda" not in loaded
+
+
+def test_public_api_is_complete():
+    import fastconv
+
+    expected = {"conv1d", "conv2d", "conv3d", "depthwise_conv2d", "conv2d_transpose",
+                "max_pool1d", "max_pool2d", "max_pool3d", "avg_pool1d", "avg_pool2d",
+                "avg_pool3d", "global_max_pool2d", "global_avg_pool2d", "zero_pad2d",
+                "conv_output_size", "same_padding"}
+    assert expected <= set(fastconv.__all__)
+    for name in expected:
+        assert callable(getattr(fastconv, name)), name
+        assert getattr(fastconv, name).__doc__, f"{name} has no docstring"
