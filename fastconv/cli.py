@@ -1,0 +1,169 @@
+"""The ``fastconv`` command line: ``fastconv compare`` and ``fastconv ceilings``.
+
+``fastconv compare`` runs the benchmark workloads (:mod:`fastconv.workloads`) through fastconv
+and TensorFlow in one process, checks the results are equal, times both side by side and prints
+a table; it exits with status 1 when any case differs or fails. ``fastconv ceilings`` prints
+what this machine reaches at best (numpy sgemm GFLOP/s, parallel copy GB/s).
+
+Examples
+--------
+    fastconv compare                       # every workload, float32, both layouts
+    fastconv compare --quick               # the seed workloads only, fewer repeats
+    fastconv compare --ops conv2d,max_pool2d --layout NHWC --json out.json --plot out.png
+    fastconv compare --cases 'mnist_*' --dtype float64
+    fastconv compare --goals               # add issue 3's goals table
+    fastconv ceilings
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+
+_LAYOUT_NAMES = {"channels_last": "channels_last", "last": "channels_last", "nhwc": "channels_last",
+                 "nwc": "channels_last", "ndhwc": "channels_last",
+                 "channels_first": "channels_first", "first": "channels_first",
+                 "nchw": "channels_first", "ncw": "channels_first", "ncdhw": "channels_first"}
+
+
+def _split(text):
+    return [item.strip() for item in text.split(",") if item.strip()] if text else None
+
+
+def _parser():
+    parser = argparse.ArgumentParser(prog="fastconv", description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    compare = commands.add_parser(
+        "compare", help="check fastconv against TensorFlow and time both on the workloads",
+        description="Run the benchmark workloads through fastconv and TensorFlow, check they are "
+                    "equal, time both (same process, alternating runs, medians, JIT warmed) and "
+                    "print a table. Exit status 1 if any case differs or fails.")
+    compare.add_argument("--ops", help="comma-separated op names (conv2d, max_pool2d, ...) or "
+                                       "families (conv, pool, network)")
+    compare.add_argument("--cases", help="comma-separated case names or patterns ('mnist_*')")
+    compare.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
+                         help="where fastconv runs (TensorFlow always runs on the CPU)")
+    compare.add_argument("--dtype", default="float32",
+                         help="float32, float64 or both comma-separated (default float32)")
+    compare.add_argument("--layout", default="all",
+                         help="NHWC (channels_last), NCHW (channels_first) or all (default: each "
+                              "case in the layouts it lists)")
+    compare.add_argument("--repeat", type=int, help="timed samples per backend (default 7, "
+                                                    "3 with --quick)")
+    compare.add_argument("--json", metavar="PATH", help="write machine-readable results here")
+    compare.add_argument("--plot", metavar="PATH.png", help="write a bar chart of speedups here")
+    compare.add_argument("--quick", action="store_true",
+                         help="only the seed workloads, fewer timing repeats")
+    compare.add_argument("--goals", action="store_true", help="also print issue 3's goals table")
+    compare.add_argument("--no-ceilings", action="store_true",
+                         help="skip measuring the sgemm and copy ceilings")
+    compare.add_argument("--list", action="store_true", help="list the selected cases and exit")
+    compare.add_argument("--debug", action="store_true", help="print tracebacks of failing cases")
+    commands.add_parser("ceilings", help="measure numpy sgemm GFLOP/s and parallel-copy GB/s")
+    return parser
+
+
+def _layouts(parser, text):
+    if text.lower() == "all":
+        return None
+    try:
+        return {_LAYOUT_NAMES[name.lower()] for name in _split(text)}
+    except KeyError as error:
+        parser.error(f"--layout: unknown layout {error.args[0]!r}; use NHWC, NCHW or all")
+
+
+def _dtypes(parser, text):
+    dtypes = ["float32", "float64"] if text == "all" else _split(text)
+    for dtype in dtypes:
+        if dtype not in ("float32", "float64"):
+            parser.error(f"--dtype: {dtype!r} is not supported; use float32, float64 or all")
+    return dtypes
+
+
+def _check_cuda(parser):
+    try:
+        from numba import cuda
+    except ImportError:
+        parser.error("--device cuda needs numba-cuda: pip install 'fastconv[cuda]'")
+    try:
+        available = cuda.is_available()
+    except Exception:  # noqa: BLE001  (a broken driver counts as no GPU)
+        available = False
+    if not available:
+        parser.error("--device cuda: no CUDA GPU is available here (numba.cuda.is_available() is "
+                     "False); run on a machine with an NVIDIA GPU and driver, or use --device cpu")
+
+
+def _compare(parser, args):
+    from . import compare, timing, workloads
+
+    compare.SHOW_TRACEBACKS = args.debug
+    cases = workloads.select(ops=_split(args.ops), quick=args.quick, names=_split(args.cases))
+    job_list = compare.jobs(cases, _layouts(parser, args.layout), _dtypes(parser, args.dtype))
+    if not job_list:
+        parser.error("no workload matches --ops/--cases/--layout; see `fastconv compare --list`")
+    if args.list:
+        for case, layout, dtype in job_list:
+            print(f"{case.name:36s} {case.op:18s} {case.tag:8s} {case.data_format(layout):6s} "
+                  f"{dtype:8s} {case.describe(layout)}")
+        return 0
+    if args.device == "cuda":
+        _check_cuda(parser)
+    try:
+        tf = workloads.import_tensorflow()
+    except ImportError as error:
+        print(f"fastconv compare: {error}", file=sys.stderr)
+        return 2
+    repeat = args.repeat or (3 if args.quick else 7)
+    ceilings = None if args.no_ceilings else timing.ceilings()
+    results = compare.run(job_list, args.device, repeat)
+
+    where = "GPU (numba.cuda)" if args.device == "cuda" else "CPU"
+    print(f"fastconv on the {where} vs TensorFlow {tf.__version__} on the CPU; median of "
+          f"{repeat} alternating samples each. Channels-first rows: TF runs the same layer on "
+          f"channels-last data (its CPU kernels refuse NCHW).")
+    if ceilings:
+        print(compare.format_ceilings(ceilings))
+    print()
+    print(compare.format_table(results, ceilings))
+    print()
+    print(compare.summary(results))
+    if args.goals:
+        print()
+        print(compare.format_goals(compare.goal_rows(results, ceilings)))
+    if args.json:
+        options = {k: v for k, v in vars(args).items() if k not in ("command",)}
+        with open(args.json, "w") as handle:
+            json.dump(compare.to_json(results, ceilings, options), handle, indent=1)
+        print(f"wrote {args.json}")
+    if args.plot:
+        compare.plot(results, args.plot, title=f"fastconv ({args.device}) vs TensorFlow")
+        print(f"wrote {args.plot}")
+    return 0 if all(r.equal and not r.error for r in results) else 1
+
+
+def _ceilings():
+    from . import compare, timing
+
+    print(compare.format_ceilings(timing.ceilings()))
+    return 0
+
+
+def main(argv=None):
+    """Entry point of the ``fastconv`` console script; returns the exit status."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if args.command == "compare":
+        return _compare(parser, args)
+    if args.command == "ceilings":
+        return _ceilings()
+    parser.print_help()
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
