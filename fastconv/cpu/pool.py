@@ -1,13 +1,19 @@
 """Max and average pooling on channels-last 5-D arrays ``(N, D, H, W, C)``.
 
 Padding is never materialised: windows are clipped to the input, which gives TF's semantics
-directly (max ignores padded cells, average divides by the count of real cells).
+directly (max ignores padded cells, average divides by the count of real cells). For each
+output pixel the clipped window becomes a list of cell offsets, and
+:mod:`.window_reduce` reduces it over the contiguous channel run in vector registers, storing
+each output once.
 """
 
 import numpy as np
 from numba import njit, prange
 
-_FLAGS = dict(cache=True, nogil=True)
+from .window_reduce import make_window_reduce
+
+reduce_window = make_window_reduce()
+MAX, AVG = 0, 1
 
 
 @njit(inline="always", cache=True)
@@ -18,60 +24,51 @@ def _window(o, stride, pad, k, size):
     return max(start, 0), stop
 
 
-@njit(parallel=True, **_FLAGS)
-def max_pool_ndhwc(x, out, kd, kh, kw, sd, sh, sw, pd, ph, pw, lowest):
-    """Max pooling with TF's CPU semantics: start from ``lowest``, NaN inputs never win.
+@njit(parallel=True, cache=True, nogil=True)
+def pool_ndhwc(x, out, kd, kh, kw, sd, sh, sw, pd, ph, pw, mode, lowest):
+    """Max (``mode == MAX``, TF's CPU semantics) or average pooling of ``x`` into ``out``.
 
-    ``lowest`` is the dtype's most negative finite value, as in TF (so an all-NaN or all -inf
-    window gives ``lowest``). ``v > m`` is False for NaN, which is how TF skips NaN.
+    Max starts from ``lowest`` (the dtype's most negative finite value, as in TF, so an all-NaN
+    or all -inf window gives ``lowest``) and NaN inputs never win. Average divides the sum of
+    the real cells by their count in the data's dtype, as TF does.
     """
     n_, d_, h_, w_, c_ = x.shape
     _, od_, oh_, ow_, _ = out.shape
+    xf = x.reshape(-1)
+    of = out.reshape(-1)
     for job in prange(n_ * od_ * oh_):
         n = job // (od_ * oh_)
         od = (job // oh_) % od_
         oh = job % oh_
         d0, d1 = _window(od, sd, pd, kd, d_)
         h0, h1 = _window(oh, sh, ph, kh, h_)
+        offsets = np.empty(kd * kh * kw, dtype=np.intp)
+        scalar = np.empty(1, dtype=x.dtype)  # the init/count argument in the data's dtype
         for ow in range(ow_):
             w0, w1 = _window(ow, sw, pw, kw, w_)
-            for c in range(c_):
-                out[n, od, oh, ow, c] = lowest
+            cells = 0
             for d in range(d0, d1):
                 for h in range(h0, h1):
                     for w in range(w0, w1):
-                        for c in range(c_):
-                            v = x[n, d, h, w, c]
-                            if v > out[n, od, oh, ow, c]:
-                                out[n, od, oh, ow, c] = v
+                        offsets[cells] = (((n * d_ + d) * h_ + h) * w_ + w) * c_
+                        cells += 1
+            scalar[0] = lowest if mode == MAX else cells
+            reduce_window(xf, 0, offsets, cells, of, (job * ow_ + ow) * c_, c_, mode, scalar[0])
 
 
-@njit(parallel=True, **_FLAGS)
+@njit(cache=True)
+def max_pool_ndhwc(x, out, kd, kh, kw, sd, sh, sw, pd, ph, pw, lowest):
+    """Max pooling with TF's CPU semantics (see :func:`pool_ndhwc`)."""
+    pool_ndhwc(x, out, kd, kh, kw, sd, sh, sw, pd, ph, pw, MAX, lowest)
+
+
+@njit(cache=True)
 def avg_pool_ndhwc(x, out, kd, kh, kw, sd, sh, sw, pd, ph, pw):
     """Average pooling that divides by the number of real (unpadded) cells, as TF does."""
-    n_, d_, h_, w_, c_ = x.shape
-    _, od_, oh_, ow_, _ = out.shape
-    for job in prange(n_ * od_ * oh_):
-        n = job // (od_ * oh_)
-        od = (job // oh_) % od_
-        oh = job % oh_
-        d0, d1 = _window(od, sd, pd, kd, d_)
-        h0, h1 = _window(oh, sh, ph, kh, h_)
-        for ow in range(ow_):
-            w0, w1 = _window(ow, sw, pw, kw, w_)
-            for c in range(c_):
-                out[n, od, oh, ow, c] = 0
-            for d in range(d0, d1):
-                for h in range(h0, h1):
-                    for w in range(w0, w1):
-                        for c in range(c_):
-                            out[n, od, oh, ow, c] += x[n, d, h, w, c]
-            count = (d1 - d0) * (h1 - h0) * (w1 - w0)
-            for c in range(c_):
-                out[n, od, oh, ow, c] /= count
+    pool_ndhwc(x, out, kd, kh, kw, sd, sh, sw, pd, ph, pw, AVG, 0.0)
 
 
-@njit(parallel=True, **_FLAGS)
+@njit(parallel=True, cache=True, nogil=True)
 def global_pool_nsc(x, out, is_max):
     """Global max/mean over the middle axis of ``(N, S, C)``; max propagates NaN like tf.reduce_max."""
     n_, s_, c_ = x.shape

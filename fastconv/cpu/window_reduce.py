@@ -1,0 +1,98 @@
+"""Vector reduction of one pooling window over a run of contiguous channels, as LLVM IR.
+
+``reduce_window(x, x_base, offsets, n_cells, out, out_base, n_channels, mode, count)``
+computes, for every channel ``c < n_channels``::
+
+    out[out_base + c] = REDUCE(x[x_base + offsets[i] + c] for i in range(n_cells))
+
+with REDUCE = max (mode 0: start at ``count``, which the caller sets to the dtype's lowest
+value, and let NaN never win, as TF's CPU kernel does) or sum divided by ``count`` (mode 1). Channels go in whole vectors
+(plus a scalar tail), each output is stored once, and the running value lives in a register:
+pooling is memory-bound, and this keeps it at one load per input cell and one store per output.
+Numba's loop vectoriser would not do this for us: the reduction runs across the *outer* loop.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import llvmlite.ir as ir
+from numba import types
+from numba.extending import intrinsic
+
+from .microkernel import _loop
+
+#: Bytes per vector step: 64 = one zmm or two ymm registers, several steps in flight.
+VECTOR_BYTES = 64
+
+
+@functools.lru_cache(maxsize=None)
+def make_window_reduce(vector_bytes: int = VECTOR_BYTES):
+    """Return the ``reduce_window`` intrinsic for vectors of ``vector_bytes`` bytes."""
+
+    @intrinsic
+    def reduce_window(typingctx, x, x_base, offsets, n_cells, out, out_base, n_channels, mode,
+                      count):
+        if not (isinstance(x, types.Array) and isinstance(out, types.Array)
+                and x.dtype == out.dtype and x.dtype in (types.float32, types.float64)):
+            return None
+        sig = types.void(x, types.intp, offsets, types.intp, out, types.intp, types.intp,
+                         types.intp, x.dtype)
+        lanes = vector_bytes // (4 if x.dtype == types.float32 else 8)
+
+        def codegen(context, builder, signature, args):
+            x_v, x_base_v, off_v, n_cells_v, out_v, out_base_v, n_ch_v, mode_v, count_v = args
+            x_a = context.make_array(signature.args[0])(context, builder, x_v)
+            off_a = context.make_array(signature.args[2])(context, builder, off_v)
+            out_a = context.make_array(signature.args[4])(context, builder, out_v)
+            scalar = context.get_value_type(signature.args[0].dtype)
+            align = 4 if signature.args[0].dtype == types.float32 else 8
+            vector = ir.VectorType(scalar, lanes)
+            intp = context.get_value_type(types.intp)
+            x_ptr = builder.gep(x_a.data, [x_base_v])
+            out_ptr = builder.gep(out_a.data, [out_base_v])
+            is_max = builder.icmp_signed("==", mode_v, ir.Constant(intp, 0))
+            count_vec = ir.Constant(vector, ir.Undefined)
+            for lane in range(lanes):
+                count_vec = builder.insert_element(count_vec, count_v, ir.Constant(ir.IntType(32), lane))
+
+            def reduce_at(b, channel, width_type, zero_init):
+                """Reduce the window at ``channel`` for a value of type width_type."""
+                start = b.select(is_max, count_vec if width_type is vector else count_v,
+                                 zero_init)
+                ptr_type = width_type.as_pointer()
+
+                def cell(b2, i, carried):
+                    (acc,) = carried
+                    offset = b2.load(b2.gep(off_a.data, [i]))
+                    address = b2.gep(x_ptr, [b2.add(offset, channel)])
+                    value = b2.load(b2.bitcast(address, ptr_type), align=align)
+                    larger = b2.select(b2.fcmp_ordered(">", value, acc), value, acc)
+                    return [b2.select(is_max, larger, b2.fadd(acc, value))]
+
+                (acc,) = _loop(b, n_cells_v, [start], cell, "cell")
+                result = b.select(is_max, acc, b.fdiv(acc, count_vec if width_type is vector
+                                                      else count_v))
+                target = b.bitcast(b.gep(out_ptr, [channel]), ptr_type)
+                b.store(result, target, align=align)
+
+            n_vectors = builder.sdiv(n_ch_v, ir.Constant(intp, lanes))
+
+            def vector_step(b, j, carried):
+                reduce_at(b, b.mul(j, ir.Constant(intp, lanes)), vector, ir.Constant(vector, None))
+                return []
+
+            _loop(builder, n_vectors, [], vector_step, "vec")
+            tail_start = builder.mul(n_vectors, ir.Constant(intp, lanes))
+            n_tail = builder.sub(n_ch_v, tail_start)
+
+            def scalar_step(b, j, carried):
+                reduce_at(b, b.add(tail_start, j), scalar, ir.Constant(scalar, 0.0))
+                return []
+
+            _loop(builder, n_tail, [], scalar_step, "tail")
+            return context.get_dummy_value()
+
+        return sig, codegen
+
+    return reduce_window
