@@ -9,6 +9,7 @@ import numpy as np
 from ..dispatch import Implementation, register
 from .conv import conv_direct_ndhwc, pad_ndhwc
 from .conv_blocked import block_channels, conv_blocked, pack_weights
+from .depthwise import depthwise_ndhwc
 from .layout import channels_last_shape, from_channels_last, to_channels_last
 from .pool import avg_pool_ndhwc, global_pool_nsc, max_pool_ndhwc
 from .threads import parallel_region
@@ -117,6 +118,31 @@ def _blocked_applies(problem):
     return problem.groups == 1 or per_group * 2 >= block_channels(problem.dtype)
 
 
+def run_conv_depthwise(problem):
+    """One filter per input channel (groups == channels, one output each): vector tap sums."""
+    if 0 in problem.out_shape or 0 in problem.x.shape:
+        return _empty_result(problem.out_shape, problem.dtype)
+    g = problem.geometry
+    x = to_channels_last(problem.x, problem.channels_first)
+    (d0, d1), (h0, h1), (w0, w1) = g.pads
+    xp = pad_ndhwc(x, d0, d1, h0, h1, w0, w1) if any(sum(g.pads, ())) else x
+    _, _, hp, wp_, channels = xp.shape
+    t_, r_, s_ = problem.w.shape[:3]
+    taps = np.array([((t * g.dilations[0] * hp + r * g.dilations[1]) * wp_
+                      + s * g.dilations[2]) * channels
+                     for t in range(t_) for r in range(r_) for s in range(s_)], dtype=np.int64)
+    w = np.ascontiguousarray(problem.w, dtype=problem.dtype).reshape(-1)
+    out = np.empty(channels_last_shape(problem.out_shape, problem.channels_first), problem.dtype)
+    with parallel_region():
+        depthwise_ndhwc(xp, taps, w, _bias_or_empty(problem.bias, problem.dtype), out,
+                        *g.strides, problem.activation)
+    return from_channels_last(out, problem.channels_first)
+
+
+def _depthwise_applies(problem):
+    return problem.kind == "conv" and problem.w.shape[3] == 1 and problem.w.shape[4] == problem.groups
+
+
 def run_pool_direct(problem):
     """Max or average pooling with clipped windows."""
     if 0 in problem.out_shape or 0 in problem.x.shape:
@@ -159,6 +185,8 @@ def run_zero_pad(problem):
 
 register(Implementation("conv", "cpu", "direct", run_conv_direct))
 register(Implementation("conv", "cpu", "blocked", run_conv_blocked, _blocked_applies, priority=10))
+register(Implementation("conv", "cpu", "depthwise", run_conv_depthwise, _depthwise_applies,
+                        priority=20))
 register(Implementation("max_pool", "cpu", "direct", run_pool_direct))
 register(Implementation("avg_pool", "cpu", "direct", run_pool_direct))
 register(Implementation("global_pool", "cpu", "direct", run_global_pool))

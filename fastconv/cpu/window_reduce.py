@@ -18,6 +18,7 @@ import functools
 
 import llvmlite.ir as ir
 from numba import types
+from numba.core import cgutils
 from numba.extending import intrinsic
 
 from .microkernel import _loop
@@ -96,3 +97,77 @@ def make_window_reduce(vector_bytes: int = VECTOR_BYTES):
         return sig, codegen
 
     return reduce_window
+
+
+@functools.lru_cache(maxsize=None)
+def make_window_dot(vector_bytes: int = VECTOR_BYTES):
+    """Return ``window_dot(x, x_base, taps, w, out, out_base, n_channels)``: a depthwise tap sum.
+
+    For every channel ``c``: ``out[out_base + c] = sum_t x[x_base + taps[t] + c] * w[t * C + c]``
+    with ``C = n_channels`` — one output pixel of a depthwise convolution (channel multiplier 1)
+    on a padded channels-last input, vectorised over channels with FMA.
+    """
+
+    @intrinsic
+    def window_dot(typingctx, x, x_base, taps, w, out, out_base, n_channels):
+        if not (isinstance(x, types.Array) and isinstance(out, types.Array)
+                and isinstance(w, types.Array) and x.dtype == out.dtype == w.dtype
+                and x.dtype in (types.float32, types.float64)):
+            return None
+        sig = types.void(x, types.intp, taps, w, out, types.intp, types.intp)
+        lanes = vector_bytes // (4 if x.dtype == types.float32 else 8)
+
+        def codegen(context, builder, signature, args):
+            x_v, x_base_v, taps_v, w_v, out_v, out_base_v, n_ch_v = args
+            x_a = context.make_array(signature.args[0])(context, builder, x_v)
+            taps_a = context.make_array(signature.args[2])(context, builder, taps_v)
+            w_a = context.make_array(signature.args[3])(context, builder, w_v)
+            out_a = context.make_array(signature.args[4])(context, builder, out_v)
+            scalar = context.get_value_type(signature.args[0].dtype)
+            align = 4 if signature.args[0].dtype == types.float32 else 8
+            vector = ir.VectorType(scalar, lanes)
+            intp = context.get_value_type(types.intp)
+            n_taps = builder.extract_value(taps_a.shape, 0)
+            x_ptr = builder.gep(x_a.data, [x_base_v])
+            out_ptr = builder.gep(out_a.data, [out_base_v])
+            suffix = f"v{lanes}f{32 if align == 4 else 64}"
+            fma_vec = cgutils.get_or_insert_function(
+                builder.module, ir.FunctionType(vector, [vector] * 3), f"llvm.fma.{suffix}")
+            fma_one = cgutils.get_or_insert_function(
+                builder.module, ir.FunctionType(scalar, [scalar] * 3),
+                f"llvm.fma.f{32 if align == 4 else 64}")
+
+            def dot_at(b, channel, value_type, fma):
+                ptr_type = value_type.as_pointer()
+
+                def tap(b2, t, carried):
+                    (acc,) = carried
+                    offset = b2.load(b2.gep(taps_a.data, [t]))
+                    xv = b2.load(b2.bitcast(b2.gep(x_ptr, [b2.add(offset, channel)]), ptr_type),
+                                 align=align)
+                    w_index = b2.add(b2.mul(t, n_ch_v), channel)
+                    wv = b2.load(b2.bitcast(b2.gep(w_a.data, [w_index]), ptr_type), align=align)
+                    return [b2.call(fma, [xv, wv, acc])]
+
+                (acc,) = _loop(b, n_taps, [ir.Constant(value_type, None)], tap, "tap")
+                b.store(acc, b.bitcast(b.gep(out_ptr, [channel]), ptr_type), align=align)
+
+            n_vectors = builder.sdiv(n_ch_v, ir.Constant(intp, lanes))
+
+            def vector_step(b, j, carried):
+                dot_at(b, b.mul(j, ir.Constant(intp, lanes)), vector, fma_vec)
+                return []
+
+            _loop(builder, n_vectors, [], vector_step, "vec")
+            tail_start = builder.mul(n_vectors, ir.Constant(intp, lanes))
+
+            def scalar_step(b, j, carried):
+                dot_at(b, b.add(tail_start, j), scalar, fma_one)
+                return []
+
+            _loop(builder, builder.sub(n_ch_v, tail_start), [], scalar_step, "tail")
+            return context.get_dummy_value()
+
+        return sig, codegen
+
+    return window_dot
