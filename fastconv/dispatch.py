@@ -104,7 +104,8 @@ def use_algorithm(name: str | None):
 
 def select(family: str, device: str, problem) -> Implementation:
     """Return the implementation that will run ``problem``."""
-    candidates = implementations(family, device)
+    _ensure_backend(device)
+    candidates = _REGISTRY.get((family, device), ())
     forced = getattr(_forced, "name", None)
     if forced is not None:
         for impl in candidates:

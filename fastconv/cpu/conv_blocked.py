@@ -49,16 +49,28 @@ def block_channels(dtype):
 
 def pack_weights(w, groups, dtype):
     """Repack (T, R, S, Cg, K) filters to (G, n_kblocks, taps, Cg, KB), zero-filling K."""
+    w = np.asarray(w, dtype=dtype)
     kb = block_channels(dtype)
     taps = w.shape[0] * w.shape[1] * w.shape[2]
     cg, k = w.shape[3], w.shape[4]
-    kg = k // groups
-    n_kblocks = -(-kg // kb)
-    packed = np.zeros((groups, n_kblocks * kb, taps, cg), dtype=dtype)
-    grouped = np.asarray(w, dtype=dtype).reshape(taps, cg, groups, kg)
-    packed[:, :kg] = grouped.transpose(2, 3, 0, 1)
-    packed = packed.reshape(groups, n_kblocks, kb, taps, cg).transpose(0, 1, 3, 4, 2)
-    return np.ascontiguousarray(packed)
+    n_kblocks = -(-(k // groups) // kb)
+    packed = np.empty((groups, n_kblocks, taps, cg, kb), dtype=dtype)
+    _pack(w.reshape(taps, cg, k), packed)
+    return packed
+
+
+@njit(cache=True, nogil=True)
+def _pack(w, packed):
+    # A compiled loop: the NumPy transpose-and-copy version cost ~25 us per call at batch 1.
+    groups, n_kblocks, taps, cg, kb = packed.shape
+    kg = w.shape[2] // groups
+    for g in range(groups):
+        for blk in range(n_kblocks):
+            for t in range(taps):
+                for c in range(cg):
+                    for j in range(kb):
+                        k = blk * kb + j
+                        packed[g, blk, t, c, j] = w[t, c, g * kg + k] if k < kg else 0
 
 
 @njit(inline="always", cache=True)
