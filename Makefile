@@ -24,6 +24,7 @@ demo: $(VENV)/.demo-installed
 
 test: $(VENV)/.test-installed
 	$(BIN)/python -m pytest -q
+	NUMBA_ENABLE_CUDASIM=1 $(BIN)/python -m pytest -q tests/cuda
 
 bench: $(VENV)/.test-installed
 	$(BIN)/python -m pytest benchmarks/ --benchmark-only -q

@@ -24,6 +24,9 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # before anything can import
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
+#: tests/cuda runs in its own process with the CUDA simulator (see its conftest and the Makefile).
+collect_ignore = ["cuda"]
+
 TOLERANCE = {np.dtype(np.float32): 1e-5, np.dtype(np.float64): 1e-12}
 DTYPES = (np.float32, np.float64)
 LAYOUTS = {1: ("NWC", "NCW"), 2: ("NHWC", "NCHW"), 3: ("NDHWC", "NCDHW")}

@@ -1,0 +1,151 @@
+"""The CUDA conv kernel against the CPU kernels (every case) and TensorFlow (a subset).
+
+Shapes are tiny but, with the tiny tiles of ``conftest.TINY`` (2x3 output pixels x 4 output
+channels per block, 2 input channels per stage), every case spans several blocks, cuts tiles
+at the right and bottom edges, leaves a partial block of output channels and a partial stage
+of input channels.
+"""
+
+import numpy as np
+import pytest
+
+import fastconv
+
+F32, F64 = np.float32, np.float64
+CONVS = {1: fastconv.conv1d, 2: fastconv.conv2d, 3: fastconv.conv3d}
+LAYOUTS = {1: ("NWC", "NCW"), 2: ("NHWC", "NCHW"), 3: ("NDHWC", "NCDHW")}
+SIZES = {1: (11,), 2: (6, 7), 3: (3, 5, 4)}
+BATCH = {1: 2, 2: 2, 3: 1}  # the simulator runs every GPU thread in Python: keep 3-D small
+KERNELS = {1: (3,), 2: (3, 2), 3: (2, 3, 2)}
+EXPLICIT = {1: ((2, 1),), 2: ((1, 2), (0, 1)), 3: ((1, 0), (0, 2), (1, 1))}
+GROUP_IN, GROUP_OUT = 3, 5  # a partial stage (3 = 2 + 1) and a partial channel block (5 = 4 + 1)
+
+
+def _shape(batch, channels, spatial, channels_first):
+    return (batch, channels, *spatial) if channels_first else (batch, *spatial, channels)
+
+
+def _conv_case(n, case, rand):
+    channels_first = case.layout == "first"
+    groups = case.groups
+    x = rand(_shape(BATCH[n], GROUP_IN * groups, SIZES[n], channels_first), case.dtype)
+    w = rand(KERNELS[n] + (GROUP_IN, GROUP_OUT * groups), case.dtype)
+    bias = rand((GROUP_OUT * groups,), case.dtype) if case.bias else None
+    padding = EXPLICIT[n] if case.padding == "explicit" else case.padding
+    kwargs = dict(strides=case.stride, padding=padding,
+                  data_format=LAYOUTS[n][channels_first], dilations=case.dilation, bias=bias,
+                  activation=case.activation)
+    return x, w, kwargs
+
+
+def _run(n, x, w, kwargs, device):
+    kwargs = dict(kwargs)
+    strides = kwargs.pop("strides")
+    return CONVS[n](x, w, strides, device=device, **kwargs)
+
+
+@pytest.mark.grid(n=[1, 2, 3], layout=["last", "first"], dtype=[F32, F64],
+                  padding=["SAME", "VALID", "explicit"], stride=[1, 2], dilation=[1, 2],
+                  groups=[1, 2], bias=[False, True],
+                  activation=[None, "relu", "relu6", "sigmoid", "tanh"], random=4, seed=4)
+def test_conv_matches_cpu(case, rand, assert_close):
+    x, w, kwargs = _conv_case(case.n, case, rand)
+    got = _run(case.n, x, w, kwargs, "cuda")
+    expected = _run(case.n, x, w, kwargs, "cpu")
+    assert isinstance(got, np.ndarray)  # NumPy in, NumPy out
+    assert_close(got, expected, case.dtype)
+
+
+@pytest.mark.parametrize("n", [1, 2, 3])
+def test_conv_arange_exact(n):
+    """Small integers: every product and sum is exact, so GPU and CPU agree bit for bit."""
+    x = np.arange(2 * 4 * np.prod(SIZES[n]), dtype=F64).reshape(_shape(2, 4, SIZES[n], False))
+    w = (np.arange(np.prod(KERNELS[n]) * 4 * 6) % 7 - 3.0).reshape(KERNELS[n] + (4, 6))
+    got = CONVS[n](x, w, 1, "SAME", device="cuda")
+    np.testing.assert_array_equal(got, CONVS[n](x, w, 1, "SAME", device="cpu"))
+
+
+def test_conv_wide_stride_dilation_mix(rand, assert_close):
+    """Different stride and dilation per dim, with a kernel wider than the tile."""
+    x = rand((1, 9, 13, 3), F32)
+    w = rand((2, 5, 3, 7), F32)
+    args = (w, (2, 3), [[0, 0], [3, 1], [0, 4], [0, 0]], "NHWC", (3, 1))
+    assert_close(fastconv.conv2d(x, *args, device="cuda"),
+                 fastconv.conv2d(x, *args, device="cpu"), F32)
+
+
+@pytest.mark.grid(layout=["last", "first"], dtype=[F32, F64], padding=["SAME", "VALID"],
+                  stride=[1, 2], dilation=[1, 2], multiplier=[1, 3])
+def test_depthwise_matches_cpu(case, rand, assert_close):
+    channels_first = case.layout == "first"
+    x = rand(_shape(2, 3, (6, 7), channels_first), case.dtype)
+    w = rand((3, 2, 3, case.multiplier), case.dtype)
+    args = (w, case.stride, case.padding, "NCHW" if channels_first else "NHWC", case.dilation)
+    got = fastconv.depthwise_conv2d(x, *args, device="cuda")
+    assert_close(got, fastconv.depthwise_conv2d(x, *args, device="cpu"), case.dtype)
+
+
+def _transpose_out_size(size, k, stride, dilation, padding):
+    """Largest spatial size whose forward conv maps back to ``size`` (TF's usual choice)."""
+    span = (k - 1) * dilation + 1
+    if padding == "SAME":
+        return size * stride
+    if padding == "VALID":
+        return (size - 1) * stride + span
+    before, after = padding
+    return (size - 1) * stride + span - before - after
+
+
+@pytest.mark.grid(layout=["last", "first"], dtype=[F32, F64],
+                  padding=["SAME", "VALID", "explicit", "crop"], stride=[1, 2, 3],
+                  dilation=[1, 2])
+def test_conv2d_transpose_matches_cpu(case, rand, assert_close):
+    channels_first = case.layout == "first"
+    kernel = (3, 2)
+    # "crop": padding beyond (k - 1) * d, so the flipped conv's virtual padding is negative.
+    crop = tuple(((k - 1) * case.dilation + 1, 0) for k in kernel)
+    pads = {"explicit": ((1, 0), (0, 1)), "crop": crop}.get(case.padding, case.padding)
+    sizes = (4, 3)
+    out_spatial = tuple(
+        _transpose_out_size(size, k, case.stride, case.dilation,
+                            pads if isinstance(pads, str) else pads[axis])
+        for axis, (size, k) in enumerate(zip(sizes, kernel)))
+    x = rand(_shape(1, 3, sizes, channels_first), case.dtype)
+    w = rand(kernel + (5, 3), case.dtype)
+    output_shape = _shape(1, 5, out_spatial, channels_first)
+    padding = pads if isinstance(pads, str) else [list(p) for p in pads]
+    args = (w, output_shape, case.stride, padding, "NCHW" if channels_first else "NHWC",
+            case.dilation)
+    got = fastconv.conv2d_transpose(x, *args, device="cuda")
+    assert_close(got, fastconv.conv2d_transpose(x, *args, device="cpu"), case.dtype)
+
+
+# ----------------------------------------------------------------------------- TensorFlow
+
+@pytest.mark.parametrize("layout", ["NHWC", "NCHW"])
+def test_conv2d_matches_tensorflow(layout, rand, tfo, assert_close):
+    channels_first = layout == "NCHW"
+    x = rand(_shape(2, 4, (7, 6), channels_first), F32)
+    w = rand((3, 3, 2, 6), F32)  # two groups
+    bias = rand((6,), F32)
+    got = fastconv.conv2d(x, w, (2, 1), "SAME", layout, bias=bias, activation="relu",
+                          device="cuda")
+    expected = tfo.conv(x, w, (2, 1), "SAME", (1, 1), channels_first, bias, "relu")
+    assert_close(got, expected, F32)
+
+
+def test_depthwise_and_transpose_match_tensorflow(rand, tfo, assert_close):
+    x = rand((1, 5, 6, 3), F32)
+    w = rand((3, 3, 3, 2), F32)
+    assert_close(fastconv.depthwise_conv2d(x, w, 2, "SAME", device="cuda"),
+                 tfo.depthwise(x, w, (2, 2), "SAME"), F32)
+    wt = rand((3, 3, 4, 3), F32)
+    assert_close(fastconv.conv2d_transpose(x, wt, (1, 10, 12, 4), 2, "SAME", device="cuda"),
+                 tfo.conv_transpose(x, wt, (10, 12), (2, 2), "SAME"), F32)
+
+
+def test_conv3d_matches_tensorflow(rand, tfo, assert_close):
+    x = rand((1, 4, 5, 5, 2), F32)
+    w = rand((2, 3, 3, 2, 3), F32)
+    assert_close(fastconv.conv3d(x, w, (1, 2, 1), "SAME", device="cuda"),
+                 tfo.conv(x, w, (1, 2, 1), "SAME"), F32)
