@@ -1,10 +1,12 @@
 """Choose the device and the algorithm for each op.
 
 Every implementation registers itself here with the op family it serves (``"conv"``,
-``"max_pool"``, ``"avg_pool"``, ``"global_pool"``), its device, a name, and a predicate that says
-whether it can take a given problem. :func:`run` picks the first registered implementation
-(in priority order) whose predicate accepts the problem, unless the caller forced one with
-:func:`use_algorithm` (tests do this to check every algorithm against TF).
+``"max_pool"``, ``"avg_pool"``, ``"global_pool"``, ``"zero_pad"``), its device, a name, a
+predicate that says whether it can compute a given problem (``applies``) and one that says
+whether it is worth choosing for it (``pays_off``, the rule derived from measurements).
+:func:`run` picks the highest-priority implementation for which both hold, unless the caller
+forced one with :func:`use_algorithm` (tests do this to check every algorithm against TF; a
+forced algorithm only needs to apply).
 
 The backends register lazily: ``fastconv.cpu`` / ``fastconv.cuda`` are imported only when a
 problem for that device is first run, which keeps ``import fastconv`` free of Numba and CUDA.
@@ -29,9 +31,10 @@ class Implementation:
     device: str
     name: str
     run: Callable  # run(problem) -> output array
-    applies: Callable = lambda problem: True
-    priority: int = 0  # higher wins among those that apply
+    applies: Callable = lambda problem: True  # can it compute this problem correctly?
+    priority: int = 0  # higher wins among those that apply and pay off
     auto: bool = True  # False: only used when forced (e.g. the slow NumPy oracle)
+    pays_off: Callable = lambda problem: True  # worth choosing automatically for this problem?
 
 
 _REGISTRY: dict[tuple[str, str], list[Implementation]] = {}
@@ -116,7 +119,7 @@ def select(family: str, device: str, problem) -> Implementation:
         names = [impl.name for impl in candidates]
         raise ValueError(f"no {family} algorithm named {forced!r} on {device}; have {names}")
     for impl in candidates:
-        if impl.auto and impl.applies(problem):
+        if impl.auto and impl.applies(problem) and impl.pays_off(problem):
             return impl
     raise ValueError(f"no {family} implementation on {device} accepts this problem")
 

@@ -111,7 +111,7 @@ def run_conv_blocked(problem):
     return out
 
 
-def _blocked_applies(problem):
+def _blocked_pays_off(problem):
     # Output channels per group must fill a good part of a block; depthwise-like convs
     # (a few channels per group) would waste most lanes.
     per_group = problem.w.shape[4] // problem.groups
@@ -184,7 +184,8 @@ def run_zero_pad(problem):
 
 
 register(Implementation("conv", "cpu", "direct", run_conv_direct))
-register(Implementation("conv", "cpu", "blocked", run_conv_blocked, _blocked_applies, priority=10))
+register(Implementation("conv", "cpu", "blocked", run_conv_blocked, priority=10,
+                        pays_off=_blocked_pays_off))
 register(Implementation("conv", "cpu", "depthwise", run_conv_depthwise, _depthwise_applies,
                         priority=20))
 register(Implementation("max_pool", "cpu", "direct", run_pool_direct))

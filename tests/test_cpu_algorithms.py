@@ -1,0 +1,160 @@
+"""Every CPU algorithm the dispatcher can pick, forced one at a time, against TensorFlow.
+
+The default grids in test_conv.py / test_pool.py check whatever the dispatcher chooses; here
+each implementation is forced with ``dispatch.use_algorithm`` on shapes chosen for its edges:
+output rows that are not a multiple of the register block (and shorter than one), output
+channels that are not a multiple of a channel block (and more than one block), groups,
+channels-first, strides, dilations, explicit padding, every fused activation.
+"""
+
+import numpy as np
+import pytest
+
+import fastconv
+from fastconv import dispatch
+from fastconv.cpu.conv_blocked import BLOCK_PIXELS, block_channels
+
+F32, F64 = np.float32, np.float64
+ACTIVATIONS = [None, "relu", "relu6", "sigmoid", "tanh"]
+
+# (input spatial, kernel, in_channels, out_channels, strides, dilations, padding)
+CONV2D_CASES = [
+    ((9, 2 * BLOCK_PIXELS + 1), (3, 3), 5, 2 * block_channels(F32) + 3, (1, 1), (1, 1), "SAME"),
+    ((7, BLOCK_PIXELS - 1 if BLOCK_PIXELS > 1 else 1), (2, 2), 3, 7, (1, 1), (1, 1), "VALID"),
+    ((11, 13), (3, 2), 4, 33, (2, 3), (1, 1), "SAME"),
+    ((10, 12), (3, 3), 6, 16, (1, 1), (2, 1), ((2, 1), (0, 3))),
+    ((8, 9), (1, 1), 16, 40, (1, 1), (1, 1), "VALID"),
+    ((15, 15), (5, 5), 1, 32, (2, 2), (1, 2), "SAME"),
+]
+
+
+def _channels_first(x):
+    return np.ascontiguousarray(np.moveaxis(x, -1, 1))
+
+
+def _force(name):
+    return dispatch.use_algorithm(name)
+
+
+@pytest.mark.parametrize("algorithm", ["direct", "blocked", "reference"])
+@pytest.mark.parametrize("layout", ["NHWC", "NCHW"])
+@pytest.mark.parametrize("dtype", [F32, F64])
+@pytest.mark.parametrize("index", range(len(CONV2D_CASES)))
+def test_conv2d_algorithms_match_tf(algorithm, layout, dtype, index, rand, tfo, assert_close):
+    spatial, kernel, cin, cout, strides, dilations, padding = CONV2D_CASES[index]
+    activation = ACTIVATIONS[index % len(ACTIVATIONS)]
+    x = rand((2, *spatial, cin), dtype)
+    w = rand((*kernel, cin, cout), dtype)
+    b = rand((cout,), dtype)
+    expected = tfo.conv(x, w, strides, padding, dilations, bias=b, activation=activation)
+    channels_first = layout == "NCHW"
+    arg_pad = padding if isinstance(padding, str) else [list(p) for p in padding]
+    with _force(algorithm):
+        got = fastconv.conv2d(_channels_first(x) if channels_first else x, w, strides, arg_pad,
+                              layout, dilations, bias=b, activation=activation)
+    assert_close(np.moveaxis(got, 1, -1) if channels_first else got, expected, dtype)
+
+
+@pytest.mark.parametrize("algorithm", ["direct", "blocked"])
+@pytest.mark.parametrize("dtype", [F32, F64])
+def test_grouped_conv_algorithms_match_tf(algorithm, dtype, rand, tfo, assert_close):
+    groups, per_group_in, per_group_out = 2, 3, block_channels(dtype) + 1
+    x = rand((2, 9, 10, groups * per_group_in), dtype)
+    w = rand((3, 3, per_group_in, groups * per_group_out), dtype)
+    with _force(algorithm):
+        got = fastconv.conv2d(x, w, 1, "SAME")
+    assert_close(got, tfo.conv(x, w, (1, 1), "SAME"), dtype)
+
+
+@pytest.mark.parametrize("algorithm", ["direct", "blocked"])
+@pytest.mark.parametrize("layout", ["NWC", "NCW"])
+def test_conv1d_algorithms_match_tf(algorithm, layout, rand, tfo, assert_close):
+    x = rand((3, 2 * BLOCK_PIXELS + 5, 4), F32)
+    w = rand((3, 4, 20), F32)
+    expected = tfo.conv(x, w, (2,), "SAME", (1,))
+    with _force(algorithm):
+        got = fastconv.conv1d(_channels_first(x) if layout == "NCW" else x, w, 2, "SAME", layout)
+    assert_close(np.moveaxis(got, 1, -1) if layout == "NCW" else got, expected, F32)
+
+
+@pytest.mark.parametrize("algorithm", ["direct", "blocked"])
+@pytest.mark.parametrize("layout", ["NDHWC", "NCDHW"])
+def test_conv3d_algorithms_match_tf(algorithm, layout, rand, tfo, assert_close):
+    x = rand((2, 5, 6, 7, 3), F64)
+    w = rand((3, 2, 3, 3, 9), F64)
+    expected = tfo.conv(x, w, (1, 2, 1), "SAME", (1, 1, 2))
+    with _force(algorithm):
+        got = fastconv.conv3d(_channels_first(x) if layout == "NCDHW" else x, w, (1, 2, 1),
+                              "SAME", layout, (1, 1, 2))
+    assert_close(np.moveaxis(got, 1, -1) if layout == "NCDHW" else got, expected, F64)
+
+
+@pytest.mark.parametrize("algorithm", ["depthwise", "direct", "blocked", "reference"])
+@pytest.mark.parametrize("layout", ["NHWC", "NCHW"])
+@pytest.mark.parametrize("dtype", [F32, F64])
+def test_depthwise_algorithms_match_tf(algorithm, layout, dtype, rand, tfo, assert_close):
+    # 37 channels: several full vectors plus a scalar tail in the depthwise kernel.
+    x = rand((2, 11, 9, 37), dtype)
+    w = rand((3, 2, 37, 1), dtype)
+    expected = tfo.depthwise(x, w, (2, 2), "SAME")  # TF float64 wants equal strides
+    channels_first = layout == "NCHW"
+    with _force(algorithm):
+        got = fastconv.depthwise_conv2d(_channels_first(x) if channels_first else x, w, 2,
+                                        "SAME", layout)
+    assert_close(np.moveaxis(got, 1, -1) if channels_first else got, expected, dtype)
+
+
+@pytest.mark.parametrize("algorithm", ["direct", "blocked", "reference"])
+@pytest.mark.parametrize("dtype", [F32, F64])
+@pytest.mark.parametrize("strides,padding", [((2, 2), "SAME"), ((3, 2), "VALID"),
+                                             ((1, 1), "SAME")])
+def test_conv2d_transpose_algorithms_match_tf(algorithm, dtype, strides, padding, rand, tfo,
+                                              assert_close):
+    x = rand((2, 5, 4, 6), dtype)
+    w = rand((3, 3, 18, 6), dtype)
+    out_spatial = tuple(n * s if padding == "SAME" else (n - 1) * s + 3
+                        for n, s in zip((5, 4), strides))
+    expected = tfo.conv_transpose(x, w, out_spatial, strides, padding)
+    with _force(algorithm):
+        got = fastconv.conv2d_transpose(x, w, (2, *out_spatial, 18), strides, padding)
+    assert_close(got, expected, dtype)
+
+
+@pytest.mark.parametrize("kind", ["max", "avg"])
+@pytest.mark.parametrize("algorithm", ["direct", "reference"])
+@pytest.mark.parametrize("dtype", [F32, F64])
+def test_pool_algorithms_match_tf(kind, algorithm, dtype, rand, tfo, assert_close, assert_exact):
+    # 37 channels: full vectors plus a scalar tail; NaN cells exercise TF's max rule.
+    x = rand((2, 9, 8, 37), dtype)
+    x[0, 1, 1, :5] = np.nan
+    with _force(algorithm):
+        got = getattr(fastconv, f"{kind}_pool2d")(x, 3, 2, "SAME")
+    expected = tfo.pool(kind, x, (3, 3), (2, 2), "SAME")
+    (assert_exact if kind == "max" else assert_close)(got, expected, dtype)
+
+
+@pytest.mark.parametrize("shape,algorithm", [
+    (((1, 28, 28, 1), (3, 3, 1, 32)), "blocked"),
+    (((2, 14, 14, 32), (3, 3, 32, 64)), "blocked"),
+    (((1, 8, 8, 16), (3, 3, 1, 16)), "depthwise"),  # groups == channels, one output each
+    (((1, 8, 8, 16), (3, 3, 1, 32)), "blocked"),  # channel multiplier 2: per-group blocks
+])
+def test_dispatcher_picks_the_expected_algorithm(shape, algorithm):
+    from fastconv.problems import ConvProblem, pad_to_3d
+    from fastconv.shapes import window_geometry
+
+    x_shape, w_shape = shape
+    groups = x_shape[-1] // w_shape[2]
+    geometry = pad_to_3d(window_geometry(x_shape[1:3], w_shape[:2], (1, 1), (1, 1), "SAME"))
+    problem = ConvProblem(np.zeros((x_shape[0], 1, *x_shape[1:]), F32),
+                          np.zeros((1, *w_shape), F32), None, geometry, groups, 0, False,
+                          (x_shape[0], 1, *x_shape[1:3], w_shape[3]), np.dtype(F32))
+    if algorithm == "blocked" and w_shape[3] // groups * 2 < block_channels(F32):
+        algorithm = "direct"
+    assert dispatch.select("conv", "cpu", problem).name == algorithm
+
+
+def test_forcing_an_unknown_algorithm_fails_loudly():
+    with pytest.raises(ValueError, match="no conv algorithm named 'nope'"):
+        with _force("nope"):
+            fastconv.conv2d(np.ones((1, 3, 3, 1), F32), np.ones((1, 1, 1, 1), F32), 1, "VALID")
