@@ -1,0 +1,88 @@
+"""``fastconv compare``: the table, --json, --plot, exit codes and the clear errors."""
+
+import importlib.util
+import json
+import subprocess
+import sys
+
+import pytest
+
+from fastconv import cli, workloads
+
+needs_tf = pytest.mark.skipif(importlib.util.find_spec("tensorflow") is None,
+                              reason="TensorFlow is not installed")
+TINY = ["--quick", "--ops", "max_pool1d,zero_pad2d", "--repeat", "1"]
+
+
+@needs_tf
+@pytest.mark.tf
+def test_compare_quick_prints_table_json_and_plot(tmp_path):
+    out_json, out_png = tmp_path / "results.json", tmp_path / "speedups.png"
+    done = subprocess.run([sys.executable, "-m", "fastconv.cli", "compare", *TINY,
+                           "--json", str(out_json), "--plot", str(out_png)],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    for column in ("op", "shape", "max abs err", "equal", "fastconv ms", "TF ms", "speedup"):
+        assert column in done.stdout
+    assert "seed004_max1d" in done.stdout and "seed004_zero_pad" in done.stdout
+    assert "GB/s" in done.stdout and "sgemm" in done.stdout and "parallel copy" in done.stdout
+    assert "2/2 cases equal to TensorFlow" in done.stdout
+    assert "2/2" in done.stderr  # the progress bar
+
+    data = json.loads(out_json.read_text())
+    assert [r["case"] for r in data["results"]] == ["seed004_max1d", "seed004_zero_pad"]
+    row = data["results"][0]
+    assert row["equal"] is True and row["max_abs_error"] == 0.0
+    assert row["fastconv_ms"] > 0 and row["tf_ms"] > 0 and row["speedup"] > 0
+    assert row["rate_unit"] == "GB/s" and data["ceilings"]["sgemm_gflops"] > 0
+    assert out_png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+@needs_tf
+@pytest.mark.tf
+def test_compare_exits_1_when_a_case_differs(monkeypatch, capsys):
+    real_prepare = workloads.prepare
+
+    def wrong_fastconv(case, backend, *args, **kwargs):
+        call, to_numpy = real_prepare(case, backend, *args, **kwargs)
+        if backend == "fastconv":
+            return call, lambda out: to_numpy(out) + 1
+        return call, to_numpy
+
+    monkeypatch.setattr(workloads, "prepare", wrong_fastconv)
+    status = cli.main(["compare", *TINY, "--ops", "max_pool1d", "--no-ceilings"])
+    out = capsys.readouterr().out
+    assert status == 1
+    assert "NO" in out and "0/1 cases equal" in out
+
+
+def test_compare_without_tensorflow_says_how_to_install(monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, "tensorflow", None)  # makes `import tensorflow` fail
+    status = cli.main(["compare", *TINY, "--no-ceilings"])
+    assert status == 2
+    assert "pip install 'fastconv[tf]'" in capsys.readouterr().err
+
+
+def test_compare_cuda_without_gpu_is_a_clear_error(capsys):
+    try:
+        from numba import cuda
+
+        if cuda.is_available():
+            pytest.skip("a GPU is available here")
+    except ImportError:
+        pass
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["compare", *TINY, "--device", "cuda"])
+    assert exit_info.value.code == 2
+    assert "--device cuda" in capsys.readouterr().err
+
+
+def test_compare_list_and_bad_options(capsys):
+    assert cli.main(["compare", "--quick", "--ops", "max_pool2d", "--layout", "NCHW",
+                     "--list"]) == 0
+    listed = capsys.readouterr().out.splitlines()
+    assert listed and all(" NCHW " in line for line in listed)
+    for bad in (["--layout", "NHCW"], ["--dtype", "float16"], ["--cases", "no_such_case"]):
+        with pytest.raises(SystemExit) as exit_info:
+            cli.main(["compare", *bad, "--list"])
+        assert exit_info.value.code == 2
