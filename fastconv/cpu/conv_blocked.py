@@ -13,14 +13,24 @@ NHWC and NCHW (and the 1-D/3-D cases) run the same code with no transposes.
 from __future__ import annotations
 
 import llvmlite.binding as llvm
+import numba
 import numpy as np
 from numba import njit, prange
 
+from .. import config
 from .activation import apply_activation
 from .microkernel import make_block_store, make_microkernel
 
 
-def _host_has_avx512():
+def _target_has_avx512():
+    """Whether the CPU Numba compiles for has AVX-512 (so 32 vector registers)."""
+    if config.REGISTER_BLOCK in ("avx2", "avx512"):
+        return config.REGISTER_BLOCK == "avx512"
+    features = numba.config.CPU_FEATURES
+    if features is None and numba.config.CPU_NAME:
+        features = ""  # a named target CPU: only trust explicit features
+    if features is not None:
+        return "+avx512f" in features
     try:
         return bool(llvm.get_host_cpu_features().get("avx512f"))
     except Exception:  # pragma: no cover - exotic hosts: assume the common AVX2 register file
@@ -31,7 +41,7 @@ def _host_has_avx512():
 # AVX-512 has 32 vector registers, so 12 pixels x 2 zmm (24 accumulators) fit and halve the
 # weight traffic of smaller blocks; AVX2 has 16, where 3 pixels x 4 ymm (12 accumulators) was
 # fastest. Numba's disk cache is keyed by CPU, so the choice frozen into a cached kernel holds.
-if _host_has_avx512():
+if _target_has_avx512():
     BLOCK_PIXELS, VECTOR_BYTES = 12, 128
 else:
     BLOCK_PIXELS, VECTOR_BYTES = 3, 128
