@@ -1,0 +1,82 @@
+"""Concurrency and thread-count control of the CPU kernels.
+
+Numba's default ``workqueue`` threading layer aborts the process when two Python threads enter
+parallel code at once; fastconv selects a thread-safe layer (see ``fastconv.cpu.threads``).
+These tests hammer every op family from several Python threads and compare with serial results.
+"""
+
+import threading
+
+import numpy as np
+import pytest
+
+import fastconv
+
+N_THREADS = 8
+ITERATIONS = 10
+
+
+def _workload(rng):
+    x = rng.standard_normal((2, 17, 15, 6)).astype(np.float32)
+    w = rng.standard_normal((3, 3, 6, 20)).astype(np.float32)
+    dw = rng.standard_normal((3, 3, 6, 1)).astype(np.float32)
+    b = rng.standard_normal(20).astype(np.float32)
+    return [
+        lambda: fastconv.conv2d(x, w, 1, "SAME", bias=b, activation="relu"),
+        lambda: fastconv.conv2d(np.moveaxis(x, -1, 1), w, 2, "VALID", "NCHW"),
+        lambda: fastconv.depthwise_conv2d(x, dw, 1, "SAME"),
+        lambda: fastconv.conv2d_transpose(x, np.ascontiguousarray(w.transpose(0, 1, 3, 2)),
+                                          (2, 34, 30, 20), 2, "SAME"),
+        lambda: fastconv.max_pool2d(x, 3, 2, "SAME"),
+        lambda: fastconv.avg_pool2d(x, 2, 1, "VALID"),
+        lambda: fastconv.global_avg_pool2d(x),
+    ]
+
+
+def test_concurrent_calls_match_serial_results():
+    ops = _workload(np.random.default_rng(0))
+    expected = [op() for op in ops]
+    failures = []
+    barrier = threading.Barrier(N_THREADS)
+
+    def worker(seed):
+        order = np.random.default_rng(seed).permutation(len(ops))
+        barrier.wait()  # start together so parallel regions overlap
+        for _ in range(ITERATIONS):
+            for index in order:
+                got = ops[index]()
+                if not np.array_equal(got, expected[index]):
+                    failures.append((seed, index))
+
+    threads = [threading.Thread(target=worker, args=(seed,)) for seed in range(N_THREADS)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert failures == []
+
+
+def test_thread_count_is_honoured_and_restored():
+    before = fastconv.get_num_threads()
+    try:
+        fastconv.set_num_threads(1)
+        assert fastconv.get_num_threads() == 1
+        x = np.arange(2 * 9 * 9 * 3, dtype=np.float64).reshape(2, 9, 9, 3)
+        one_thread = fastconv.max_pool2d(x, 2, 2, "VALID")
+    finally:
+        fastconv.set_num_threads(before)
+    assert fastconv.get_num_threads() == before
+    np.testing.assert_array_equal(one_thread, fastconv.max_pool2d(x, 2, 2, "VALID"))
+
+
+@pytest.mark.parametrize("bad", [0, -1, 10_000, 1.5, "2", True])
+def test_set_num_threads_rejects_bad_values(bad):
+    with pytest.raises(ValueError, match="n must be an int between 1 and"):
+        fastconv.set_num_threads(bad)
+
+
+def test_threading_layer_is_thread_safe():
+    from fastconv.cpu import threads
+
+    fastconv.max_pool2d(np.ones((1, 4, 4, 1), np.float32), 2, 2, "VALID")  # start the pool
+    assert threads.layer_is_threadsafe()
