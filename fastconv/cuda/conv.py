@@ -25,7 +25,7 @@ from __future__ import annotations
 import functools
 from dataclasses import dataclass
 
-from numba import cuda, int32
+from numba import cuda, uint64
 
 from .. import config
 from .activation import activation_function
@@ -55,13 +55,44 @@ class ConvTile:
     def threads(self):
         return self.pixel_threads * (self.block_channels // self.channels)
 
+    def patch_shape(self, window, strides, dilations, itemsize):
+        """Rows, columns and row pitch (in elements) of the shared input patch.
+
+        The pitch is the smallest one, at most 31 elements beyond the columns, at which the
+        threads of a warp reading their first pixels hit the fewest shared-memory banks more
+        than once (e.g. a 3x3 conv's 16-pixel-wide tile reads 18 columns, two rows per warp:
+        pitch 18 would put both rows' first two cells in the same banks; pitch 48 does not).
+        """
+        return _patch_shape(self, tuple(window), tuple(strides), tuple(dilations), itemsize)
+
     def shared_bytes(self, window, strides, dilations, itemsize):
         """Bytes of shared memory for the input patch and the weights of one stage."""
-        _, r_, s_ = window
-        patch_rows = (self.rows - 1) * strides[1] + (r_ - 1) * dilations[1] + 1
-        patch_cols = (self.cols - 1) * strides[2] + (s_ - 1) * dilations[2] + 1
-        weights = r_ * s_ * self.stage_channels * self.block_channels
-        return (self.stage_channels * patch_rows * patch_cols + weights) * itemsize
+        rows, _, pitch = self.patch_shape(window, strides, dilations, itemsize)
+        weights = window[1] * window[2] * self.stage_channels * self.block_channels
+        return (self.stage_channels * rows * pitch + weights) * itemsize
+
+
+@functools.lru_cache(maxsize=None)
+def _patch_shape(tile, window, strides, dilations, itemsize):
+    _, k_h, k_w = window
+    rows = (tile.rows - 1) * strides[1] + (k_h - 1) * dilations[1] + 1
+    cols = (tile.cols - 1) * strides[2] + (k_w - 1) * dilations[2] + 1
+    banks = max(1, 128 // itemsize)  # 32 banks of 4 bytes; a float64 takes two
+    best_pitch, best_conflicts = cols, None
+    for pitch in range(cols, cols + 32):
+        conflicts = 0
+        for warp_first in range(0, tile.threads, 32):
+            addresses_per_bank = {}
+            for thread in range(warp_first, min(warp_first + 32, tile.threads)):
+                pixel = thread % tile.pixel_threads
+                if pixel < tile.rows * tile.cols:
+                    address = ((pixel // tile.cols) * strides[1] * pitch
+                               + (pixel % tile.cols) * strides[2])
+                    addresses_per_bank.setdefault(address % banks, set()).add(address)
+            conflicts = max([conflicts] + [len(a) for a in addresses_per_bank.values()])
+        if best_conflicts is None or conflicts < best_conflicts:
+            best_pitch, best_conflicts = pitch, conflicts
+    return rows, cols, best_pitch
 
 
 def choose_tile(out_rows, out_cols, group_in, group_out, window, strides, dilations, itemsize):
@@ -70,17 +101,26 @@ def choose_tile(out_rows, out_cols, group_in, group_out, window, strides, dilati
 
     A conv1d (one output row) spends the configured ``TILE_H x TILE_W`` pixels on one row.
     """
-    pixels_per_block = max(1, config.CUDA_CONV_TILE_H * config.CUDA_CONV_TILE_W)
-    rows = max(1, min(config.CUDA_CONV_TILE_H, out_rows))
-    cols = max(1, min(pixels_per_block // rows, out_cols))
-    channels = max(1, min(config.CUDA_CONV_THREAD_K, group_out))
-    block_channels = channels * max(1, min(config.CUDA_CONV_TILE_K // channels,
-                                           -(-group_out // channels)))
-    stage = max(1, min(config.CUDA_CONV_TILE_C, group_in))
-    pixels = max(1, min(config.CUDA_CONV_THREAD_PIXELS, rows * cols))
+    configured = (config.CUDA_CONV_TILE_H, config.CUDA_CONV_TILE_W, config.CUDA_CONV_TILE_K,
+                  config.CUDA_CONV_TILE_C, config.CUDA_CONV_THREAD_PIXELS,
+                  config.CUDA_CONV_THREAD_K, SHARED_MEMORY_BYTES)
+    return _fit_tile(configured, out_rows, out_cols, group_in, group_out, tuple(window),
+                     tuple(strides), tuple(dilations), itemsize)
+
+
+@functools.lru_cache(maxsize=4096)
+def _fit_tile(configured, out_rows, out_cols, group_in, group_out, window, strides, dilations,
+              itemsize):
+    tile_h, tile_w, tile_k, tile_c, thread_pixels, thread_k, shared_limit = configured
+    rows = max(1, min(tile_h, out_rows))
+    cols = max(1, min(max(1, tile_h * tile_w) // rows, out_cols))
+    channels = max(1, min(thread_k, group_out))
+    block_channels = channels * max(1, min(tile_k // channels, -(-group_out // channels)))
+    stage = max(1, min(tile_c, group_in))
+    pixels = max(1, min(thread_pixels, rows * cols))
     tile = ConvTile(rows, cols, pixels, channels, block_channels, stage)
     # Shrink the largest contributor until the patch and weights fit in shared memory.
-    while tile.shared_bytes(window, strides, dilations, itemsize) > SHARED_MEMORY_BYTES:
+    while tile.shared_bytes(window, strides, dilations, itemsize) > shared_limit:
         if tile.stage_channels > 1:
             tile = _replace(tile, stage_channels=tile.stage_channels // 2)
         elif tile.block_channels > tile.channels:
@@ -91,9 +131,12 @@ def choose_tile(out_rows, out_cols, group_in, group_out, window, strides, dilati
                           else (tile.rows, tile.cols // 2))
             tile = _replace(tile, rows=max(rows, 1), cols=max(cols, 1),
                             pixels=min(tile.pixels, max(rows, 1) * max(cols, 1)))
+        elif tile.channels > 1:
+            tile = _replace(tile, channels=tile.channels // 2,
+                            block_channels=tile.channels // 2)
         else:
             raise ValueError(f"the conv window {window} with dilations {dilations} needs more "
-                             f"than {SHARED_MEMORY_BYTES} bytes of shared memory per block")
+                             f"than {shared_limit} bytes of shared memory per block")
     if tile.threads > MAX_THREADS_PER_BLOCK:
         raise ValueError(f"conv tile {tile} needs {tile.threads} threads per block (at most "
                          f"{MAX_THREADS_PER_BLOCK}); lower fastconv.config.CUDA_CONV_TILE_*")
@@ -146,9 +189,10 @@ def conv_kernel(dtype, window, strides, dilations, input_steps, flipped, channel
     block_channels, stage = tile.block_channels, tile.stage_channels
     pixel_threads, threads = tile.pixel_threads, tile.threads
     tile_pixels = rows * cols
-    patch_rows = (rows - 1) * s_h + (k_h - 1) * d_h + 1
-    patch_cols = (cols - 1) * s_w + (k_w - 1) * d_w + 1
-    patch_size = stage * patch_rows * patch_cols
+    patch_rows, patch_cols, pitch = tile.patch_shape(window, strides, dilations,
+                                                     8 if dtype == "float64" else 4)
+    patch_cells = stage * patch_rows * patch_cols  # loaded
+    patch_size = stage * patch_rows * pitch  # allocated
     weights_size = k_h * k_w * stage * block_channels
     accumulators = pixels * channels
     ftype = numba_float(dtype)
@@ -166,12 +210,13 @@ def conv_kernel(dtype, window, strides, dilations, input_steps, flipped, channel
 
     @cuda.jit
     def conv(x, w, bias, out, pad_d, pad_h, pad_w, groups):
-        patch = cuda.shared.array((stage, patch_rows, patch_cols), ftype)
-        weights = cuda.shared.array((k_h, k_w, stage, block_channels), ftype)
+        # Flat shared tiles indexed with unsigned offsets: a signed index costs a
+        # negative-index fix-up per access and hides the linear addresses from the compiler.
+        patch = cuda.shared.array(patch_size, ftype)  # [stage][patch_rows][pitch]
+        weights = cuda.shared.array(weights_size, ftype)  # [k_h][k_w][stage][block_channels]
         acc = cuda.local.array(accumulators, ftype)
         weight_values = cuda.local.array(channels, ftype)
-        pixel_row = cuda.local.array(pixels, int32)
-        pixel_col = cuda.local.array(pixels, int32)
+        pixel_offset = cuda.local.array(pixels, uint64)
 
         if channels_first:
             in_channels, in_d, in_h, in_w = x.shape[1], x.shape[2], x.shape[3], x.shape[4]
@@ -194,7 +239,7 @@ def conv_kernel(dtype, window, strides, dilations, input_steps, flipped, channel
         tile_row = block % tiles_h
         block //= tiles_h
         od = block % out_d
-        n = block // out_d
+        n = uint64(block // out_d)
         channel_blocks = (group_out + block_channels - 1) // block_channels
         group = cuda.blockIdx.y // channel_blocks
         k_first = (cuda.blockIdx.y % channel_blocks) * block_channels  # within the group
@@ -208,8 +253,8 @@ def conv_kernel(dtype, window, strides, dilations, input_steps, flipped, channel
             pixel = pixel_thread + i * pixel_threads
             if pixel >= tile_pixels:
                 pixel = 0  # a spare slot: computed, never stored
-            pixel_row[i] = (pixel // cols) * s_h
-            pixel_col[i] = (pixel % cols) * s_w
+            pixel_offset[i] = uint64((pixel // cols) * s_h * pitch + (pixel % cols) * s_w)
+        weight_offset = uint64(channel_thread * channels)
         for i in range(accumulators):
             acc[i] = 0
 
@@ -220,7 +265,7 @@ def conv_kernel(dtype, window, strides, dilations, input_steps, flipped, channel
             if d_index < 0:
                 continue  # the same for the whole block, so no thread skips a barrier alone
             for c_first in range(0, group_in, stage):
-                for i in range(thread, patch_size, threads):
+                for i in range(thread, patch_cells, threads):
                     if channels_first:  # consecutive threads: consecutive columns
                         col = i % patch_cols
                         row = (i // patch_cols) % patch_rows
@@ -233,12 +278,12 @@ def conv_kernel(dtype, window, strides, dilations, input_steps, flipped, channel
                     h_index = virtual_to_input(h_origin + row, e_h, in_h)
                     w_index = virtual_to_input(w_origin + col, e_w, in_w)
                     if c_first + cc < group_in and h_index >= 0 and w_index >= 0:
-                        c = group * group_in + c_first + cc
+                        c = uint64(group * group_in + c_first + cc)
                         if channels_first:
-                            value = x[n, c, d_index, h_index, w_index]
+                            value = x[n, c, uint64(d_index), uint64(h_index), uint64(w_index)]
                         else:
-                            value = x[n, d_index, h_index, w_index, c]
-                    patch[cc, row, col] = value
+                            value = x[n, uint64(d_index), uint64(h_index), uint64(w_index), c]
+                    patch[uint64((cc * patch_rows + row) * pitch + col)] = value
                 for i in range(thread, weights_size, threads):
                     kk = i % block_channels  # consecutive threads: consecutive out channels
                     cc = (i // block_channels) % stage
@@ -247,19 +292,24 @@ def conv_kernel(dtype, window, strides, dilations, input_steps, flipped, channel
                     value = ftype(0)
                     if k_first + kk < group_out and c_first + cc < group_in:
                         if flipped:  # conv2d_transpose filters: (T, R, S, out, in), one group
-                            value = w[k_d - 1 - t, k_h - 1 - r, k_w - 1 - s, k_first + kk,
-                                      c_first + cc]
+                            value = w[uint64(k_d - 1 - t), uint64(k_h - 1 - r),
+                                      uint64(k_w - 1 - s), uint64(k_first + kk),
+                                      uint64(c_first + cc)]
                         else:
-                            value = w[t, r, s, c_first + cc, group * group_out + k_first + kk]
-                    weights[r, s, cc, kk] = value
+                            value = w[uint64(t), uint64(r), uint64(s), uint64(c_first + cc),
+                                      uint64(group * group_out + k_first + kk)]
+                    weights[uint64(i)] = value  # the loop order is the tile's layout
                 cuda.syncthreads()
                 for cc in range(stage):
                     for r in range(k_h):
+                        patch_row = uint64((cc * patch_rows + r * d_h) * pitch)
                         for s in range(k_w):
+                            tap = weight_offset + uint64(((r * k_w + s) * stage + cc)
+                                                         * block_channels)
                             for j in range(channels):
-                                weight_values[j] = weights[r, s, cc, channel_thread * channels + j]
+                                weight_values[j] = weights[tap + uint64(j)]
                             for i in range(pixels):
-                                xv = patch[cc, pixel_row[i] + r * d_h, pixel_col[i] + s * d_w]
+                                xv = patch[pixel_offset[i] + patch_row + uint64(s * d_w)]
                                 for j in range(channels):
                                     acc[i * channels + j] += xv * weight_values[j]
                 cuda.syncthreads()
@@ -272,14 +322,14 @@ def conv_kernel(dtype, window, strides, dilations, input_steps, flipped, channel
                 for j in range(channels):
                     k = k_first + channel_thread * channels + j
                     if k < group_out:
-                        k_out = group * group_out + k
+                        k_out = uint64(group * group_out + k)
                         value = acc[i * channels + j]
                         if has_bias:
                             value += bias[k_out]
                         if channels_first:
-                            out[n, k_out, od, oh, ow] = act(value)
+                            out[n, k_out, uint64(od), uint64(oh), uint64(ow)] = act(value)
                         else:
-                            out[n, od, oh, ow, k_out] = act(value)
+                            out[n, uint64(od), uint64(oh), uint64(ow), k_out] = act(value)
 
     return conv
 

@@ -149,3 +149,33 @@ def test_conv3d_matches_tensorflow(rand, tfo, assert_close):
     w = rand((2, 3, 3, 2, 3), F32)
     assert_close(fastconv.conv3d(x, w, (1, 2, 1), "SAME", device="cuda"),
                  tfo.conv(x, w, (1, 2, 1), "SAME"), F32)
+
+
+# ----------------------------------------------------------------------------- tile shapes
+
+def test_default_tiles(rand, assert_close, monkeypatch):
+    """The shipped tile shapes (256 threads, 4x4 register tiles), two blocks each way."""
+    import importlib
+
+    defaults = importlib.reload(importlib.import_module("fastconv.config"))
+    for name in ("CUDA_CONV_TILE_H", "CUDA_CONV_TILE_W", "CUDA_CONV_TILE_K", "CUDA_CONV_TILE_C",
+                 "CUDA_CONV_THREAD_PIXELS", "CUDA_CONV_THREAD_K"):
+        monkeypatch.setattr(fastconv.config, name, getattr(defaults, name))
+    x = rand((1, 9, 17, 9), F32)
+    w = rand((3, 3, 9, 33), F32)
+    b = rand((33,), F32)
+    got = fastconv.conv2d(x, w, 1, "SAME", bias=b, activation="relu6", device="cuda")
+    assert_close(got, fastconv.conv2d(x, w, 1, "SAME", bias=b, activation="relu6"), F32)
+
+
+def test_tile_shrinks_to_fit_shared_memory(rand, assert_close, monkeypatch):
+    """A small shared-memory budget forces fewer staged channels, channel blocks and pixels."""
+    from fastconv.cuda import conv as cuda_conv
+
+    monkeypatch.setattr(cuda_conv, "SHARED_MEMORY_BYTES", 200)
+    tile = cuda_conv.choose_tile(6, 7, 3, 5, (1, 3, 3), (1, 1, 1), (1, 2, 1), 8)
+    assert tile.shared_bytes((1, 3, 3), (1, 1, 1), (1, 2, 1), 8) <= 200
+    assert tile.stage_channels == 1 and tile.rows * tile.cols < 6
+    x, w = rand((1, 6, 7, 3), F64), rand((3, 3, 3, 5), F64)
+    got = fastconv.conv2d(x, w, 1, "SAME", dilations=(2, 1), device="cuda")
+    assert_close(got, fastconv.conv2d(x, w, 1, "SAME", dilations=(2, 1)), F64)
