@@ -8,7 +8,7 @@ import numpy as np
 
 from ..dispatch import Implementation, register
 from .conv import conv_direct_ndhwc, pad_ndhwc
-from .conv_blocked import block_channels, conv_blocked, pack_weights
+from .conv_blocked import block_channels, conv_blocked_strided
 from .depthwise import depthwise_ndhwc
 from .layout import channels_last_shape, from_channels_last, to_channels_last
 from .pool import avg_pool_ndhwc, global_pool_nsc, max_pool_ndhwc
@@ -85,29 +85,17 @@ def run_conv_blocked(problem):
         x_layout_first = channels_first
         w = problem.w
         strides = g.strides
-    x_strides = _element_strides(xp, x_layout_first)
-    packed = pack_weights(w, problem.groups, problem.dtype)
-    kernel_w = w.shape[2]
-    if x_strides[1] == 1 and problem.groups == 1 and g.dilations[2] == 1:
-        # Channels-last, one group, no width dilation: a window row's (s, c) pairs are
-        # contiguous, so they form one longer channel loop (fewer, longer inner loops; this
-        # is what makes 1-3 channel layers fast). The packed weights already have that order.
-        n_taps, cg = w.shape[0] * w.shape[1], kernel_w * w.shape[3]
-        packed = packed.reshape(packed.shape[:2] + (n_taps, cg, packed.shape[-1]))
-        kernel_w = 1
-    taps = np.array([t * g.dilations[0] * x_strides[2] + r * g.dilations[1] * x_strides[3]
-                     + s * g.dilations[2] * x_strides[4]
-                     for t in range(w.shape[0]) for r in range(w.shape[1])
-                     for s in range(kernel_w)], dtype=np.int64)
     out = np.empty(problem.out_shape, problem.dtype)
     batch, channels, *spatial = (out.shape if channels_first else
                                  (out.shape[0], out.shape[4]) + out.shape[1:4])
-    out_sizes = np.array([batch, channels] + spatial, dtype=np.int64)
     with parallel_region():
-        conv_blocked(xp.reshape(-1), x_strides, taps, packed,
-                     _bias_or_empty(problem.bias, problem.dtype), out.reshape(-1),
-                     _element_strides(out, channels_first), out_sizes,
-                     np.array(strides, dtype=np.int64), problem.groups, problem.activation)
+        conv_blocked_strided(xp.reshape(-1), _element_strides(xp, x_layout_first),
+                             np.ascontiguousarray(w, dtype=problem.dtype), problem.groups,
+                             _bias_or_empty(problem.bias, problem.dtype), out.reshape(-1),
+                             _element_strides(out, channels_first),
+                             np.array([batch, channels] + spatial, dtype=np.int64),
+                             np.array(strides, dtype=np.int64),
+                             np.array(g.dilations, dtype=np.int64), problem.activation)
     return out
 
 

@@ -57,21 +57,9 @@ def block_channels(dtype):
     return VECTOR_BYTES // np.dtype(dtype).itemsize
 
 
-def pack_weights(w, groups, dtype):
-    """Repack (T, R, S, Cg, K) filters to (G, n_kblocks, taps, Cg, KB), zero-filling K."""
-    w = np.asarray(w, dtype=dtype)
-    kb = block_channels(dtype)
-    taps = w.shape[0] * w.shape[1] * w.shape[2]
-    cg, k = w.shape[3], w.shape[4]
-    n_kblocks = -(-(k // groups) // kb)
-    packed = np.empty((groups, n_kblocks, taps, cg, kb), dtype=dtype)
-    _pack(w.reshape(taps, cg, k), packed)
-    return packed
-
-
 @njit(cache=True, nogil=True)
 def _pack(w, packed):
-    # A compiled loop: the NumPy transpose-and-copy version cost ~25 us per call at batch 1.
+    """Repack (taps, Cg, K) filters into (G, n_kblocks, taps, Cg, KB), zero-filling K."""
     groups, n_kblocks, taps, cg, kb = packed.shape
     kg = w.shape[2] // groups
     for g in range(groups):
@@ -81,6 +69,39 @@ def _pack(w, packed):
                     for j in range(kb):
                         k = blk * kb + j
                         packed[g, blk, t, c, j] = w[t, c, g * kg + k] if k < kg else 0
+
+
+@njit(cache=True, nogil=True)
+def conv_blocked_strided(xf, x_strides, w, groups, bias, out, o_strides, out_sizes, strides,
+                         dilations, act):
+    """Blocked convolution of a padded input given by element strides; the shared entry point.
+
+    Packs the (T, R, S, Cg, K) filters, builds the tap offsets and runs :func:`conv_blocked`.
+    ``x_strides`` / ``o_strides`` / ``out_sizes`` are int64 arrays ordered (batch, channel,
+    depth, height, width); ``strides`` and ``dilations`` have three entries.
+    """
+    t_, r_, s_, cg, k_ = w.shape
+    kb = VECTOR_BYTES // xf.itemsize
+    kernel_w = s_
+    taps_rs = t_ * r_ * s_
+    n_taps, channels = taps_rs, cg
+    if x_strides[1] == 1 and groups == 1 and dilations[2] == 1:
+        # Channels-last, one group, no width dilation: a window row's (s, c) pairs are
+        # contiguous, so they form one longer channel loop (fewer, longer inner loops: this
+        # is what makes 1-3 channel layers fast). The packed weights have that order already.
+        n_taps, channels, kernel_w = t_ * r_, s_ * cg, 1
+    packed = np.empty((groups, -(-(k_ // groups) // kb), n_taps, channels, kb), dtype=xf.dtype)
+    _pack(w.reshape((taps_rs, cg, k_)), packed.reshape((groups, packed.shape[1], taps_rs, cg, kb)))
+    taps = np.empty(n_taps, dtype=np.int64)
+    i = 0
+    for t in range(t_):
+        for r in range(r_):
+            for s in range(kernel_w):
+                taps[i] = (t * dilations[0] * x_strides[2] + r * dilations[1] * x_strides[3]
+                           + s * dilations[2] * x_strides[4])
+                i += 1
+    conv_blocked(xf, x_strides, taps, packed, bias, out, o_strides, out_sizes, strides, groups,
+                 act)
 
 
 @njit(inline="always", cache=True)

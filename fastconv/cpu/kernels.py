@@ -8,6 +8,7 @@ import numpy as np
 from numba import njit
 
 from .conv import conv_direct_ndhwc, pad_ndhwc
+from .conv_blocked import VECTOR_BYTES, conv_blocked_strided
 from .pool import avg_pool_ndhwc, max_pool_ndhwc
 
 
@@ -22,7 +23,19 @@ def _conv5(x, w, out, sd, sh, sw, dd, dh, dw, pd, ph, pw, groups, bias, act):
     aw = max((ow_ - 1) * sw + (s_ - 1) * dw + 1 - w_ - pw, 0)
     if pd or ph or pw or ad or ah or aw:
         x = pad_ndhwc(x, pd, ad, ph, ah, pw, aw)
-    conv_direct_ndhwc(x, w, bias, out, sd, sh, sw, dd, dh, dw, groups, act)
+    k_per_group = out.shape[4] // groups
+    if groups > 1 and k_per_group * 2 * x.itemsize < VECTOR_BYTES:
+        # A few output channels per group would leave most block lanes empty (as in dispatch).
+        conv_direct_ndhwc(x, w, bias, out, sd, sh, sw, dd, dh, dw, groups, act)
+        return out
+    _, dp, hp, wp, c = x.shape
+    x_strides = np.array([dp * hp * wp * c, 1, hp * wp * c, wp * c, c], dtype=np.int64)
+    o_strides = np.array([od_ * oh_ * ow_ * out.shape[4], 1, oh_ * ow_ * out.shape[4],
+                          ow_ * out.shape[4], out.shape[4]], dtype=np.int64)
+    sizes = np.array([n_, out.shape[4], od_, oh_, ow_], dtype=np.int64)
+    conv_blocked_strided(x.reshape(-1), x_strides, w, groups, bias, out.reshape(-1), o_strides,
+                         sizes, np.array([sd, sh, sw], dtype=np.int64),
+                         np.array([dd, dh, dw], dtype=np.int64), act)
     return out
 
 
