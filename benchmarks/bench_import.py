@@ -6,8 +6,6 @@ cache directory: full compilation) and with a warm one (kernels loaded from disk
 issue 3's "<= 3 s" and "<= 0.5 s" targets.
 """
 
-import textwrap
-
 # One small seed case per op: the first-call time is compilation, not arithmetic.
 FIRST_CALL_CASES = {
     "conv2d": "mnist_conv1_same_b1",
@@ -18,17 +16,17 @@ FIRST_CALL_CASES = {
     "mnist_cnn": "mnist_cnn_b1",
 }
 
-# Runs in the timed child before the statement: point Numba (and fastconv) at a cache directory,
-# filled first by another process when the cache should be warm.
+# Runs in the timed child before the statement: point Numba (and fastconv) at a fresh cache
+# directory, filled first by another process when the cache should be warm.
+_PREPARE = ("from fastconv import workloads; "
+            "call, _ = workloads.prepare(workloads.get({name!r}), 'fastconv')")
 _SETUP = """
 import os, subprocess, sys, tempfile
 cache = tempfile.mkdtemp(prefix="fastconv-asv-cache-")
 os.environ["NUMBA_CACHE_DIR"] = os.environ["FASTCONV_CACHE_DIR"] = cache
-prepare = ("from fastconv import workloads; "
-           "call, _ = workloads.prepare(workloads.get({name!r}), 'fastconv')")
 if {warm}:
-    subprocess.run([sys.executable, "-c", prepare + "; call()"], check=True)
-exec(prepare)
+    subprocess.run([sys.executable, "-c", {prepare!r} + "; call()"], check=True)
+{prepare}
 """
 
 
@@ -52,5 +50,5 @@ class FirstCall:
     timeout = 600
 
     def timeraw_first_call(self, op, disk_cache):
-        setup = _SETUP.format(name=FIRST_CALL_CASES[op], warm=disk_cache == "warm")
-        return "call()", textwrap.dedent(setup)
+        prepare = _PREPARE.format(name=FIRST_CALL_CASES[op])
+        return "call()", _SETUP.format(prepare=prepare, warm=disk_cache == "warm")
