@@ -46,9 +46,12 @@ if _target_has_avx512():
 else:
     BLOCK_PIXELS, VECTOR_BYTES = 3, 128
 
-# One micro-kernel per block width: the full block and every shorter tail of a row.
-micro_1, micro_2, micro_3, micro_4, micro_5, micro_6, micro_7, micro_8, micro_9, micro_10, \
-    micro_11, micro_12 = (make_microkernel(width, VECTOR_BYTES) for width in range(1, 13))
+# Micro-kernels for the full block and for tails of 8, 4, 2 and 1 pixels: a row's remainder
+# runs as a few power-of-two blocks, which keeps compile time down (each width is a separate
+# unrolled kernel) at a small cost on the last pixels of a row.
+micro_full = make_microkernel(BLOCK_PIXELS, VECTOR_BYTES)
+micro_8, micro_4, micro_2, micro_1 = (make_microkernel(width, VECTOR_BYTES)
+                                      for width in (8, 4, 2, 1))
 store_block = make_block_store(VECTOR_BYTES)
 
 
@@ -105,33 +108,30 @@ def conv_blocked_strided(xf, x_strides, w, groups, bias, out, o_strides, out_siz
 
 
 @njit(inline="always", cache=True)
+def _block_width(remaining):
+    """Pixels in the next block: a full block, else the largest power of two that fits."""
+    if remaining >= BLOCK_PIXELS:
+        return BLOCK_PIXELS
+    width = 1
+    while width * 2 <= remaining and width < 8:
+        width *= 2
+    return width
+
+
+@njit(inline="always", cache=True)
 def _run_block(width, acc, xf, base, taps, pix, chan, cg, wf, wbase):
-    """Run the micro-kernel compiled for ``width`` pixels (1 <= width <= BLOCK_PIXELS)."""
+    """Run the micro-kernel compiled for ``width`` pixels (as chosen by ``_block_width``)."""
     args = (acc, xf, base, taps, pix, chan, cg, wf, wbase)
-    if width == 1:
-        micro_1(*args)
-    elif width == 2:
-        micro_2(*args)
-    elif width == 3 or BLOCK_PIXELS <= 3:
-        micro_3(*args)
-    elif width == 4:
-        micro_4(*args)
-    elif width == 5:
-        micro_5(*args)
-    elif width == 6:
-        micro_6(*args)
-    elif width == 7:
-        micro_7(*args)
+    if width == BLOCK_PIXELS:
+        micro_full(*args)
     elif width == 8:
         micro_8(*args)
-    elif width == 9:
-        micro_9(*args)
-    elif width == 10:
-        micro_10(*args)
-    elif width == 11:
-        micro_11(*args)
+    elif width == 4:
+        micro_4(*args)
+    elif width == 2:
+        micro_2(*args)
     else:
-        micro_12(*args)
+        micro_1(*args)
 
 
 @njit(parallel=True, cache=True, nogil=True)
@@ -183,8 +183,9 @@ def conv_blocked(xf, x_strides, taps, wp, bias, out, o_strides, out_sizes, strid
         # Channels-last full blocks are stored as whole vectors (bias and relu/relu6 fused);
         # anything else (channels-first, a partial channel block, sigmoid/tanh) element-wise.
         fast_store = os_c == 1 and k_count == kb and act <= 2
-        for ow0 in range(0, ow_, BLOCK_PIXELS):
-            width = min(BLOCK_PIXELS, ow_ - ow0)
+        ow0 = 0
+        while ow0 < ow_:
+            width = _block_width(ow_ - ow0)
             _run_block(width, acc, xf, row_base + ow0 * pix, taps, pix, xs_c, cg, wf, wbase)
             if fast_store:
                 store_block(acc, width, out, out_row + ow0 * os_w + k0, os_w, bias, k0, act)
@@ -195,3 +196,4 @@ def conv_blocked(xf, x_strides, taps, wp, bias, out, o_strides, out_sizes, strid
                         if has_bias:
                             v += bias[k0 + j]
                         out[out_row + (ow0 + i) * os_w + (k0 + j) * os_c] = apply_activation(v, act)
+            ow0 += width
