@@ -121,16 +121,38 @@ def test_conv2d_transpose_algorithms_match_tf(algorithm, dtype, strides, padding
 
 
 @pytest.mark.parametrize("kind", ["max", "avg"])
-@pytest.mark.parametrize("algorithm", ["direct", "reference"])
+@pytest.mark.parametrize("algorithm,layout", [("direct", "NHWC"), ("direct", "NCHW"),
+                                              ("planar", "NCHW"), ("reference", "NHWC")])
 @pytest.mark.parametrize("dtype", [F32, F64])
-def test_pool_algorithms_match_tf(kind, algorithm, dtype, rand, tfo, assert_close, assert_exact):
+@pytest.mark.parametrize("window", [((3, 3), (2, 2), "SAME"), ((2, 3), (1, 2), "VALID")])
+def test_pool_algorithms_match_tf(kind, algorithm, layout, dtype, window, rand, tfo,
+                                  assert_close, assert_exact):
     # 37 channels: full vectors plus a scalar tail; NaN cells exercise TF's max rule.
+    ksize, strides, padding = window
     x = rand((2, 9, 8, 37), dtype)
     x[0, 1, 1, :5] = np.nan
+    x[1, :3, :3, 7] = -np.inf
+    channels_first = layout == "NCHW"
     with _force(algorithm):
-        got = getattr(fastconv, f"{kind}_pool2d")(x, 3, 2, "SAME")
-    expected = tfo.pool(kind, x, (3, 3), (2, 2), "SAME")
+        got = getattr(fastconv, f"{kind}_pool2d")(_channels_first(x) if channels_first else x,
+                                                  ksize, strides, padding, layout)
+    expected = tfo.pool(kind, x, ksize, strides, padding)
+    got = np.moveaxis(got, 1, -1) if channels_first else got
     (assert_exact if kind == "max" else assert_close)(got, expected, dtype)
+
+
+@pytest.mark.parametrize("kind", ["max", "avg"])
+@pytest.mark.parametrize("n_spatial", [1, 3])
+def test_planar_pool_other_ranks_match_tf(kind, n_spatial, rand, tfo, assert_close, assert_exact):
+    shape = {1: (2, 11, 5), 3: (2, 5, 6, 7, 3)}[n_spatial]
+    x = rand(shape, F32)
+    layout = {1: "NCW", 3: "NCDHW"}[n_spatial]
+    ksize, strides = (2,) * n_spatial, (2,) + (1,) * (n_spatial - 1)
+    with _force("planar"):
+        got = getattr(fastconv, f"{kind}_pool{n_spatial}d")(_channels_first(x), ksize, strides,
+                                                             "SAME", layout)
+    expected = tfo.pool(kind, x, ksize, strides, "SAME")
+    (assert_exact if kind == "max" else assert_close)(np.moveaxis(got, 1, -1), expected, F32)
 
 
 @pytest.mark.parametrize("shape,algorithm", [

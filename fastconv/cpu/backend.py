@@ -11,7 +11,9 @@ from .conv import conv_direct_ndhwc, pad_ndhwc
 from .conv_blocked import block_channels, conv_blocked_strided
 from .depthwise import depthwise_ndhwc
 from .layout import channels_last_shape, from_channels_last, to_channels_last
-from .pool import avg_pool_ndhwc, global_pool_nsc, max_pool_ndhwc
+from .pool import AVG as POOL_AVG
+from .pool import MAX as POOL_MAX
+from .pool import avg_pool_ndhwc, global_pool_nsc, max_pool_ndhwc, pool_ncdhw
 from .threads import parallel_region
 from .transpose import flipped_filters, upsample_and_pad
 
@@ -148,6 +150,25 @@ def run_pool_direct(problem):
     return from_channels_last(out, problem.channels_first)
 
 
+def run_pool_planar(problem):
+    """Channels-first pooling in place: separable row reduction per (batch, channel) plane."""
+    if 0 in problem.out_shape or 0 in problem.x.shape:
+        return _empty_result(problem.out_shape, problem.dtype)
+    g = problem.geometry
+    out = np.empty(problem.out_shape, problem.dtype)
+    pads_before = tuple(before for before, _ in g.pads)
+    lowest = np.finfo(problem.dtype).min
+    mode = POOL_MAX if problem.kind == "max" else POOL_AVG
+    with parallel_region():
+        pool_ncdhw(np.ascontiguousarray(problem.x), out, *g.kernel, *g.strides, *pads_before,
+                   mode, lowest)
+    return out
+
+
+def _is_channels_first(problem):
+    return problem.channels_first
+
+
 def run_global_pool(problem):
     """Global max / mean over the spatial dims."""
     x = to_channels_last(problem.x, problem.channels_first)
@@ -178,5 +199,8 @@ register(Implementation("conv", "cpu", "depthwise", run_conv_depthwise, _depthwi
                         priority=20))
 register(Implementation("max_pool", "cpu", "direct", run_pool_direct))
 register(Implementation("avg_pool", "cpu", "direct", run_pool_direct))
+for _family in ("max_pool", "avg_pool"):
+    register(Implementation(_family, "cpu", "planar", run_pool_planar, _is_channels_first,
+                            priority=10))
 register(Implementation("global_pool", "cpu", "direct", run_global_pool))
 register(Implementation("zero_pad", "cpu", "direct", run_zero_pad))
