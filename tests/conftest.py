@@ -47,8 +47,15 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(pytest.mark.tf)
 
 
+def _tensorflow_installed():
+    try:
+        return importlib.util.find_spec("tensorflow") is not None
+    except (ImportError, ValueError):
+        return False
+
+
 def pytest_runtest_setup(item):
-    if item.get_closest_marker("tf") and importlib.util.find_spec("tensorflow") is None:
+    if item.get_closest_marker("tf") and not _tensorflow_installed():
         pytest.skip("TensorFlow is not installed")
 
 
@@ -261,7 +268,8 @@ def tools():
 
 @pytest.fixture(scope="session")
 def tf():
-    return pytest.importorskip("tensorflow")
+    # exc_type=ImportError: a broken TensorFlow install skips too, not only a missing one.
+    return pytest.importorskip("tensorflow", exc_type=ImportError)
 
 
 @pytest.fixture(scope="session")
