@@ -15,7 +15,7 @@ from .pool import AVG as POOL_AVG
 from .pool import MAX as POOL_MAX
 from .pool import avg_pool_ndhwc, global_pool_nsc, max_pool_ndhwc, pool_ncdhw
 from .threads import parallel_region
-from .transpose import flipped_filters, upsample_and_pad
+from .transpose import flipped_filters, transpose_phases, upsample_and_pad
 
 
 def _empty_result(shape5, dtype):
@@ -74,30 +74,58 @@ def run_conv_blocked(problem):
     """Register-blocked convolution in the caller's layout (no transposes for NCHW)."""
     if 0 in problem.out_shape or 0 in problem.x.shape:
         return _empty_result(problem.out_shape, problem.dtype)
+    if problem.kind == "transpose":
+        return _run_transpose_blocked(problem)
     g = problem.geometry
     channels_first = problem.channels_first
-    if problem.kind == "transpose":
-        # The transposed conv becomes a stride-1 conv of an upsampled channels-last input.
-        xp = upsample_and_pad(to_channels_last(problem.x, channels_first), g)
-        x_layout_first = False
-        w = flipped_filters(problem.w)
-        strides = (1, 1, 1)
-    else:
-        xp = _pad_spatial(problem.x, g.pads, channels_first)
-        x_layout_first = channels_first
-        w = problem.w
-        strides = g.strides
+    xp = _pad_spatial(problem.x, g.pads, channels_first)
     out = np.empty(problem.out_shape, problem.dtype)
-    batch, channels, *spatial = (out.shape if channels_first else
-                                 (out.shape[0], out.shape[4]) + out.shape[1:4])
+    _blocked(xp, channels_first, problem.w, problem.groups, problem.bias, out, channels_first,
+             out.reshape(-1), _element_strides(out, channels_first), _spatial(out, channels_first),
+             g.strides, g.dilations, problem.activation)
+    return out
+
+
+def _spatial(array, channels_first):
+    return array.shape[2:] if channels_first else array.shape[1:4]
+
+
+def _blocked(xp, x_first, w, groups, bias, out, out_first, out_flat, out_strides, out_spatial,
+             strides, dilations, activation, x_offset=0):
+    """Run the blocked kernel on padded ``xp`` into ``out_flat`` (a flat view with strides)."""
+    batch, channels = out.shape[0], out.shape[1 if out_first else 4]
     with parallel_region():
-        conv_blocked_strided(xp.reshape(-1), _element_strides(xp, x_layout_first),
-                             np.ascontiguousarray(w, dtype=problem.dtype), problem.groups,
-                             _bias_or_empty(problem.bias, problem.dtype), out.reshape(-1),
-                             _element_strides(out, channels_first),
-                             np.array([batch, channels] + spatial, dtype=np.int64),
+        conv_blocked_strided(xp.reshape(-1)[x_offset:], _element_strides(xp, x_first),
+                             np.ascontiguousarray(w, dtype=out.dtype), groups,
+                             _bias_or_empty(bias, out.dtype), out_flat, out_strides,
+                             np.array([batch, channels, *out_spatial], dtype=np.int64),
                              np.array(strides, dtype=np.int64),
-                             np.array(g.dilations, dtype=np.int64), problem.activation)
+                             np.array(dilations, dtype=np.int64), activation)
+
+
+def _run_transpose_blocked(problem):
+    """Transposed conv as one small stride-1 blocked conv per output phase (sub-pixel form)."""
+    g = problem.geometry
+    channels_first = problem.channels_first
+    x_sizes = _spatial(problem.x, channels_first)
+    pads, phases = transpose_phases(x_sizes, g)
+    xp = _pad_spatial(problem.x, pads, channels_first)
+    x_strides = _element_strides(xp, channels_first)
+    out = np.zeros(problem.out_shape, problem.dtype)  # phases with no taps stay zero
+    out_strides = _element_strides(out, channels_first)
+    phase_strides = out_strides.copy()
+    phase_strides[2:] *= np.array(g.strides, dtype=np.int64)
+    for phase in phases:
+        if not all(phase["taps"]) or 0 in phase["count"]:
+            continue
+        t_taps, r_taps, s_taps = phase["taps"]
+        # (T, R, S, out, in) -> this phase's taps in offset order, as (T, R, S, in, out).
+        w = problem.w[np.ix_(t_taps, r_taps, s_taps)].transpose(0, 1, 2, 4, 3)
+        out_start = int(np.dot(phase["start"], out_strides[2:]))
+        x_start = int(np.dot(phase["offset"], x_strides[2:]))
+        _blocked(xp, channels_first, w, 1, None, out, channels_first,
+                 out.reshape(-1)[out_start:], phase_strides, phase["count"], (1, 1, 1),
+                 phase["dilation"], 0, x_offset=x_start)
     return out
 
 

@@ -7,6 +7,8 @@ The transposed conv of ``x`` (forward geometry: size ``H`` -> ``OH`` with stride
 kernel computes. The extra multiplications by inserted zeros are the price of reusing it.
 """
 
+import itertools
+
 import numpy as np
 
 
@@ -33,3 +35,57 @@ def upsample_and_pad(x, geometry):
 def flipped_filters(w):
     """(T, R, S, out, in) transpose-conv filters -> (T, R, S, in, out) flipped conv filters."""
     return np.ascontiguousarray(w[::-1, ::-1, ::-1].transpose(0, 1, 2, 4, 3))
+
+
+def _phase_taps(phase, k, s, d, before):
+    """Kernel taps of one output phase along one dim, and their input offsets.
+
+    Output ``i = phase + s * q`` receives ``x[q + c_r] * w[r]`` for every tap ``r`` with
+    ``(phase + before - r * d) % s == 0``, where ``c_r = (phase + before - r * d) // s``.
+    Returns the taps ordered by increasing offset, the first offset, and the offset step.
+    """
+    taps = [r for r in range(k) if (phase + before - r * d) % s == 0]
+    taps.reverse()  # larger r, smaller offset
+    if not taps:
+        return [], 0, 1
+    first = (phase + before - taps[0] * d) // s
+    step = (taps[0] - taps[1]) * d // s if len(taps) > 1 else 1
+    return taps, first, step
+
+
+def transpose_phases(x_sizes, geometry):
+    """Split a transposed conv into stride-1 convs, one per output phase (sub-pixel form).
+
+    A transposed conv with stride ``s`` reads, for outputs ``phase, phase + s, ...``, only the
+    kernel taps congruent to that phase: ``prod(s)`` small ordinary convolutions with no
+    multiplications by inserted zeros (the upsampling form does ``prod(s)`` times the work).
+
+    Returns ``(pads, phases)``: the (before, after) zero padding of ``x`` shared by all phases,
+    and per phase a dict with ``start`` (output index of the phase's first element per dim),
+    ``count`` (outputs per dim), ``taps`` (kernel indices per dim, in offset order), ``offset``
+    (input offset of the first tap per dim, into the padded ``x``) and ``dilation`` per dim.
+    """
+    per_dim = []
+    for size_in, size_out, k, s, d, (before, _) in zip(x_sizes, geometry.in_sizes,
+                                                        geometry.kernel, geometry.strides,
+                                                        geometry.dilations, geometry.pads):
+        options = []
+        for phase in range(min(s, size_out)):
+            taps, first, step = _phase_taps(phase, k, s, d, before)
+            count = -(-(size_out - phase) // s)
+            options.append(dict(start=phase, count=count, taps=taps, first=first, step=step))
+        per_dim.append(options)
+    pads = []
+    for options, size_in in zip(per_dim, x_sizes):
+        low = min((o["first"] for o in options if o["taps"]), default=0)
+        high = max((o["count"] - 1 + o["first"] + (len(o["taps"]) - 1) * o["step"]
+                    for o in options if o["taps"]), default=0)
+        pads.append((max(0, -low), max(0, high - (size_in - 1))))
+    phases = []
+    for combo in itertools.product(*per_dim):
+        phases.append(dict(start=tuple(o["start"] for o in combo),
+                           count=tuple(o["count"] for o in combo),
+                           taps=tuple(o["taps"] for o in combo),
+                           offset=tuple(o["first"] + before for o, (before, _) in zip(combo, pads)),
+                           dilation=tuple(o["step"] for o in combo)))
+    return tuple(pads), phases
