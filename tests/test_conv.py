@@ -142,6 +142,33 @@ def test_conv2d_transpose_matches_tf(case, rand, tfo, tools, assert_close):
     assert_close(got, expected, case.dtype)
 
 
+@pytest.mark.parametrize("layout, dtype, shape, kernel, out_channels, groups, strides, padding, "
+                         "dilations", [
+    ("NHWC", F32, (2, 13, 37, 16), (3, 3), 24, 1, (1, 1), "SAME", (1, 1)),
+    ("NCHW", F32, (2, 16, 13, 37), (3, 3), 24, 1, (1, 1), "SAME", (1, 1)),
+    ("NHWC", F64, (1, 17, 29, 12), (5, 5), 20, 1, (2, 2), "VALID", (1, 1)),
+    ("NCHW", F32, (1, 12, 19, 33), (3, 3), 17, 1, (1, 2), ((2, 1), (0, 3)), (2, 1)),
+    ("NHWC", F32, (2, 11, 31, 16), (3, 3), 32, 4, (1, 1), "SAME", (1, 1)),
+    ("NCHW", F64, (1, 18, 15, 23), (2, 4), 9, 3, (3, 2), "SAME", (1, 2)),
+    ("NHWC", F32, (3, 9, 70, 5), (1, 1), 40, 1, (1, 1), "VALID", (1, 1)),
+    ("NHWC", F32, (1, 8, 45, 33), (3, 3), 65, 1, (1, 1), "SAME", (1, 1)),
+])
+def test_conv2d_medium_shapes_match_tf(layout, dtype, shape, kernel, out_channels, groups,
+                                       strides, padding, dilations, rand, tfo, assert_close):
+    """Wider rows and more channels than the grids: full register tiles plus remainders."""
+    channels_first = layout == "NCHW"
+    channels = shape[1] if channels_first else shape[-1]
+    x = rand(shape, dtype)
+    w = (rand(kernel + (channels // groups, out_channels), F64)
+         / np.sqrt(np.prod(kernel) * channels)).astype(dtype)
+    bias = rand((out_channels,), dtype)
+    explicit = not isinstance(padding, str)
+    got = fastconv.conv2d(x, w, list(strides), [list(p) for p in padding] if explicit else padding,
+                          layout, list(dilations), bias=bias, activation="relu")
+    expected = tfo.conv(x, w, strides, padding, dilations, channels_first, bias, "relu")
+    assert_close(got, expected, dtype)
+
+
 @pytest.mark.parametrize("activation", ["relu", "relu6", "sigmoid", "tanh"])
 @pytest.mark.parametrize("dtype", [F32, F64])
 def test_fused_bias_activation_matches_tf_large_values(activation, dtype, rand, tfo, tools,

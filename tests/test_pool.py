@@ -98,6 +98,31 @@ def test_avg_pool3d_matches_tf(case, rand, tfo, tools, assert_close, assert_exac
     _run_pool_case("avg", 3, case, rand, tfo, tools, assert_close, assert_exact)
 
 
+@pytest.mark.parametrize("kind", ["max", "avg"])
+@pytest.mark.parametrize("layout, dtype, shape, window, strides, padding", [
+    ("NCHW", F32, (2, 5, 31, 45), (3, 3), (2, 2), "SAME"),
+    ("NCHW", F64, (1, 3, 40, 33), (2, 5), (1, 3), "VALID"),
+    ("NHWC", F32, (2, 29, 41, 19), (3, 3), (2, 2), "SAME"),
+    ("NCHW", F32, (1, 4, 26, 64), (2, 2), (2, 2), "VALID"),
+    ("NCHW", F32, (1, 2, 17, 70), (4, 3), (3, 1), ((1, 3), (2, 0))),
+    ("NCW", F64, (2, 3, 77), (5,), (2,), "SAME"),
+    ("NCDHW", F32, (1, 3, 6, 13, 21), (2, 3, 3), (1, 2, 2), "SAME"),
+])
+def test_pools_medium_shapes_match_tf(kind, layout, dtype, shape, window, strides, padding, rand,
+                                      tfo, assert_close, assert_exact):
+    """Longer rows than the grids, mostly channels-first: vector widths plus remainders."""
+    if kind == "avg" and not isinstance(padding, str):
+        padding = "SAME"
+    n = len(window)
+    channels_first = layout == LAYOUTS[n][1]
+    x = rand(shape, dtype)
+    got = POOLS[kind, n](x, list(window), list(strides),
+                         padding if isinstance(padding, str) else
+                         [[0, 0], [0, 0]] + [list(p) for p in padding], layout)
+    expected = tfo.pool(kind, x, window, strides, padding, channels_first)
+    (assert_exact if kind == "max" else assert_close)(got, expected, dtype)
+
+
 @pytest.mark.parametrize("padding", ["SAME", "VALID"])
 @pytest.mark.parametrize("data_format", ["NHWC", "NCHW"])
 def test_max_pool2d_nan_and_inf_follow_tf_cpu(padding, data_format, tfo, assert_exact):
