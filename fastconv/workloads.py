@@ -136,8 +136,8 @@ class Case:
             text += f" {o['padding']}"
             return text + (f" {o['activation']}" if o.get("activation") else "")
         if self.op in _POOL_OPS:
-            return (f"{shape} {_window_text(o['ksize'])}/{_window_text(o['strides'])} "
-                    f"{o['padding']}")
+            window = "x".join(map(str, _spatial(o["ksize"], self.n_spatial)))
+            return f"{shape} {window}/{_window_text(o['strides'])} {o['padding']}"
         if self.op == "zero_pad2d":
             return f"{shape} pad {o['padding']}"
         return shape
@@ -405,7 +405,8 @@ def prepare(case, backend, dtype="float32", layout="channels_last", device="cpu"
         fastconv's data layout. TensorFlow always runs channels-last (its CPU refuses NCHW).
     device : {"cpu", "cuda"}
         fastconv's device; ``"cuda"`` copies inputs to the GPU first and synchronises after
-        each call. TensorFlow runs on the CPU.
+        each call. TensorFlow runs on the CPU (float64 3-D pooling, which TF's CPU lacks, as
+        2-D then 1-D pooling).
     arrays : dict, optional
         From :func:`make_arrays` (built here when omitted).
     """
@@ -500,6 +501,29 @@ def import_tensorflow():
     return tf
 
 
+def _tf_pool3d_by_axes(tf, case, x):
+    """TF's CPU has no float64 3-D pooling: pool over (H, W) in 2-D, then over D in 1-D.
+
+    Exact for max; for average too, since a window's count of real cells is the product of
+    its per-axis counts.
+    """
+    kind = case.op[:3]
+    (kd, kh, kw), (sd, sh, sw) = _spatial(case.options["ksize"], 3), \
+        _spatial(case.options["strides"], 3)
+    padding = case.options["padding"]
+    n, d, h, w, c = x.shape
+
+    def call():
+        y = getattr(tf.nn, f"{kind}_pool2d")(tf.reshape(x, (n * d, h, w, c)), (kh, kw),
+                                              (sh, sw), padding)
+        out_h, out_w = y.shape[1], y.shape[2]
+        y = getattr(tf.nn, f"{kind}_pool1d")(tf.reshape(y, (n, d, out_h * out_w * c)), kd, sd,
+                                              padding)
+        return tf.reshape(y, (n, -1, out_h, out_w, c))
+
+    return call
+
+
 def _full(value, n):
     """TF's (n + 2)-element window form of an int or spatial tuple."""
     return [1, *_spatial(value, n), 1]
@@ -534,6 +558,8 @@ def _prepare_tf(case, arrays):
 
         def call():
             return tf.pad(t["input"], [[0, 0], [p, p], [p, p], [0, 0]])
+    elif case.op in ("max_pool3d", "avg_pool3d") and t["input"].dtype == tf.float64:
+        call = _tf_pool3d_by_axes(tf, case, t["input"])
     else:
         function = getattr(tf.nn, case.op)
         args = {name: value for name, value in t.items() if name != "bias"}
