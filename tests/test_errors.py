@@ -322,7 +322,7 @@ def test_batch_size_zero_returns_empty_array(call, shape):
 # ----------------------------------------------------------------------------- inputs
 
 def _ops_on(rng):
-    """(name, function(x, w), x in NHWC-ish layout, w) for every op with a weight-like argument."""
+    """(name, op(x, w, bias), x, w or None, bias or None) for ops of every kind and layout."""
     r = lambda *shape: rng.standard_normal(shape)  # noqa: E731
     return [
         ("conv2d", lambda x, w, b: fastconv.conv2d(x, w, 2, "SAME", bias=b, activation="tanh"),

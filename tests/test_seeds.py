@@ -37,13 +37,15 @@ def _rand(rng, shape, dtype=F32):
 # ----------------------------------------------------------------------------- seed 001
 
 def test_seed001_keras_mnist_cnn_shapes_and_params(rng):
-    x = _rand(rng, (2, 28, 28, 1))
+    y = _rand(rng, (2, 28, 28, 1))
     shapes, params = [], []
-    y, p = conv_layer(x, 32, 3, rng); shapes.append(y.shape); params.append(p)  # noqa: E702
-    y = max_pool(y); shapes.append(y.shape)
-    y, p = conv_layer(y, 64, 3, rng); shapes.append(y.shape); params.append(p)  # noqa: E702
-    y = max_pool(y); shapes.append(y.shape)
-    y, p = conv_layer(y, 64, 3, rng); shapes.append(y.shape); params.append(p)  # noqa: E702
+    for filters, pool_after in ((32, True), (64, True), (64, False)):
+        y, p = conv_layer(y, filters, 3, rng)
+        shapes.append(y.shape)
+        params.append(p)
+        if pool_after:
+            y = max_pool(y)
+            shapes.append(y.shape)
     assert shapes == [(2, 26, 26, 32), (2, 13, 13, 32), (2, 11, 11, 64), (2, 5, 5, 64),
                       (2, 3, 3, 64)]
     assert params == [320, 18496, 36928]
