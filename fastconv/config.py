@@ -19,6 +19,10 @@ CACHE_DIR = os.environ.get("FASTCONV_CACHE_DIR", "")
 #: Numba threading layer; "threadsafe" picks omp or tbb, both safe under concurrent Python threads.
 THREADING_LAYER = os.environ.get("FASTCONV_THREADING_LAYER", "threadsafe")
 
+#: CPU kernels estimated to take less than this many microseconds on one core run on the
+#: calling thread only (see fastconv.cpu.threads.parallel_region).
+PARALLEL_MIN_MICROSECONDS = float(os.environ.get("FASTCONV_PARALLEL_MIN_MICROSECONDS", "50"))
+
 #: Register-block shape of the CPU conv micro-kernel: "auto" follows the CPU Numba compiles for
 #: (NUMBA_CPU_NAME / NUMBA_CPU_FEATURES, else the host); "avx2" or "avx512" force one.
 REGISTER_BLOCK = os.environ.get("FASTCONV_REGISTER_BLOCK", "auto")

@@ -26,23 +26,34 @@ def _bias_or_empty(bias, dtype):
     return np.empty(0, dtype=dtype) if bias is None else np.ascontiguousarray(bias, dtype=dtype)
 
 
+def _conv_microseconds(problem, gflops_per_second):
+    """Estimated single-core time of a conv problem (see threads.parallel_region)."""
+    flops = 2.0 * np.prod(problem.out_shape) * np.prod(problem.w.shape[:4])
+    return flops / (gflops_per_second * 1e3)
+
+
+def _pool_microseconds(problem):
+    """Estimated single-core time of a pooling problem: ~2 cells per nanosecond."""
+    return np.prod(problem.out_shape) * np.prod(problem.geometry.kernel) / 2e3
+
+
 def run_conv_direct(problem):
     """Direct convolution (and transposed convolution through :mod:`.transpose`)."""
     if 0 in problem.out_shape or 0 in problem.x.shape:
         return _empty_result(problem.out_shape, problem.dtype)
     g = problem.geometry
     x = to_channels_last(problem.x, problem.channels_first)
-    if problem.kind == "transpose":
-        xp = upsample_and_pad(x, g)
-        w = flipped_filters(problem.w)
-        strides = (1, 1, 1)
-    else:
-        (d0, d1), (h0, h1), (w0, w1) = g.pads
-        xp = pad_ndhwc(x, d0, d1, h0, h1, w0, w1) if any(sum(g.pads, ())) else x
-        w = np.ascontiguousarray(problem.w)
-        strides = g.strides
     out = np.empty(channels_last_shape(problem.out_shape, problem.channels_first), problem.dtype)
-    with parallel_region():
+    with parallel_region(_conv_microseconds(problem, 5)):
+        if problem.kind == "transpose":
+            xp = upsample_and_pad(x, g)
+            w = flipped_filters(problem.w)
+            strides = (1, 1, 1)
+        else:
+            (d0, d1), (h0, h1), (w0, w1) = g.pads
+            xp = pad_ndhwc(x, d0, d1, h0, h1, w0, w1) if any(sum(g.pads, ())) else x
+            w = np.ascontiguousarray(problem.w)
+            strides = g.strides
         conv_direct_ndhwc(xp, w, _bias_or_empty(problem.bias, problem.dtype), out, *strides,
                           *g.dilations, problem.groups, problem.activation)
     return from_channels_last(out, problem.channels_first)
@@ -82,7 +93,7 @@ def run_conv_blocked(problem):
     out = np.empty(problem.out_shape, problem.dtype)
     _blocked(xp, channels_first, problem.w, problem.groups, problem.bias, out, channels_first,
              out.reshape(-1), _element_strides(out, channels_first), _spatial(out, channels_first),
-             g.strides, g.dilations, problem.activation)
+             g.strides, g.dilations, problem.activation, _conv_microseconds(problem, 50))
     return out
 
 
@@ -91,10 +102,10 @@ def _spatial(array, channels_first):
 
 
 def _blocked(xp, x_first, w, groups, bias, out, out_first, out_flat, out_strides, out_spatial,
-             strides, dilations, activation, x_offset=0):
+             strides, dilations, activation, microseconds, x_offset=0):
     """Run the blocked kernel on padded ``xp`` into ``out_flat`` (a flat view with strides)."""
     batch, channels = out.shape[0], out.shape[1 if out_first else 4]
-    with parallel_region():
+    with parallel_region(microseconds):
         conv_blocked_strided(xp.reshape(-1)[x_offset:], _element_strides(xp, x_first),
                              np.ascontiguousarray(w, dtype=out.dtype), groups,
                              _bias_or_empty(bias, out.dtype), out_flat, out_strides,
@@ -125,7 +136,8 @@ def _run_transpose_blocked(problem):
         x_start = int(np.dot(phase["offset"], x_strides[2:]))
         _blocked(xp, channels_first, w, 1, None, out, channels_first,
                  out.reshape(-1)[out_start:], phase_strides, phase["count"], (1, 1, 1),
-                 phase["dilation"], 0, x_offset=x_start)
+                 phase["dilation"], 0, _conv_microseconds(problem, 50) / len(phases),
+                 x_offset=x_start)
     return out
 
 
@@ -143,7 +155,9 @@ def run_conv_depthwise(problem):
     g = problem.geometry
     x = to_channels_last(problem.x, problem.channels_first)
     (d0, d1), (h0, h1), (w0, w1) = g.pads
-    xp = pad_ndhwc(x, d0, d1, h0, h1, w0, w1) if any(sum(g.pads, ())) else x
+    microseconds = _conv_microseconds(problem, 20)
+    with parallel_region(microseconds):
+        xp = pad_ndhwc(x, d0, d1, h0, h1, w0, w1) if any(sum(g.pads, ())) else x
     _, _, hp, wp_, channels = xp.shape
     t_, r_, s_ = problem.w.shape[:3]
     taps = np.array([((t * g.dilations[0] * hp + r * g.dilations[1]) * wp_
@@ -151,7 +165,7 @@ def run_conv_depthwise(problem):
                      for t in range(t_) for r in range(r_) for s in range(s_)], dtype=np.int64)
     w = np.ascontiguousarray(problem.w, dtype=problem.dtype).reshape(-1)
     out = np.empty(channels_last_shape(problem.out_shape, problem.channels_first), problem.dtype)
-    with parallel_region():
+    with parallel_region(microseconds):
         depthwise_ndhwc(xp, taps, w, _bias_or_empty(problem.bias, problem.dtype), out,
                         *g.strides, problem.activation)
     return from_channels_last(out, problem.channels_first)
@@ -169,7 +183,7 @@ def run_pool_direct(problem):
     x = to_channels_last(problem.x, problem.channels_first)
     out = np.empty(channels_last_shape(problem.out_shape, problem.channels_first), problem.dtype)
     pads_before = tuple(before for before, _ in g.pads)
-    with parallel_region():
+    with parallel_region(_pool_microseconds(problem)):
         if problem.kind == "max":
             lowest = np.finfo(problem.dtype).min
             max_pool_ndhwc(x, out, *g.kernel, *g.strides, *pads_before, lowest)
@@ -187,7 +201,7 @@ def run_pool_planar(problem):
     pads_before = tuple(before for before, _ in g.pads)
     lowest = np.finfo(problem.dtype).min
     mode = POOL_MAX if problem.kind == "max" else POOL_AVG
-    with parallel_region():
+    with parallel_region(_pool_microseconds(problem)):
         pool_ncdhw(np.ascontiguousarray(problem.x), out, *g.kernel, *g.strides, *pads_before,
                    mode, lowest)
     return out
@@ -204,7 +218,7 @@ def run_global_pool(problem):
     out = np.empty((n, channels), problem.dtype)
     if out.size == 0:
         return out
-    with parallel_region():
+    with parallel_region(x.size / 2e3):
         global_pool_nsc(x.reshape(n, -1, channels), out, problem.kind == "max")
     return out
 

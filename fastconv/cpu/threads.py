@@ -45,13 +45,28 @@ def layer_is_threadsafe():
 
 
 @contextlib.contextmanager
-def parallel_region():
-    """Serialise parallel kernels when the threading layer is not thread-safe."""
-    if layer_is_threadsafe():
-        yield
-    else:
-        with _lock:
+def parallel_region(serial_microseconds=float("inf")):
+    """Run the parallel kernels inside safely, and on one thread when the work is small.
+
+    ``serial_microseconds`` is the caller's estimate of the work on one core. Below
+    ``config.PARALLEL_MIN_MICROSECONDS`` the kernel runs on the calling thread alone: waking
+    the pool costs more than it saves, and on a busy machine (or beside another library's
+    spinning threads) a parallel region can wait a whole scheduler tick for its workers.
+    Calls are serialised when the threading layer is not thread-safe.
+    """
+    small = serial_microseconds < config.PARALLEL_MIN_MICROSECONDS
+    previous = numba.get_num_threads() if small else 0
+    if small and previous > 1:
+        numba.set_num_threads(1)
+    try:
+        if layer_is_threadsafe():
             yield
+        else:
+            with _lock:
+                yield
+    finally:
+        if small and previous > 1:
+            numba.set_num_threads(previous)
 
 
 def set_num_threads(n):
