@@ -16,8 +16,9 @@ def _int(name, default):
 #: to a per-user cache directory when the package directory is read-only).
 CACHE_DIR = os.environ.get("FASTCONV_CACHE_DIR", "")
 
-#: Numba threading layer; "threadsafe" picks omp or tbb, both safe under concurrent Python threads.
-THREADING_LAYER = os.environ.get("FASTCONV_THREADING_LAYER", "threadsafe")
+#: Numba threading layer: "auto" prefers tbb, then omp (both safe under concurrent Python
+#: threads); "tbb", "omp" or "workqueue" force one.
+THREADING_LAYER = os.environ.get("FASTCONV_THREADING_LAYER", "auto")
 
 #: CPU kernels estimated to take less than this many microseconds on one core run on the
 #: calling thread only (see fastconv.cpu.threads.parallel_region).

@@ -1,14 +1,22 @@
 """Numba's threading layer and thread count for the CPU kernels.
 
 Numba's default ``workqueue`` layer aborts the process when two Python threads enter parallel
-code at once; ``omp`` and ``tbb`` are safe. We ask for a thread-safe layer unless the user chose
-one, and serialise calls with a lock when only ``workqueue`` is available.
+code at once; ``tbb`` and ``omp`` are safe. We prefer TBB (installed from PyPI with fastconv):
+its work-stealing lets the calling thread finish a region alone when the other workers are
+descheduled, whereas an OpenMP region waits for every worker. On a busy machine (or beside
+TensorFlow's spinning threads) that wait is a whole scheduler tick, which measured as 10-100x
+slowdowns of millisecond ops here (benchmarks/RESULTS.md). OpenMP is the fallback, and when
+only ``workqueue`` exists calls are serialised with a lock. ``NUMBA_THREADING_LAYER`` or
+``FASTCONV_THREADING_LAYER`` override the choice.
 """
 
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import glob
 import os
+import sys
 import threading
 
 import numba
@@ -18,18 +26,42 @@ from .. import config
 _lock = threading.Lock()
 
 
+def _load_pip_tbb():
+    """Make the ``tbb`` wheel's library visible to Numba's TBB layer.
+
+    pip installs ``libtbb.so.12`` into ``<prefix>/lib``, which is not on the loader's search
+    path; loading it globally first lets ``numba.np.ufunc.tbbpool`` resolve it.
+    """
+    for path in sorted(glob.glob(os.path.join(sys.prefix, "lib", "libtbb.so.12*"))):
+        try:
+            ctypes.CDLL(path, mode=ctypes.RTLD_GLOBAL)
+            return
+        except OSError:
+            continue
+
+
+def _layer_available(name):
+    try:
+        if name == "tbb":
+            _load_pip_tbb()
+            from numba.np.ufunc import tbbpool  # noqa: F401
+        elif name == "omp":
+            from numba.np.ufunc import omppool  # noqa: F401
+        return True
+    except ImportError:
+        return False
+
+
 def _configure_layer():
     if os.environ.get("NUMBA_THREADING_LAYER"):
         return  # the user's explicit choice wins
-    try:
-        from numba.np.ufunc import omppool  # noqa: F401
-        numba.config.THREADING_LAYER = config.THREADING_LAYER
-    except ImportError:
-        try:
-            from numba.np.ufunc import tbbpool  # noqa: F401
-            numba.config.THREADING_LAYER = config.THREADING_LAYER
-        except ImportError:
-            pass  # workqueue only: calls are serialised below
+    choice = config.THREADING_LAYER
+    candidates = ("tbb", "omp") if choice in ("auto", "threadsafe", "safe") else (choice,)
+    for name in candidates:
+        if _layer_available(name):
+            numba.config.THREADING_LAYER = name
+            return
+    # workqueue only: parallel_region serialises calls
 
 
 _configure_layer()
