@@ -11,7 +11,8 @@ from fastconv import cli, workloads
 
 needs_tf = pytest.mark.skipif(importlib.util.find_spec("tensorflow") is None,
                               reason="TensorFlow is not installed")
-TINY = ["--quick", "--ops", "max_pool1d,zero_pad2d", "--repeat", "1"]
+QUICK = ["--quick", "--repeat", "1"]
+TINY = QUICK + ["--ops", "max_pool1d,zero_pad2d"]
 
 
 @needs_tf
@@ -50,7 +51,7 @@ def test_compare_exits_1_when_a_case_differs(monkeypatch, capsys):
         return call, to_numpy
 
     monkeypatch.setattr(workloads, "prepare", wrong_fastconv)
-    status = cli.main(["compare", *TINY, "--ops", "max_pool1d", "--no-ceilings"])
+    status = cli.main(["compare", *QUICK, "--ops", "max_pool1d", "--no-ceilings"])
     out = capsys.readouterr().out
     assert status == 1
     assert "NO" in out and "0/1 cases equal" in out
