@@ -24,6 +24,20 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # before anything can import
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
+# Hypothesis profiles (tests/test_properties.py): "ci" is the fixed, derandomised profile that
+# `make test` runs; HYPOTHESIS_PROFILE=nightly draws many more, fresh examples each run.
+try:
+    from hypothesis import HealthCheck, settings
+except ImportError:  # hypothesis is a test extra; the property tests skip without it
+    pass
+else:
+    _LENIENT = [HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.filter_too_much]
+    settings.register_profile("ci", max_examples=100, deadline=None, derandomize=True,
+                              database=None, print_blob=True, suppress_health_check=_LENIENT)
+    settings.register_profile("nightly", max_examples=2000, deadline=None, print_blob=True,
+                              suppress_health_check=_LENIENT)
+    settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
+
 #: tests/cuda runs in its own process with the CUDA simulator (see its conftest and the Makefile).
 collect_ignore = ["cuda"]
 
@@ -366,9 +380,9 @@ class TFOracle:
         tf = self.tf
         xl = to_last(x, channels_first)
         strides, dilations = tuple(strides), tuple(dilations)
-        if max(dilations) > 1 and max(strides) > 1:
-            # TF warns and returns wrong shapes for dilation with strides: run stride 1 on the
-            # same padded input and subsample.
+        if (max(dilations) > 1 and max(strides) > 1) or strides[0] != strides[1]:
+            # TF warns and returns wrong shapes for dilation with strides, and its CPU kernel
+            # refuses unequal strides: run stride 1 on the same padded input and subsample.
             pads = self._pads(xl, w.shape[:2], strides, dilations, padding)
             y = tf.nn.depthwise_conv2d(self._t(xl), self._t(w), [1, 1, 1, 1],
                                        self._tf_padding(pads), dilations=list(dilations))
@@ -418,7 +432,9 @@ class TFOracle:
             return patches.reshape(patches.shape[:-1] + (-1, a.shape[-1]))
 
         if kind == "max":
-            return windows(np.pad(xl, pads, constant_values=-np.inf)).max(axis=-2)
+            # TF's CPU MaxPool rule: start from the lowest finite value, NaN never wins.
+            cells = np.pad(np.where(np.isnan(xl), -np.inf, xl), pads, constant_values=-np.inf)
+            return np.maximum(windows(cells).max(axis=-2), np.finfo(xl.dtype).min)
         sums = windows(np.pad(xl, pads)).sum(axis=-2)
         mask = np.pad(np.ones(xl.shape[:-1] + (1,), xl.dtype), pads)
         counts = windows(mask).sum(axis=-2)
