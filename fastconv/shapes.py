@@ -79,8 +79,10 @@ def normalize_window(value, n_spatial, name, channels_first=False, allow_none_de
         if allow_none_default is None:
             raise TypeError(f"{name} is required")
         value = allow_none_default
+    if hasattr(value, "numpy") and not isinstance(value, (list, tuple)):
+        value = value.numpy()  # TF tensors
     if hasattr(value, "tolist") and not isinstance(value, (list, tuple)):
-        value = value.tolist()  # NumPy arrays / scalars, TF tensors via .numpy() are converted by caller
+        value = value.tolist()  # NumPy arrays and scalars
     if isinstance(value, (list, tuple)):
         values = [as_int(v, name) for v in value]
         if len(values) == 1:
@@ -190,6 +192,8 @@ def parse_padding(padding, n_spatial, channels_first, allow_explicit=True, name=
     if not allow_explicit:
         raise ValueError(f"{name} must be 'SAME' or 'VALID' for this op (TF allows explicit "
                          f"padding only for convolutions and max pooling), got {padding!r}")
+    if hasattr(padding, "numpy"):
+        padding = padding.numpy()  # TF tensors
     if hasattr(padding, "tolist"):
         padding = padding.tolist()
     if not isinstance(padding, (list, tuple)):

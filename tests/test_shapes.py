@@ -84,3 +84,18 @@ def test_window_that_does_not_fit_raises_naming_sizes(n, k, s, padding):
 def test_conv_output_size_rejects_bad_arguments(args, error, match):
     with pytest.raises(error, match=match):
         conv_output_size(*args)
+
+
+def test_window_and_padding_arguments_accept_arrays_and_tf_tensors(tf):
+    import fastconv
+
+    x = np.arange(2 * 8 * 8 * 3, dtype=np.float32).reshape(2, 8, 8, 3)
+    w = np.linspace(-1, 1, 3 * 3 * 3 * 4, dtype=np.float32).reshape(3, 3, 3, 4)
+    expected = fastconv.conv2d(x, w, [1, 2, 2, 1], [[0, 0], [1, 1], [0, 2], [0, 0]],
+                               dilations=[1, 1])
+    got = fastconv.conv2d(x, w, tf.constant([1, 2, 2, 1]),
+                          tf.constant([[0, 0], [1, 1], [0, 2], [0, 0]]),
+                          dilations=np.array([1, 1]))
+    np.testing.assert_array_equal(got, expected)
+    pooled = fastconv.max_pool2d(x, tf.constant([2, 2]), np.array([2, 2]), "VALID")
+    np.testing.assert_array_equal(pooled, fastconv.max_pool2d(x, 2, 2, "VALID"))
