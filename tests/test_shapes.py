@@ -2,6 +2,8 @@
 
 import itertools
 
+import numpy as np
+
 import pytest
 
 import fastconv
@@ -87,8 +89,6 @@ def test_conv_output_size_rejects_bad_arguments(args, error, match):
 
 
 def test_window_and_padding_arguments_accept_arrays_and_tf_tensors(tf):
-    import fastconv
-
     x = np.arange(2 * 8 * 8 * 3, dtype=np.float32).reshape(2, 8, 8, 3)
     w = np.linspace(-1, 1, 3 * 3 * 3 * 4, dtype=np.float32).reshape(3, 3, 3, 4)
     expected = fastconv.conv2d(x, w, [1, 2, 2, 1], [[0, 0], [1, 1], [0, 2], [0, 0]],
