@@ -55,6 +55,33 @@ def test_conv2d_algorithms_match_tf(algorithm, layout, dtype, index, rand, tfo, 
     assert_close(np.moveaxis(got, 1, -1) if channels_first else got, expected, dtype)
 
 
+@pytest.mark.parametrize("layout", ["NHWC", "NCHW"])
+@pytest.mark.parametrize("dtype", [F32, F64])
+@pytest.mark.parametrize("shape,padding,activation", [
+    ((2, 9, 11, 5, 7), "SAME", "relu"), ((3, 10, 13, 8, 40), "VALID", None),
+    ((1, 5, 4, 3, 33), [[1, 0], [2, 2]], "sigmoid"), ((1, 3, 3, 2, 2), "SAME", "tanh")])
+def test_winograd_matches_tf(layout, dtype, shape, padding, activation, rand, tfo,
+                             assert_close):
+    batch, height, width, cin, cout = shape
+    x = rand((batch, height, width, cin), dtype)
+    w = rand((3, 3, cin, cout), dtype)
+    b = rand((cout,), dtype)
+    pads = padding if isinstance(padding, str) else tuple(tuple(p) for p in padding)
+    expected = tfo.conv(x, w, (1, 1), pads, bias=b, activation=activation)
+    channels_first = layout == "NCHW"
+    with _force("winograd"):
+        got = fastconv.conv2d(_channels_first(x) if channels_first else x, w, 1, padding, layout,
+                              bias=b, activation=activation)
+    assert_close(np.moveaxis(got, 1, -1) if channels_first else got, expected, dtype)
+
+
+def test_winograd_refuses_what_it_cannot_compute():
+    x = np.ones((1, 6, 6, 2), F32)
+    with pytest.raises(ValueError, match="cannot run"):
+        with _force("winograd"):
+            fastconv.conv2d(x, np.ones((3, 3, 2, 2), F32), 2, "SAME")
+
+
 @pytest.mark.parametrize("algorithm", ["direct", "blocked"])
 @pytest.mark.parametrize("dtype", [F32, F64])
 def test_grouped_conv_algorithms_match_tf(algorithm, dtype, rand, tfo, assert_close):

@@ -16,6 +16,7 @@ from .pool import MAX as POOL_MAX
 from .pool import avg_pool_ndhwc, global_pool_nsc, max_pool_ndhwc, pool_ncdhw
 from .threads import parallel_region
 from .transpose import flipped_filters, transpose_phases, upsample_and_pad
+from .winograd import conv3x3_winograd
 
 
 def _empty_result(shape5, dtype):
@@ -141,6 +142,31 @@ def _run_transpose_blocked(problem):
     return out
 
 
+def run_conv_winograd(problem):
+    """Winograd F(2x2, 3x3): 2.25x fewer multiplications for 3x3 stride-1 layers."""
+    if 0 in problem.out_shape or 0 in problem.x.shape:
+        return _empty_result(problem.out_shape, problem.dtype)
+    g = problem.geometry
+    x = to_channels_last(problem.x, problem.channels_first)[:, 0]
+    out = np.empty(channels_last_shape(problem.out_shape, problem.channels_first), problem.dtype)
+    with parallel_region(_conv_microseconds(problem, 50)):
+        conv3x3_winograd(x, problem.w[0], _bias_or_empty(problem.bias, problem.dtype), out[:, 0],
+                         g.pads[1:], problem.activation)
+    return from_channels_last(out, problem.channels_first)
+
+
+def _winograd_applies(problem):
+    g = problem.geometry
+    return (problem.kind == "conv" and problem.groups == 1 and g.kernel == (1, 3, 3)
+            and g.strides == (1, 1, 1) and g.dilations == (1, 1, 1))
+
+
+def _winograd_pays_off(problem):
+    # Measured in benchmarks/RESULTS.md: on the machines measured so far the blocked direct
+    # kernel was faster, so Winograd is available (and tested) but not chosen automatically.
+    return False
+
+
 def _blocked_pays_off(problem):
     # Output channels per group must fill a good part of a block; depthwise-like convs
     # (a few channels per group) would waste most lanes.
@@ -237,6 +263,8 @@ def run_zero_pad(problem):
 register(Implementation("conv", "cpu", "direct", run_conv_direct))
 register(Implementation("conv", "cpu", "blocked", run_conv_blocked, priority=10,
                         pays_off=_blocked_pays_off))
+register(Implementation("conv", "cpu", "winograd", run_conv_winograd, _winograd_applies,
+                        priority=15, pays_off=_winograd_pays_off))
 register(Implementation("conv", "cpu", "depthwise", run_conv_depthwise, _depthwise_applies,
                         priority=20))
 register(Implementation("max_pool", "cpu", "direct", run_pool_direct))
