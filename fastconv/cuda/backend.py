@@ -6,8 +6,9 @@ importing it where no GPU can run raises the RuntimeError that the caller then s
 Each ``run_*`` views its arguments as numba device arrays (zero-copy for GPU arrays, one copy
 in for host arrays, so mixed host/device arguments work), allocates the output on the device,
 launches one kernel on the default stream, and returns the output as the kind of array the
-input was: NumPy in -> NumPy out (synchronous), CuPy in -> CuPy, torch in -> torch, any other
-GPU array -> a numba device array (asynchronous, like any kernel launch).
+input was (see :func:`.launch.output`): NumPy in -> NumPy out (synchronous), CuPy in -> CuPy,
+torch in -> torch, any other GPU array -> a numba device array (asynchronous, like any kernel
+launch).
 """
 
 import numpy as np
@@ -34,10 +35,10 @@ def run_conv(problem):
     x = launch.to_device(problem.x)
     w = launch.to_device(problem.w, problem.dtype)
     bias = None if problem.bias is None else launch.to_device(problem.bias, problem.dtype)
-    out = launch.empty(problem.out_shape, problem.dtype)
+    out, finish = launch.output(problem.out_shape, problem.dtype, problem.x)
     launch_conv(x, w, bias, out, problem.geometry, problem.groups, problem.activation,
                 problem.channels_first, problem.kind == "transpose", device)
-    return launch.result_like(out, problem.x)
+    return finish()
 
 
 def run_pool(problem):
@@ -45,10 +46,10 @@ def run_pool(problem):
     if 0 in problem.out_shape or 0 in problem.x.shape:
         return _zeros_like_result(problem.out_shape, problem)
     x = launch.to_device(problem.x)
-    out = launch.empty(problem.out_shape, problem.dtype)
+    out, finish = launch.output(problem.out_shape, problem.dtype, problem.x)
     launch_pool(x, out, problem.geometry, problem.kind, problem.channels_first,
                 launch.device_key())
-    return launch.result_like(out, problem.x)
+    return finish()
 
 
 def run_global_pool(problem):
@@ -60,9 +61,9 @@ def run_global_pool(problem):
     positions = int(np.prod(x.shape)) // (n * channels)
     x3 = x.reshape((n, channels, positions) if problem.channels_first
                    else (n, positions, channels))
-    out = launch.empty((n, channels), problem.dtype)
+    out, finish = launch.output((n, channels), problem.dtype, problem.x)
     launch_global_pool(x3, out, problem.kind, problem.channels_first, launch.device_key())
-    return launch.result_like(out, problem.x)
+    return finish()
 
 
 def run_zero_pad(problem):
@@ -70,9 +71,9 @@ def run_zero_pad(problem):
     if 0 in problem.out_shape or 0 in problem.x.shape:
         return _zeros_like_result(problem.out_shape, problem)
     x = launch.to_device(problem.x)
-    out = launch.empty(problem.out_shape, problem.dtype)
+    out, finish = launch.output(problem.out_shape, problem.dtype, problem.x)
     launch_zero_pad(x, out, problem.pads, problem.channels_first, launch.device_key())
-    return launch.result_like(out, problem.x)
+    return finish()
 
 
 register(Implementation("conv", "cuda", "tiled", run_conv))

@@ -124,6 +124,34 @@ def empty(shape, dtype):
     return cuda.device_array(tuple(shape), dtype=dtype)
 
 
+def output(shape, dtype, template):
+    """Allocate an op's result for an input ``template``: return ``(device_array, finish)``.
+
+    The kernel writes ``device_array``; ``finish()`` returns the result as the caller's kind
+    of array. CuPy and torch results are allocated by CuPy / torch themselves (their memory
+    pools make this cheaper than a fresh ``cudaMalloc``) and handed back as they are; a host
+    input gets a NumPy copy of a numba device array.
+    """
+    shape = tuple(int(size) for size in shape)
+    kind = array_kind(template)
+    if kind == "torch":
+        import torch
+
+        tensor = torch.empty(shape, dtype=getattr(torch, np.dtype(dtype).name),
+                             device=template.device)
+        return to_device(tensor), lambda: tensor
+    if kind == "cupy":
+        import cupy
+
+        with template.device:
+            array = cupy.empty(shape, dtype=dtype)
+        return to_device(array), lambda: array
+    out = empty(shape, dtype)
+    if kind == "host":
+        return out, out.copy_to_host
+    return out, lambda: out
+
+
 # ----------------------------------------------------------------------------- launch shapes
 
 def blocks_for(count, threads_per_block):

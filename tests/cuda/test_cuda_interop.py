@@ -5,8 +5,8 @@
   give a device result; a host input with device filters runs on the GPU, returns NumPy);
 * ``device="cuda"`` with NumPy input copies in and out;
 * strided device input is copied on the device, not refused;
-* CuPy / torch results are built from the numba result (checked with stand-in modules, since
-  neither library runs under the simulator);
+* CuPy / torch results are allocated by CuPy / torch and returned as they are (checked with
+  stand-in modules, since neither library runs under the simulator);
 * kernels are memoised on their static parameters, the tunables included.
 """
 
@@ -121,6 +121,9 @@ class _FakeGpuArray:
     __cuda_array_interface__ = {}
     device = "cuda:0"
 
+    def detach(self):  # torch's
+        return self
+
 
 def _fake_kind(module):
     return type("FakeArray", (_FakeGpuArray,), {"__module__": module})()
@@ -133,6 +136,45 @@ def test_array_kinds():
     assert launch.array_kind(_fake_kind("cupy._core.core")) == "cupy"
     assert launch.array_kind(_fake_kind("torch")) == "torch"
     assert launch.array_kind(_fake_kind("jax.something")) == "cai"
+
+
+def test_outputs_are_allocated_by_the_input_library(monkeypatch):
+    """torch in: torch.empty on the input's device; CuPy in: cupy.empty under its device."""
+    made = []
+
+    def library_empty(library):
+        def empty(shape, dtype, device=None):
+            made.append((library, shape, dtype, device))
+            return _fake_kind(library)
+        return empty
+
+    class FakeDevice:
+        def __enter__(self):
+            made.append("entered")
+
+        def __exit__(self, *exc):
+            return False
+
+    fake_torch = types.SimpleNamespace(empty=library_empty("torch"), float32="torch.float32",
+                                       float64="torch.float64")
+    fake_cupy = types.SimpleNamespace(empty=library_empty("cupy"))
+    monkeypatch.setitem(sys.modules, "torch", fake_torch)
+    monkeypatch.setitem(sys.modules, "cupy", fake_cupy)
+    views = []
+    monkeypatch.setattr(cuda, "as_cuda_array", lambda a: views.append(a) or "view",
+                        raising=False)
+    out, finish = launch.output((2, 3), F64, _fake_kind("torch"))
+    assert out == "view" and finish() is views[-1]
+    assert made[-1] == ("torch", (2, 3), "torch.float64", "cuda:0")
+    template = _fake_kind("cupy")
+    template.device = FakeDevice()
+    out, finish = launch.output((4,), F32, template)
+    assert made[-2:] == ["entered", ("cupy", (4,), F32, None)]
+    assert out == "view" and finish() is views[-1]
+    device_out, finish = launch.output((3,), F32, cuda.to_device(np.zeros(1)))
+    assert _is_device(device_out) and finish() is device_out
+    host_out, finish = launch.output((3,), F32, np.zeros(1))
+    assert _is_device(host_out) and isinstance(finish(), np.ndarray)
 
 
 def test_results_come_back_as_the_input_kind(monkeypatch):
