@@ -1,7 +1,8 @@
 """Registers the CUDA implementations with :mod:`fastconv.dispatch`.
 
-:mod:`fastconv.dispatch` imports this module the first time a problem runs on ``"cuda"``;
-importing it where no GPU can run raises the RuntimeError that the caller then sees.
+:mod:`fastconv.dispatch` imports this module the first time a problem runs on ``"cuda"``.
+Importing it needs no GPU; running a problem where no GPU can run raises the RuntimeError of
+:func:`.launch.require_cuda`, which says why.
 
 Each ``run_*`` views its arguments as numba device arrays (zero-copy for GPU arrays, one copy
 in for host arrays, so mixed host/device arguments work), allocates the output on the device,
@@ -11,22 +12,34 @@ torch in -> torch, any other GPU array -> a numba device array (asynchronous, li
 launch).
 """
 
+import functools
+
 import numpy as np
 
 from ..dispatch import Implementation, register
-from .launch import require_cuda
+from . import launch
 
-require_cuda()
+try:
+    from .conv import launch_conv
+    from .pool import launch_global_pool, launch_pool, launch_zero_pad
+except ImportError:  # no numba.cuda: every run raises require_cuda's RuntimeError instead
+    launch_conv = launch_global_pool = launch_pool = launch_zero_pad = None
 
-from . import launch  # noqa: E402  (numba.cuda is imported only once a GPU is known)
-from .conv import launch_conv  # noqa: E402
-from .pool import launch_global_pool, launch_pool, launch_zero_pad  # noqa: E402
+
+def _on_gpu(run):
+    """Check, before the first launch, that a GPU (or the simulator) is there."""
+    @functools.wraps(run)
+    def checked(problem):
+        launch.require_cuda()
+        return run(problem)
+    return checked
 
 
 def _zeros_like_result(shape, problem):
     return launch.result_like(launch.to_device(np.zeros(shape, problem.dtype)), problem.x)
 
 
+@_on_gpu
 def run_conv(problem):
     """Tiled direct convolution; conv2d_transpose as a flipped conv over the spread input."""
     if 0 in problem.out_shape or 0 in problem.x.shape or 0 in problem.w.shape:
@@ -41,6 +54,7 @@ def run_conv(problem):
     return finish()
 
 
+@_on_gpu
 def run_pool(problem):
     """Max or average pooling, one thread per output element."""
     if 0 in problem.out_shape or 0 in problem.x.shape:
@@ -52,6 +66,7 @@ def run_pool(problem):
     return finish()
 
 
+@_on_gpu
 def run_global_pool(problem):
     """Global max / mean: a block per (batch item, channel block), reduced in shared memory."""
     n, channels = problem.out_shape
@@ -66,6 +81,7 @@ def run_global_pool(problem):
     return finish()
 
 
+@_on_gpu
 def run_zero_pad(problem):
     """Zero padding: every output element written once (input value or zero)."""
     if 0 in problem.out_shape or 0 in problem.x.shape:
