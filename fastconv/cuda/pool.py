@@ -124,13 +124,19 @@ def launch_pool(x, out, geometry, kind, channels_first, device):
 
 # ----------------------------------------------------------------------------- global pooling
 
+#: Global pooling splits the positions over more blocks until the grid has about this many.
+GLOBAL_POOL_TARGET_BLOCKS = 1024
+
+
 @functools.lru_cache(maxsize=None)
 def global_pool_kernel(kind, dtype, channels_first, block_channels, block_rows, device):
-    """Build a global max/mean kernel over ``(N, S, C)`` (or ``(N, C, S)``) arrays.
+    """Build a global max/sum kernel over ``(N, S, C)`` (or ``(N, C, S)``) arrays.
 
-    A block owns one batch item and ``block_channels`` channels; its ``block_rows`` rows of
-    threads stride over the spatial positions, then combine their partial results in shared
-    memory (a tree; ``block_rows`` is a power of two). Max propagates NaN, like
+    Returns ``kernel(x, out, chunk, divisor)`` writing ``out[n, split, c]``: the max (or sum
+    divided by ``divisor``) of positions ``[split * chunk, (split + 1) * chunk)``. A block
+    owns one batch item, ``block_channels`` channels and one split (``blockIdx.y``); its
+    ``block_rows`` rows of threads stride over the positions, then combine their results in
+    shared memory (a tree; ``block_rows`` is a power of two). Max propagates NaN, like
     ``tf.reduce_max``.
     """
     is_max = kind == "max"
@@ -147,7 +153,7 @@ def global_pool_kernel(kind, dtype, channels_first, block_channels, block_rows, 
         return a + b
 
     @cuda.jit
-    def global_pool(x, out):
+    def global_pool(x, out, chunk, divisor):
         partial = cuda.shared.array((block_rows, block_channels), ftype)
         if channels_first:
             channels, size = x.shape[1], x.shape[2]
@@ -160,9 +166,11 @@ def global_pool_kernel(kind, dtype, channels_first, block_channels, block_rows, 
         channel_blocks = (channels + block_channels - 1) // block_channels
         n = cuda.blockIdx.x // channel_blocks
         c = (cuda.blockIdx.x % channel_blocks) * block_channels + column
+        split = cuda.blockIdx.y
+        stop = min(size, (split + 1) * chunk)
         result = ftype(-np.inf) if is_max else ftype(0)
         if c < channels:
-            for s in range(row, size, block_rows):
+            for s in range(split * chunk + row, stop, block_rows):
                 if channels_first:
                     result = combine(result, x[n, c, s])
                 else:
@@ -177,29 +185,57 @@ def global_pool_kernel(kind, dtype, channels_first, block_channels, block_rows, 
             half //= 2
         if row == 0 and c < channels:
             if is_max:
-                out[n, c] = partial[0, column]
+                out[n, split, c] = partial[0, column]
             else:
-                out[n, c] = partial[0, column] / size
+                out[n, split, c] = partial[0, column] / divisor
 
     return global_pool
 
 
 def launch_global_pool(x3, out, kind, channels_first, device):
-    """Global max/mean of a contiguous 3-D device array ``(N, S, C)`` / ``(N, C, S)``."""
+    """Global max/mean of a contiguous 3-D device array ``(N, S, C)`` / ``(N, C, S)``.
+
+    When batch x channel blocks alone would leave most of the GPU idle (a large image with a
+    small batch), the positions are split over several blocks writing partial results, which
+    a second launch of the same kernel (channels-last, one split) combines.
+    """
+    from numba import cuda
+
     from .. import config
 
     threads = config.CUDA_THREADS_PER_BLOCK
     n, channels = out.shape
+    size = x3.shape[2] if channels_first else x3.shape[1]
+    first = _global_launch(kind, out.dtype, channels_first, channels, threads, device)
+    kernel, block_threads, channel_blocks, block_rows = first
+    splits = max(1, min(GLOBAL_POOL_TARGET_BLOCKS // max(1, n * channel_blocks),
+                        size // (4 * block_rows), GRID_YZ_LIMIT))
+    chunk = -(-size // splits)
+    splits = -(-size // chunk)
+    divisor = size if kind == "avg" else 1
+    if splits == 1:
+        kernel[(n * channel_blocks, 1), block_threads](x3, out.reshape((n, 1, channels)),
+                                                       size, divisor)
+        return out
+    partial = cuda.device_array((n, splits, channels), dtype=out.dtype)
+    kernel[(n * channel_blocks, splits), block_threads](x3, partial, chunk, 1)
+    kernel, block_threads, channel_blocks, _ = _global_launch(kind, out.dtype, False, channels,
+                                                              threads, device)
+    kernel[(n * channel_blocks, 1), block_threads](partial, out.reshape((n, 1, channels)),
+                                                   splits, divisor)
+    return out
+
+
+def _global_launch(kind, dtype, channels_first, channels, threads, device):
+    """The global pooling kernel for a layout, with its block shape."""
     if channels_first:
         block_channels = 1  # a block per (n, c); its threads walk the contiguous positions
     else:
         block_channels = max(1, min(32, channels, threads))
     block_rows = 1 << max(0, (threads // block_channels).bit_length() - 1)  # a power of two
-    kernel = global_pool_kernel(kind, str(out.dtype), bool(channels_first), block_channels,
+    kernel = global_pool_kernel(kind, str(dtype), bool(channels_first), block_channels,
                                 block_rows, device)
-    blocks = n * -(-channels // block_channels)
-    kernel[blocks, block_channels * block_rows](x3, out)
-    return out
+    return kernel, block_channels * block_rows, -(-channels // block_channels), block_rows
 
 
 # ----------------------------------------------------------------------------- zero padding

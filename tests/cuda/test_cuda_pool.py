@@ -121,3 +121,32 @@ def test_pool3d_and_global_and_pad_match_tensorflow(rand, tfo, assert_close, ass
     assert_exact(fastconv.global_max_pool2d(x2, device="cuda"), tfo.global_pool("max", x2), F32)
     assert_exact(fastconv.zero_pad2d(x2, ((1, 2), (0, 1)), device="cuda"),
                  tfo.zero_pad(x2, ((1, 2), (0, 1))), F32)
+
+
+@pytest.mark.parametrize("layout", ["NHWC", "NCHW"])
+@pytest.mark.parametrize("kind", ["max", "avg"])
+def test_global_pool_splits_large_images_over_blocks(kind, layout, rand, assert_close):
+    """A small batch of large images: positions split over blocks, then combined (NaN too)."""
+    from fastconv.cuda import pool as cuda_pool
+
+    x = rand((1, 2, 9, 9) if layout == "NCHW" else (1, 9, 9, 2), F64)
+    launches = []
+    original = cuda_pool.global_pool_kernel
+
+    def spy(*args):
+        launches.append(args)
+        return original(*args)
+
+    function = getattr(fastconv, f"global_{kind}_pool2d")
+    expected = function(x, layout)
+    try:
+        cuda_pool.global_pool_kernel = spy
+        got = function(x, layout, device="cuda")
+        x[0, 1, 7, 1] = np.nan
+        got_nan = function(x, layout, device="cuda")
+    finally:
+        cuda_pool.global_pool_kernel = original
+    assert len(launches) == 4  # two passes per call
+    assert_close(got, expected, F64)
+    assert_close(got_nan, function(x, layout), F64)
+    assert np.isnan(got_nan).sum() == 1  # NaN propagates through max and mean
