@@ -30,6 +30,14 @@ def _workload(rng):
         lambda: fastconv.max_pool2d(x, 3, 2, "SAME"),
         lambda: fastconv.avg_pool2d(x, 2, 1, "VALID"),
         lambda: fastconv.global_avg_pool2d(x),
+        # the other ranks and the remaining ops
+        lambda: fastconv.conv1d(x[0], w[0], 2, "SAME", bias=b, activation="tanh"),
+        lambda: fastconv.conv3d(x[None], w[None], 1, "SAME", "NDHWC"),
+        lambda: fastconv.max_pool1d(x[1], 3, 1, "SAME"),
+        lambda: fastconv.max_pool3d(x[None], 2, 2, "SAME"),
+        lambda: fastconv.avg_pool3d(np.moveaxis(x[None], -1, 1), 2, 1, "VALID", "NCDHW"),
+        lambda: fastconv.global_max_pool2d(x, keepdims=True),
+        lambda: fastconv.zero_pad2d(x, ((1, 2), (3, 0))),
     ]
 
 
@@ -67,6 +75,44 @@ def test_thread_count_is_honoured_and_restored():
         fastconv.set_num_threads(before)
     assert fastconv.get_num_threads() == before
     np.testing.assert_array_equal(one_thread, fastconv.max_pool2d(x, 2, 2, "VALID"))
+
+
+def test_thread_count_changes_between_calls_reach_the_kernels(monkeypatch):
+    """Each call's parallel region runs with the count set just before it (big problems, which
+    are not kept on one thread for being small)."""
+    import contextlib
+
+    import numba
+
+    from fastconv.cpu import backend
+
+    most = numba.config.NUMBA_NUM_THREADS
+    if most < 2:
+        pytest.skip("Numba has a single thread here")
+    seen = []
+    real_region = backend.parallel_region
+
+    @contextlib.contextmanager
+    def spy(*args, **kwargs):
+        with real_region(*args, **kwargs):
+            seen.append(numba.get_num_threads())
+            yield
+
+    monkeypatch.setattr(backend, "parallel_region", spy)
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((2, 96, 96, 32)).astype(np.float32)
+    w = rng.standard_normal((3, 3, 32, 32)).astype(np.float32)
+    before = fastconv.get_num_threads()
+    try:
+        for count in (1, most, 1, 2):
+            fastconv.set_num_threads(count)
+            for call in (lambda: fastconv.conv2d(x, w, 1, "SAME"),
+                         lambda: fastconv.max_pool2d(x, 3, 1, "SAME")):
+                seen.clear()
+                call()
+                assert seen == [count]
+    finally:
+        fastconv.set_num_threads(before)
 
 
 @pytest.mark.parametrize("bad", [0, -1, 10_000, 1.5, "2", True])
