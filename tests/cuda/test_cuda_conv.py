@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 import fastconv
+import fastconv.config
 
 F32, F64 = np.float32, np.float64
 CONVS = {1: fastconv.conv1d, 2: fastconv.conv2d, 3: fastconv.conv3d}
@@ -155,9 +156,12 @@ def test_conv3d_matches_tensorflow(rand, tfo, assert_close):
 
 def test_default_tiles(rand, assert_close, monkeypatch):
     """The shipped tile shapes (256 threads, 4x4 register tiles), two blocks each way."""
-    import importlib
+    import importlib.util
 
-    defaults = importlib.reload(importlib.import_module("fastconv.config"))
+    # A fresh copy of the config module: the shipped values (or FASTCONV_* from the env).
+    spec = importlib.util.spec_from_file_location("shipped_config", fastconv.config.__file__)
+    defaults = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(defaults)
     for name in ("CUDA_CONV_TILE_H", "CUDA_CONV_TILE_W", "CUDA_CONV_TILE_K", "CUDA_CONV_TILE_C",
                  "CUDA_CONV_THREAD_PIXELS", "CUDA_CONV_THREAD_K"):
         monkeypatch.setattr(fastconv.config, name, getattr(defaults, name))
