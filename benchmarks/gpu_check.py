@@ -98,6 +98,8 @@ def environment(torch):
     device = cuda.get_current_device()
     name = getattr(device, "name", b"CUDA simulator")
     name = name.decode() if isinstance(name, bytes) else str(name)
+    torch_line = (f"{torch.__version__} (cuDNN {torch.backends.cudnn.version()}, TF32 off)"
+                  if torch else "not used")
     lines = [f"- device: {name} (compute capability "
              f"{'.'.join(map(str, device.compute_capability))})",
              f"- date: {datetime.date.today().isoformat()}",
@@ -105,7 +107,7 @@ def environment(torch):
              f"- python {platform.python_version()}, numpy {np.__version__}, "
              f"numba {_version('numba')}, numba-cuda {_version('numba_cuda')}, "
              f"fastconv {fastconv.__version__}",
-             f"- torch: {torch.__version__ + ' (cuDNN ' + str(torch.backends.cudnn.version()) + ', TF32 off)' if torch else 'not used'}",
+             f"- torch: {torch_line}",
              "- tiles: " + ", ".join(f"{n.replace('CUDA_CONV_', '')}={getattr(config, n)}"
                                      for n in TILE_NAMES)]
     return lines
@@ -408,7 +410,8 @@ def _torch_error(torch, op, x, w, bias, options, channels_first, got, dtype):
 
 
 def run_interop(report, rng, torch):
-    """Result kinds: numba -> numba, NumPy + device='cuda' -> NumPy, CuPy -> CuPy, torch -> torch."""
+    """Result kinds: numba -> numba, NumPy + device='cuda' -> NumPy, CuPy -> CuPy, torch ->
+    torch."""
     from numba import cuda
 
     import fastconv

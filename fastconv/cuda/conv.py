@@ -119,7 +119,8 @@ def _fit_tile(configured, out_rows, out_cols, group_in, group_out, window, strid
     stage = max(1, min(tile_c, group_in))
     pixels = max(1, min(thread_pixels, rows * cols))
     tile = ConvTile(rows, cols, pixels, channels, block_channels, stage)
-    # Shrink the largest contributor until the patch and weights fit in shared memory.
+    # Shrink, in this order, the staged channels, the channel block, the pixel tile and the
+    # register tile until the patch and the weights fit in shared memory.
     while tile.shared_bytes(window, strides, dilations, itemsize) > shared_limit:
         if tile.stage_channels > 1:
             tile = _replace(tile, stage_channels=tile.stage_channels // 2)
