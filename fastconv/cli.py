@@ -120,13 +120,15 @@ def _compare(parser, args):
     repeat = args.repeat or (3 if args.quick else 7)
     ceilings = None if args.no_ceilings else timing.ceilings()
     results = compare.run(job_list, args.device, repeat)
+    if ceilings:
+        ceilings = timing.ceilings(previous=ceilings)  # the best of before and after the cases
 
     where = "GPU (numba.cuda)" if args.device == "cuda" else "CPU"
     print(f"fastconv on the {where} vs TensorFlow {tf.__version__} on the CPU; median of "
           f"{repeat} alternating samples each. Channels-first rows: TF runs the same layer on "
           f"channels-last data (its CPU kernels refuse NCHW).")
     if ceilings:
-        print(compare.format_ceilings(ceilings))
+        print(compare.format_ceilings(ceilings, "in this run (best of before and after the cases)"))
     print()
     print(compare.format_table(results, ceilings))
     print()

@@ -199,8 +199,8 @@ def summary(results):
             f"{_fmt(mean, '.2f')}x over {sum(not r.error for r in results)} cases")
 
 
-def format_ceilings(ceilings):
-    return (f"machine ceilings measured in this run: numpy sgemm {ceilings['sgemm_gflops']:.1f} "
+def format_ceilings(ceilings, when="now"):
+    return (f"machine ceilings measured {when}: numpy sgemm {ceilings['sgemm_gflops']:.1f} "
             f"GFLOP/s, parallel copy {ceilings['copy_gbps']:.1f} GB/s (read + write)")
 
 

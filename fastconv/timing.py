@@ -4,7 +4,7 @@
 which is how fastconv and TensorFlow are compared: interleaving spreads the noise of a shared
 machine evenly over both. :func:`ceilings` measures what this machine can do at best in the same
 process: numpy's sgemm (GFLOP/s, the compute ceiling for convolutions) and a parallel copy (GB/s,
-the bandwidth ceiling for pooling).
+the bandwidth ceiling for pooling), each the best of several samples.
 """
 
 from __future__ import annotations
@@ -58,12 +58,12 @@ def time_pair(call_a, call_b, repeat=7, target=SAMPLE_SECONDS, warmup=1):
     return statistics.median(samples[0]), statistics.median(samples[1])
 
 
-def time_call(call, repeat=7, target=SAMPLE_SECONDS, warmup=1):
-    """Median seconds per call of one callable (warmed first)."""
+def time_call(call, repeat=7, target=SAMPLE_SECONDS, warmup=1, statistic=statistics.median):
+    """Seconds per call of one callable (warmed first): the median (or ``statistic``) sample."""
     for _ in range(warmup):
         call()
     number = _calls_per_sample(call, target)
-    return statistics.median(_sample(call, number) for _ in range(max(1, repeat)))
+    return statistic([_sample(call, number) for _ in range(max(1, repeat))])
 
 
 # ----------------------------------------------------------------------------- ceilings
@@ -74,7 +74,7 @@ def sgemm_gflops(n=1536, repeat=5):
     a = rng.random((n, n), dtype=np.float32)
     b = rng.random((n, n), dtype=np.float32)
     out = np.empty((n, n), np.float32)
-    seconds = time_call(lambda: np.matmul(a, b, out=out), repeat=repeat, target=0.05)
+    seconds = time_call(lambda: np.matmul(a, b, out=out), repeat, 0.05, statistic=min)
     return 2 * n**3 / seconds / 1e9
 
 
@@ -102,10 +102,16 @@ def copy_gbps(megabytes=64, repeat=5):
     src = np.random.default_rng(0).random(megabytes * 2**20 // 4, dtype=np.float32)
     dst = np.empty_like(src)
     copy = _parallel_copy()
-    seconds = time_call(lambda: copy(src, dst), repeat=repeat, target=0.05)
+    seconds = time_call(lambda: copy(src, dst), repeat, 0.05, statistic=min)
     return 2 * src.nbytes / seconds / 1e9
 
 
-def ceilings():
-    """Measure both ceilings now: ``{"sgemm_gflops": ..., "copy_gbps": ...}``."""
-    return {"sgemm_gflops": sgemm_gflops(), "copy_gbps": copy_gbps()}
+def ceilings(previous=None):
+    """Measure both ceilings now: ``{"sgemm_gflops": ..., "copy_gbps": ...}``.
+
+    A ceiling is the best this machine reaches, so each is the fastest of its samples, and with
+    ``previous`` (an earlier measurement in the same run) the higher of the two is kept: on a
+    busy machine one measurement can land in a slow moment.
+    """
+    now = {"sgemm_gflops": sgemm_gflops(), "copy_gbps": copy_gbps()}
+    return {key: max(value, (previous or {}).get(key, 0.0)) for key, value in now.items()}
