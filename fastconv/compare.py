@@ -300,6 +300,7 @@ def plot(results, path, title="fastconv vs TensorFlow"):
         ax.text(s * 1.04, yi, f"{s:.2f}x", va="center", fontsize=7)
     low, high = min(speedups + [1.0]), max(speedups + [1.0])
     ax.set_xlim(low / 1.6, high * 1.8)
+    ax.xaxis.set_major_locator(matplotlib.ticker.LogLocator(base=10, subs=(1, 2, 5)))
     ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}x"))
     ax.set_xlabel("speedup over TensorFlow (TF time / fastconv time), log scale; "
                   "right of the line = fastconv faster")
