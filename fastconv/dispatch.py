@@ -60,7 +60,7 @@ def _ensure_backend(device: str) -> None:
     with _load_lock:
         if device not in _loaded_backends:
             importlib.import_module(_BACKEND_MODULES[device])
-            importlib.import_module("fastconv.reference")  # the oracle registers on every device
+            importlib.import_module("fastconv.reference")  # the NumPy oracle (CPU algorithm)
             _loaded_backends.add(device)
 
 
