@@ -190,10 +190,12 @@ def conv_blocked(xf, x_strides, taps, wp, bias, out, o_strides, out_sizes, strid
             if fast_store:
                 store_block(acc, width, out, out_row + ow0 * os_w + k0, os_w, bias, k0, act)
             else:
-                for i in range(width):
-                    for j in range(k_count):
+                # Channel-major: for channels-first outputs the inner loop stores contiguously.
+                for j in range(k_count):
+                    o = out_row + ow0 * os_w + (k0 + j) * os_c
+                    for i in range(width):
                         v = acc[i * kb + j]
                         if has_bias:
                             v += bias[k0 + j]
-                        out[out_row + (ow0 + i) * os_w + (k0 + j) * os_c] = apply_activation(v, act)
+                        out[o + i * os_w] = apply_activation(v, act)
             ow0 += width

@@ -101,43 +101,43 @@ def pool_ncdhw(x, out, kd, kh, kw, sd, sh, sw, pd, ph, pw, mode, lowest):
     """
     n_, c_, d_, h_, w_ = x.shape
     _, _, od_, oh_, ow_ = out.shape
-    for job in prange(n_ * c_ * od_ * oh_):
-        plane = job // (od_ * oh_)
-        od = (job // oh_) % od_
-        oh = job % oh_
+    for plane in prange(n_ * c_):
         n = plane // c_
         c = plane % c_
-        d0, d1 = _window(od, sd, pd, kd, d_)
-        h0, h1 = _window(oh, sh, ph, kh, h_)
+        # Buffers per plane, not per output row: allocations would dominate small rows.
         row = np.empty(w_, dtype=x.dtype)
         typed = np.empty(1, dtype=x.dtype)
         typed[0] = lowest if mode == MAX else 0
         init = typed[0]
-        for w in range(w_):
-            row[w] = init
-        for d in range(d0, d1):
-            for h in range(h0, h1):
-                src = x[n, c, d, h]
-                if mode == MAX:
-                    for w in range(w_):
-                        v = src[w]
-                        m = row[w]
-                        row[w] = v if v > m else m
-                else:
-                    for w in range(w_):
-                        row[w] += src[w]
-        rows = (d1 - d0) * (h1 - h0)
-        dst = out[n, c, od, oh]
-        for ow in range(ow_):
-            w0, w1 = _window(ow, sw, pw, kw, w_)
-            acc = init
-            if mode == MAX:
-                for w in range(w0, w1):
-                    v = row[w]
-                    acc = v if v > acc else acc
-                dst[ow] = acc
-            else:
-                for w in range(w0, w1):
-                    acc += row[w]
-                typed[0] = rows * (w1 - w0)
-                dst[ow] = acc / typed[0]
+        for od in range(od_):
+            d0, d1 = _window(od, sd, pd, kd, d_)
+            for oh in range(oh_):
+                h0, h1 = _window(oh, sh, ph, kh, h_)
+                for w in range(w_):
+                    row[w] = init
+                for d in range(d0, d1):
+                    for h in range(h0, h1):
+                        src = x[n, c, d, h]
+                        if mode == MAX:
+                            for w in range(w_):
+                                v = src[w]
+                                m = row[w]
+                                row[w] = v if v > m else m
+                        else:
+                            for w in range(w_):
+                                row[w] += src[w]
+                rows = (d1 - d0) * (h1 - h0)
+                dst = out[n, c, od, oh]
+                for ow in range(ow_):
+                    w0, w1 = _window(ow, sw, pw, kw, w_)
+                    acc = init
+                    if mode == MAX:
+                        for w in range(w0, w1):
+                            v = row[w]
+                            acc = v if v > acc else acc
+                        dst[ow] = acc
+                    else:
+                        for w in range(w0, w1):
+                            acc += row[w]
+                        typed[0] = rows * (w1 - w0)
+                        dst[ow] = acc / typed[0]
