@@ -55,6 +55,36 @@ def test_conv2d_algorithms_match_tf(algorithm, layout, dtype, index, rand, tfo, 
     assert_close(np.moveaxis(got, 1, -1) if channels_first else got, expected, dtype)
 
 
+@pytest.mark.parametrize("dtype", [F32, F64])
+@pytest.mark.parametrize("index", range(len(CONV2D_CASES)))
+def test_planar_conv_matches_tf(dtype, index, rand, tfo, assert_close):
+    spatial, kernel, cin, cout, strides, dilations, padding = CONV2D_CASES[index]
+    strides = (strides[0], 1)  # planar vectors run along rows: width stride 1
+    activation = ACTIVATIONS[(index + 1) % len(ACTIVATIONS)]
+    x = rand((2, *spatial, cin), dtype)
+    w = rand((*kernel, cin, cout), dtype)
+    b = rand((cout,), dtype)
+    expected = tfo.conv(x, w, strides, padding, dilations, bias=b, activation=activation)
+    arg_pad = padding if isinstance(padding, str) else [list(p) for p in padding]
+    with _force("planar"):
+        got = fastconv.conv2d(_channels_first(x), w, strides, arg_pad, "NCHW", dilations,
+                              bias=b, activation=activation)
+    assert_close(np.moveaxis(got, 1, -1), expected, dtype)
+
+
+@pytest.mark.parametrize("dtype", [F32, F64])
+@pytest.mark.parametrize("activation", [None, "relu", "tanh"])
+def test_gemm_1x1_channels_first_matches_tf(dtype, activation, rand, tfo, assert_close):
+    x = rand((3, 7, 9, 16), dtype)
+    w = rand((1, 1, 16, 24), dtype)
+    b = rand((24,), dtype)
+    with _force("gemm"):
+        got = fastconv.conv2d(_channels_first(x), w, 1, "VALID", "NCHW", bias=b,
+                              activation=activation)
+    expected = tfo.conv(x, w, (1, 1), "VALID", bias=b, activation=activation)
+    assert_close(np.moveaxis(got, 1, -1), expected, dtype)
+
+
 @pytest.mark.parametrize("layout", ["NHWC", "NCHW"])
 @pytest.mark.parametrize("dtype", [F32, F64])
 @pytest.mark.parametrize("shape,padding,activation", [

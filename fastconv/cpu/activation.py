@@ -5,7 +5,7 @@ serves every activation; the branch is taken once per stored value, off the hot 
 """
 
 import numpy as np
-from numba import njit
+from numba import njit, prange
 
 NONE, RELU, RELU6, SIGMOID, TANH = 0, 1, 2, 3, 4
 
@@ -29,3 +29,18 @@ def apply_activation(value, code):
     if code == TANH:
         return np.tanh(np.float64(value))
     return value + 0.0
+
+
+@njit(parallel=True, cache=True, nogil=True)
+def bias_activation_ncp(out, bias, act):
+    """In place: ``out[n, k, :] = act(out[n, k, :] + bias[k])`` on an (N, K, P) array."""
+    n_, k_, p_ = out.shape
+    has_bias = bias.shape[0] > 0
+    for job in prange(n_ * k_):
+        n = job // k_
+        k = job % k_
+        for p in range(p_):
+            v = out[n, k, p]
+            if has_bias:
+                v += bias[k]
+            out[n, k, p] = apply_activation(v, act)

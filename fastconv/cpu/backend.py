@@ -9,6 +9,8 @@ import numpy as np
 from ..dispatch import Implementation, register
 from .conv import conv_direct_ndhwc, pad_ndhwc
 from .conv_blocked import block_channels, conv_blocked_strided
+from .activation import bias_activation_ncp
+from .conv_planar import conv_planar, pad_for_planar
 from .depthwise import depthwise_ndhwc
 from .layout import channels_last_shape, from_channels_last, to_channels_last
 from .pool import AVG as POOL_AVG
@@ -142,6 +144,54 @@ def _run_transpose_blocked(problem):
     return out
 
 
+def run_conv_planar(problem):
+    """Channels-first conv with vectors along output rows (no transposes)."""
+    if 0 in problem.out_shape or 0 in problem.x.shape:
+        return _empty_result(problem.out_shape, problem.dtype)
+    g = problem.geometry
+    out = np.empty(problem.out_shape, problem.dtype)
+    with parallel_region(_conv_microseconds(problem, 50)):
+        xp = pad_for_planar(problem.x, g.pads, out.shape[4], g.kernel[2], g.dilations[2])
+        conv_planar(xp, np.ascontiguousarray(problem.w, dtype=problem.dtype),
+                    _bias_or_empty(problem.bias, problem.dtype), out, g.strides[0],
+                    g.strides[1], *g.dilations, problem.activation)
+    return out
+
+
+def run_conv_gemm(problem):
+    """Channels-first 1x1 stride-1 conv: one BLAS matrix product per image (W^T @ X[n])."""
+    if 0 in problem.out_shape or 0 in problem.x.shape:
+        return _empty_result(problem.out_shape, problem.dtype)
+    batch, channels = problem.x.shape[:2]
+    out = np.empty(problem.out_shape, problem.dtype)
+    out3 = out.reshape(batch, out.shape[1], -1)
+    weights = np.ascontiguousarray(problem.w.reshape(channels, -1).T, dtype=problem.dtype)
+    np.matmul(weights, np.ascontiguousarray(problem.x).reshape(batch, channels, -1), out=out3)
+    if problem.bias is not None or problem.activation:
+        with parallel_region(out.size / 1e3):
+            bias_activation_ncp(out3, _bias_or_empty(problem.bias, problem.dtype),
+                                problem.activation)
+    return out
+
+
+def _gemm_applies(problem):
+    g = problem.geometry
+    return (problem.kind == "conv" and problem.channels_first and problem.groups == 1
+            and g.kernel == (1, 1, 1) and g.strides == (1, 1, 1)
+            and not any(sum(g.pads, ())))
+
+
+def _planar_pays_off(problem):
+    # Measured (benchmarks/RESULTS.md): vectors along rows win only with a few input
+    # channels; with many, each step reads another plane and the prefetchers lose track.
+    return problem.x.shape[1] <= 4
+
+
+def _planar_applies(problem):
+    return (problem.kind == "conv" and problem.channels_first and problem.groups == 1
+            and problem.geometry.strides[2] == 1)
+
+
 def run_conv_winograd(problem):
     """Winograd F(2x2, 3x3): 2.25x fewer multiplications for 3x3 stride-1 layers."""
     if 0 in problem.out_shape or 0 in problem.x.shape:
@@ -263,6 +313,9 @@ def run_zero_pad(problem):
 register(Implementation("conv", "cpu", "direct", run_conv_direct))
 register(Implementation("conv", "cpu", "blocked", run_conv_blocked, priority=10,
                         pays_off=_blocked_pays_off))
+register(Implementation("conv", "cpu", "planar", run_conv_planar, _planar_applies, priority=12,
+                        pays_off=_planar_pays_off))
+register(Implementation("conv", "cpu", "gemm", run_conv_gemm, _gemm_applies, priority=13))
 register(Implementation("conv", "cpu", "winograd", run_conv_winograd, _winograd_applies,
                         priority=15, pays_off=_winograd_pays_off))
 register(Implementation("conv", "cpu", "depthwise", run_conv_depthwise, _depthwise_applies,

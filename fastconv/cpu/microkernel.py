@@ -199,3 +199,79 @@ def make_block_store(vector_bytes: int):
         return sig, codegen
 
     return store
+
+
+@functools.lru_cache(maxsize=None)
+def make_planar_microkernel(block_rows: int, vector_bytes: int):
+    """Return ``micro(acc, x, x_base, taps, plane_stride, n_channels, w, w_base)``: the
+    channels-first twin of :func:`make_microkernel`, with the roles of pixels and channels swapped.
+
+    The vector runs over ``L = vector_bytes // itemsize`` consecutive output pixels of one row
+    (contiguous in a channels-first input when the stride is 1) and the ``block_rows``
+    accumulators over output channels, each updated with a broadcast weight::
+
+        for tap in taps:
+            for c in range(n_channels):
+                x_vec = x[x_base + tap + c * plane_stride : ... + L]
+                for i in range(block_rows):
+                    acc[i, :] += w[w_base + (tap_index * n_channels + c) * block_rows + i] * x_vec
+    """
+    rows = block_rows
+
+    @intrinsic
+    def micro(typingctx, acc, x, x_base, taps, plane_stride, n_channels, w, w_base):
+        if not (isinstance(x, types.Array) and isinstance(w, types.Array)
+                and isinstance(acc, types.Array) and x.dtype == w.dtype == acc.dtype
+                and x.dtype in (types.float32, types.float64)):
+            return None
+        sig = types.void(acc, x, types.intp, taps, types.intp, types.intp, w, types.intp)
+        lanes = vector_bytes // (4 if x.dtype == types.float32 else 8)
+
+        def codegen(context, builder, signature, args):
+            acc_v, x_v, x_base_v, taps_v, plane_v, nch_v, w_v, w_base_v = args
+            acc_a = context.make_array(signature.args[0])(context, builder, acc_v)
+            x_a = context.make_array(signature.args[1])(context, builder, x_v)
+            taps_a = context.make_array(signature.args[3])(context, builder, taps_v)
+            w_a = context.make_array(signature.args[6])(context, builder, w_v)
+            scalar = context.get_value_type(signature.args[1].dtype)
+            align = 4 if signature.args[1].dtype == types.float32 else 8
+            vector = ir.VectorType(scalar, lanes)
+            fma = cgutils.get_or_insert_function(
+                builder.module, ir.FunctionType(vector, [vector] * 3),
+                f"llvm.fma.v{lanes}f{32 if align == 4 else 64}")
+            intp = context.get_value_type(types.intp)
+            x_ptr = builder.gep(x_a.data, [x_base_v])
+            w_start = builder.gep(w_a.data, [w_base_v])
+            n_taps = builder.extract_value(taps_a.shape, 0)
+            undef_vec = ir.Constant(vector, ir.Undefined)
+            splat_mask = ir.Constant(ir.VectorType(ir.IntType(32), lanes), [0] * lanes)
+
+            def tap_body(b, t, carried):
+                w_cur, *accs = carried
+                tap_ptr = b.gep(x_ptr, [b.load(b.gep(taps_a.data, [t]))])
+
+                def channel_body(b2, c, inner):
+                    w_ptr, *accs2 = inner
+                    x_vec = b2.load(b2.bitcast(b2.gep(tap_ptr, [b2.mul(c, plane_v)]),
+                                               vector.as_pointer()), align=align)
+                    updated = []
+                    for i, a in enumerate(accs2):
+                        wi = b2.load(b2.gep(w_ptr, [ir.Constant(intp, i)]))
+                        splat = b2.shuffle_vector(
+                            b2.insert_element(undef_vec, wi, ir.Constant(ir.IntType(32), 0)),
+                            undef_vec, splat_mask)
+                        updated.append(b2.call(fma, [splat, x_vec, a]))
+                    return [b2.gep(w_ptr, [ir.Constant(intp, rows)])] + updated
+
+                return _loop(b, nch_v, [w_cur] + accs, channel_body, "chan")
+
+            final = _loop(builder, n_taps, [w_start] + [ir.Constant(vector, None)] * rows,
+                          tap_body, "tap")
+            acc_ptr = builder.bitcast(acc_a.data, vector.as_pointer())
+            for i, value in enumerate(final[1:]):
+                builder.store(value, builder.gep(acc_ptr, [ir.Constant(intp, i)]), align=align)
+            return context.get_dummy_value()
+
+        return sig, codegen
+
+    return micro

@@ -1,0 +1,102 @@
+"""Channels-first convolution with the vector along the output row ("planar" blocking).
+
+In NCHW data one input channel's row is contiguous, so for stride-1 convolutions the natural
+register block is ``L`` consecutive output pixels (one vector load per tap and channel) x
+``BLOCK_ROWS`` output channels (one broadcast weight each): the channels-last kernel with the
+roles of pixels and channels swapped. Reading a vector of pixels needs no transposes and touches
+one input plane at a time, where the channels-last blocking would gather a pixel from every
+plane per step.
+"""
+
+import numpy as np
+from numba import njit, prange
+
+from .activation import apply_activation
+from .conv_blocked import BLOCK_PIXELS as BLOCK_ROWS
+from .conv_blocked import VECTOR_BYTES
+from .microkernel import make_planar_microkernel
+
+planar_micro = make_planar_microkernel(BLOCK_ROWS, VECTOR_BYTES)
+
+
+def pad_for_planar(x, pads, out_width, kernel_width, dilation_width):
+    """Zero-pad NCDHW ``x`` by ``pads`` and widen its rows for whole-vector loads."""
+    n, c, d, h, w = x.shape
+    lanes = VECTOR_BYTES // x.itemsize
+    width = max(w + sum(pads[2]), -(-out_width // lanes) * lanes + (kernel_width - 1) * dilation_width)
+    xp = np.zeros((n, c, d + sum(pads[0]), h + sum(pads[1]), width), dtype=x.dtype)
+    (d0, _), (h0, _), (w0, _) = pads
+    xp[:, :, d0:d0 + d, h0:h0 + h, w0:w0 + w] = x
+    return xp
+
+
+@njit(cache=True, nogil=True)
+def _pack_rows(w, packed):
+    """(taps, C, K) filters -> (n_kblocks, taps, C, BLOCK_ROWS), zero-filling K."""
+    n_kblocks, taps, channels, rows = packed.shape
+    k_total = w.shape[2]
+    for blk in range(n_kblocks):
+        for t in range(taps):
+            for c in range(channels):
+                for i in range(rows):
+                    k = blk * rows + i
+                    packed[blk, t, c, i] = w[t, c, k] if k < k_total else 0
+
+
+@njit(parallel=True, cache=True, nogil=True)
+def conv_planar(xp, w, bias, out, sd, sh, dd, dh, dw, act):
+    """Stride-1-along-width conv of padded NCDHW ``xp`` into NCDHW ``out``.
+
+    ``xp``'s rows must extend to ``ceil(OW / L) * L + (S - 1) * dw`` (zeros past the real
+    padding), so every vector load stays inside the array. ``w`` is (T, R, S, C, K).
+    """
+    n_, c_, dp, hp, wp_ = xp.shape
+    _, k_, od_, oh_, ow_ = out.shape
+    t_, r_, s_, _, _ = w.shape
+    n_taps = t_ * r_ * s_
+    n_kb = -(-k_ // BLOCK_ROWS)
+    packed = np.empty((n_kb, n_taps, c_, BLOCK_ROWS), dtype=xp.dtype)
+    _pack_rows(w.reshape((n_taps, c_, k_)), packed)
+    wf = packed.reshape(-1)
+    taps = np.empty(n_taps, dtype=np.int64)
+    i = 0
+    for t in range(t_):
+        for r in range(r_):
+            for s in range(s_):
+                taps[i] = (t * dd * hp + r * dh) * wp_ + s * dw
+                i += 1
+    xf = xp.reshape(-1)
+    plane = dp * hp * wp_
+    vec = VECTOR_BYTES // xp.itemsize
+    has_bias = bias.shape[0] > 0
+    zero = np.zeros(1, dtype=out.dtype)[0]
+    of = out.reshape(-1)
+    rows_total = n_ * od_ * oh_
+    for job in prange(rows_total * n_kb):
+        row = job // n_kb
+        blk = job % n_kb
+        n = row // (od_ * oh_)
+        od = (row // oh_) % od_
+        oh = row % oh_
+        acc = np.empty(BLOCK_ROWS * vec, dtype=out.dtype)
+        k0 = blk * BLOCK_ROWS
+        k_count = min(BLOCK_ROWS, k_ - k0)
+        x_row = n * c_ * plane + (od * sd * hp + oh * sh) * wp_
+        w_base = blk * n_taps * c_ * BLOCK_ROWS
+        for ow0 in range(0, ow_, vec):
+            planar_micro(acc, xf, x_row + ow0, taps, plane, c_, wf, w_base)
+            width = min(vec, ow_ - ow0)
+            for j in range(k_count):
+                b = bias[k0 + j] if has_bias else zero
+                o = ((n * k_ + k0 + j) * od_ + od) * oh_ * ow_ + oh * ow_ + ow0
+                a = j * vec
+                if act == 0:  # branch-free loops that vectorise
+                    for p in range(width):
+                        of[o + p] = acc[a + p] + b
+                elif act == 1:
+                    for p in range(width):
+                        v = acc[a + p] + b
+                        of[o + p] = zero if v < zero else v
+                else:
+                    for p in range(width):
+                        of[o + p] = apply_activation(acc[a + p] + b, act)
