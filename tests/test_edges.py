@@ -34,6 +34,8 @@ CONV_ALGORITHMS = [None] + [impl.name for impl in dispatch.implementations("conv
 #: (tests/test_properties.py::test_winograd_keeps_nan_and_inf_where_tf_has_them, a strict xfail).
 FINITE_ONLY = {"winograd"}
 NONFINITE_ALGORITHMS = [name for name in CONV_ALGORITHMS if name not in FINITE_ONLY]
+POOL_ALGORITHMS = {kind: [None] + [impl.name for impl in dispatch.implementations(f"{kind}_pool")]
+                   for kind in ("max", "avg")}
 
 
 def _layout(x_last, channels_first):
@@ -42,33 +44,34 @@ def _layout(x_last, channels_first):
 
 
 def _forced(algorithm, call):
-    """``call()`` with ``algorithm`` forced; skips the test where that algorithm cannot run."""
+    """``call()`` with ``algorithm`` forced (None: the dispatcher's choice)."""
     if algorithm is None:
         return call()
     with dispatch.use_algorithm(algorithm):
+        return call()
+
+
+def _each_algorithm(call, algorithms=CONV_ALGORITHMS):
+    """``(name, call())`` for the dispatcher's choice and every algorithm that can run it."""
+    results = []
+    for algorithm in algorithms:
         try:
-            return call()
+            results.append((algorithm, _forced(algorithm, call)))
         except ValueError as error:
             if "cannot run" not in str(error):
                 raise
-    pytest.skip(f"algorithm {algorithm!r} cannot run this problem")
-
-
-def _each_algorithm(call):
-    """``(name, call())`` for the dispatcher's choice and every algorithm that can run it."""
-    results = []
-    for algorithm in CONV_ALGORITHMS:
-        if algorithm is None:
-            results.append((algorithm, call()))
-            continue
-        with dispatch.use_algorithm(algorithm):
-            try:
-                results.append((algorithm, call()))
-            except ValueError as error:
-                if "cannot run" not in str(error):
-                    raise
     assert len(results) >= 3  # the default and at least two forced algorithms
     return results
+
+
+def _check_each(call, check, algorithms=CONV_ALGORITHMS):
+    """Run ``check(result)`` on every algorithm's result; a failure names the algorithm."""
+    for algorithm, got in _each_algorithm(call, algorithms):
+        try:
+            check(got)
+        except AssertionError as error:
+            raise AssertionError(f"algorithm {algorithm or 'chosen by the dispatcher'}: "
+                                 f"{error}") from None
 
 
 def _sprinkle(shape, dtype, seed):
@@ -84,54 +87,50 @@ def _sprinkle(shape, dtype, seed):
 
 # ----------------------------------------------------------------------------- NaN/inf: convs
 
-@pytest.mark.parametrize("algorithm", [a for a in NONFINITE_ALGORITHMS if a != "depthwise"])
 @pytest.mark.parametrize("dtype", [F32, F64])
 @pytest.mark.parametrize("channels_first", [False, True], ids=["last", "first"])
 @pytest.mark.parametrize("n", [1, 2, 3])
-def test_conv_nan_and_inf_inputs_match_tf(n, channels_first, dtype, algorithm, tfo):
+def test_conv_nan_and_inf_inputs_match_tf(n, channels_first, dtype, tfo):
     sizes = {1: (11,), 2: (6, 7), 3: (4, 5, 4)}[n]
     x_last = _sprinkle((2, *sizes, 3), dtype, seed=n)
     w = np.random.default_rng(10 + n).standard_normal((3,) * n + (3, 4)).astype(dtype)
     x = _layout(x_last, channels_first)
     expected = tfo.conv(x, w, (1,) * n, "SAME", None, channels_first)
-    got = _forced(algorithm, lambda: CONV[n](x, w, 1, "SAME", LAYOUTS[n][channels_first]))
-    assert_close(got, expected, dtype)
     assert np.isnan(expected).any() and np.isinf(expected).any()  # the case has teeth
+    _check_each(lambda: CONV[n](x, w, 1, "SAME", LAYOUTS[n][channels_first]),
+                lambda got: assert_close(got, expected, dtype), NONFINITE_ALGORITHMS)
 
 
-@pytest.mark.parametrize("algorithm", NONFINITE_ALGORITHMS)
 @pytest.mark.parametrize("dtype", [F32, F64])
-def test_depthwise_and_transpose_nan_and_inf_inputs_match_tf(dtype, algorithm, tfo):
+def test_depthwise_and_transpose_nan_and_inf_inputs_match_tf(dtype, tfo):
     x = _sprinkle((1, 6, 5, 3), dtype, seed=4)
     w = np.random.default_rng(5).standard_normal((3, 3, 3, 1)).astype(dtype)
-    got = _forced(algorithm, lambda: fastconv.depthwise_conv2d(x, w, 1, "SAME"))
-    assert_close(got, tfo.depthwise(x, w, (1, 1), "SAME"), dtype)
-    if algorithm == "depthwise":
-        return  # it only runs forward depthwise problems
+    expected = tfo.depthwise(x, w, (1, 1), "SAME")
+    _check_each(lambda: fastconv.depthwise_conv2d(x, w, 1, "SAME"),
+                lambda got: assert_close(got, expected, dtype), NONFINITE_ALGORITHMS)
     wt = np.random.default_rng(6).standard_normal((3, 3, 2, 3)).astype(dtype)
-    got = _forced(algorithm, lambda: fastconv.conv2d_transpose(x, wt, (1, 12, 10, 2), 2, "SAME"))
     expected = tfo.conv_transpose(x, wt, (12, 10), (2, 2), "SAME")
-    assert_close(got, expected, dtype)
     assert np.isnan(expected).any() and np.isinf(expected).any()
+    _check_each(lambda: fastconv.conv2d_transpose(x, wt, (1, 12, 10, 2), 2, "SAME"),
+                lambda got: assert_close(got, expected, dtype), NONFINITE_ALGORITHMS)
 
 
 @pytest.mark.parametrize("activation", ["relu", "relu6", "sigmoid", "tanh"])
-@pytest.mark.parametrize("algorithm", [a for a in NONFINITE_ALGORITHMS if a != "depthwise"])
 @pytest.mark.parametrize("dtype", [F32, F64])
-def test_fused_activations_of_nan_and_inf_match_tf(activation, algorithm, dtype, tfo):
+def test_fused_activations_of_nan_and_inf_match_tf(activation, dtype, tfo):
     """relu(inf) = inf, relu6(inf) = 6, sigmoid(-inf) = 0, tanh(inf) = 1; NaN stays NaN."""
     values = np.array([NAN, INF, -INF, 0.0, -0.0, 7.0, -7.0, 1e30, -1e30], dtype)
     x = values.reshape(1, -1, 1)
     w = np.ones((1, 1, 1), dtype)
-    got = _forced(algorithm, lambda: fastconv.conv1d(x, w, 1, "VALID", activation=activation))
     expected = tfo.conv(x, w, (1,), "VALID", None, False, None, activation)
-    assert_close(got, expected, dtype)
-    assert np.isnan(got[0, 0, 0])
+    assert np.isnan(expected[0, 0, 0])
+
+    _check_each(lambda: fastconv.conv1d(x, w, 1, "VALID", activation=activation),
+                lambda got: assert_close(got, expected, dtype), NONFINITE_ALGORITHMS)
 
 
-@pytest.mark.parametrize("algorithm", NONFINITE_ALGORITHMS)
 @pytest.mark.parametrize("dtype", [F32, F64])
-def test_infinite_filters_over_padding_follow_tf_eigen_kernels(dtype, algorithm, tf):
+def test_infinite_filters_over_padding_follow_tf_eigen_kernels(dtype, tf):
     """0 * inf = NaN where an infinite tap meets zero padding, as TF's Eigen kernels compute
     (TF's float64 kernel here; its oneDNN float32 kernel skips padded taps instead)."""
     x = np.random.default_rng(7).standard_normal((1, 4, 4, 1))
@@ -140,9 +139,9 @@ def test_infinite_filters_over_padding_follow_tf_eigen_kernels(dtype, algorithm,
     padding = [[0, 0], [1, 1], [1, 1], [0, 0]]
     expected = tf.nn.conv2d(tf.constant(x), tf.constant(w), 1, padding).numpy()  # float64
     assert np.isnan(expected[0, 0]).all() and np.isnan(expected[0, :, 0]).all()
-    got = _forced(algorithm, lambda: fastconv.conv2d(x.astype(dtype), w.astype(dtype), 1,
-                                                     padding))
-    assert_close(got, expected.astype(dtype), dtype)
+    _check_each(lambda: fastconv.conv2d(x.astype(dtype), w.astype(dtype), 1, padding),
+                lambda got: assert_close(got, expected.astype(dtype), dtype),
+                NONFINITE_ALGORITHMS)
 
 
 # ----------------------------------------------------------------------------- NaN/inf: pooling
@@ -172,13 +171,13 @@ def test_max_pool_nan_and_inf_windows_match_tf(n, channels_first, dtype, padding
     x = _layout(_special(n, dtype), channels_first)
     pads = ((1, 1),) * n if padding == "explicit" else padding
     arg = [list(p) for p in pads] if padding == "explicit" else padding
-    for algorithm in (None, "reference"):
-        got = _forced(algorithm, lambda: getattr(fastconv, f"max_pool{n}d")(
-            x, 2, 1, arg, LAYOUTS[n][channels_first]))
-        expected = tfo.pool("max", x, (2,) * n, (1,) * n, pads, channels_first)
-        assert_exact(got, expected, dtype)
+    expected = tfo.pool("max", x, (2,) * n, (1,) * n, pads, channels_first)
     lowest = np.finfo(dtype).min
-    assert (got == lowest).any() and (got == INF).any() and not np.isnan(got).any()
+    assert (expected == lowest).any() and (expected == INF).any()
+    assert not np.isnan(expected).any()
+    _check_each(lambda: getattr(fastconv, f"max_pool{n}d")(x, 2, 1, arg,
+                                                           LAYOUTS[n][channels_first]),
+                lambda got: assert_exact(got, expected, dtype), POOL_ALGORITHMS["max"])
 
 
 def test_max_pool3d_oracle_rewrite_equals_tf_maxpool3d_on_nan_and_inf(tf, tfo):
@@ -196,11 +195,10 @@ def test_avg_pool_nan_and_inf_match_tf(n, channels_first, dtype, tfo):
     """NaN poisons its windows; +inf alone gives inf; +inf with -inf gives NaN."""
     x = _layout(_special(n, dtype), channels_first)
     for padding in ("SAME", "VALID"):
-        for algorithm in (None, "reference"):
-            got = _forced(algorithm, lambda: getattr(fastconv, f"avg_pool{n}d")(
-                x, 2, 1, padding, LAYOUTS[n][channels_first]))
-            assert_close(got, tfo.pool("avg", x, (2,) * n, (1,) * n, padding, channels_first),
-                         dtype)
+        expected = tfo.pool("avg", x, (2,) * n, (1,) * n, padding, channels_first)
+        _check_each(lambda: getattr(fastconv, f"avg_pool{n}d")(x, 2, 1, padding,
+                                                               LAYOUTS[n][channels_first]),
+                    lambda got: assert_close(got, expected, dtype), POOL_ALGORITHMS["avg"])
     finite = _layout(np.where(np.isnan(_special(n, dtype)), 1.0, _special(n, dtype)),
                      channels_first).astype(dtype)
     got = getattr(fastconv, f"avg_pool{n}d")(finite, 2, 1, "VALID", LAYOUTS[n][channels_first])
@@ -268,8 +266,8 @@ def test_same_with_a_kernel_larger_than_the_input(n, channels_first, stride, tfo
     strides = (stride,) * n
     fmt = LAYOUTS[n][channels_first]
     expected = tfo.conv(x, w, strides, "SAME", None, channels_first)
-    for _, got in _each_algorithm(lambda: CONV[n](x, w, stride, "SAME", fmt)):
-        assert_close(got, expected, F64)
+    _check_each(lambda: CONV[n](x, w, stride, "SAME", fmt),
+                lambda got: assert_close(got, expected, F64))
     for kind in ("max", "avg"):
         got = getattr(fastconv, f"{kind}_pool{n}d")(x, list(kernel), stride, "SAME", fmt)
         expected = tfo.pool(kind, x, kernel, strides, "SAME", channels_first)
@@ -355,9 +353,9 @@ def test_size_one_dims_match_tf(n, channels_first, dtype, tfo):
         w = np.full((k,) * n + (1, 1), 0.5, dtype)
         for padding in (("SAME", "VALID") if k == 1 else ("SAME",)):
             expected = tfo.conv(x, w, ones, padding, None, channels_first, bias)
-            for _, got in _each_algorithm(lambda: CONV[n](x, w, 1, padding, fmt, bias=bias)):
-                assert_close(got, expected, dtype)
-                assert got.reshape(-1).tolist() == [2.25]
+            assert expected.reshape(-1).tolist() == [2.25]
+            _check_each(lambda: CONV[n](x, w, 1, padding, fmt, bias=bias),
+                        lambda got: assert_close(got, expected, dtype))
         for kind in ("max", "avg"):
             got = getattr(fastconv, f"{kind}_pool{n}d")(x, k, 2, "SAME", fmt)
             assert_close(got, tfo.pool(kind, x, (k,) * n, (2,) * n, "SAME", channels_first), dtype)
@@ -456,8 +454,8 @@ def test_float64_is_kept_float64_by_every_op(channels_first, tfo):
         x = _layout(_float64_only_values((2, *sizes, 3), n), channels_first)
         w = _float64_only_values((2,) * n + (3, 4), 10 + n)
         expected = tfo.conv(x, w, (1,) * n, "SAME", None, channels_first)
-        for _, got in _each_algorithm(lambda: CONV[n](x, w, 1, "SAME", fmt)):
-            assert_close(got, expected, F64)
+        _check_each(lambda: CONV[n](x, w, 1, "SAME", fmt),
+                    lambda got: assert_close(got, expected, F64))
         for kind in ("max", "avg"):
             got = getattr(fastconv, f"{kind}_pool{n}d")(x, 2, 1, "SAME", fmt)
             expected = tfo.pool(kind, x, (2,) * n, (1,) * n, "SAME", channels_first)
