@@ -189,10 +189,6 @@ CORRUPTIONS = {
 }
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError,
-                   reason="fastconv bug: Numba's cache raises UnpicklingError/EOFError on a "
-                   "corrupt .nbi/.nbc file and fastconv lets it crash the call instead of "
-                   "recompiling (reported to the lead)")
 @pytest.mark.parametrize("corruption", list(CORRUPTIONS))
 def test_corrupt_cache_files_are_recompiled_not_fatal(corruption, scratch):
     cache = scratch / "cache"

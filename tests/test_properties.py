@@ -683,10 +683,6 @@ def _force_winograd():
     return dispatch.use_algorithm("winograd")
 
 
-@pytest.mark.xfail(strict=True, reason="fastconv bug: the 'winograd' conv accepts a conv3d with a "
-                   "1x3x3 kernel (its applies() checks kernel (1, 3, 3), strides and dilations "
-                   "but not the depth) yet computes only depth slice 0; the other slices are "
-                   "uninitialised memory (fastconv/cpu/backend.py run_conv_winograd)")
 def test_winograd_conv3d_with_a_1x3x3_kernel_over_several_depths():
     rng = np.random.default_rng(0)
     x = rng.standard_normal((1, 3, 5, 5, 2)).astype(F32)

@@ -14,6 +14,10 @@ if config.CACHE_DIR and not os.environ.get("NUMBA_CACHE_DIR"):
 
     numba.config.CACHE_DIR = config.CACHE_DIR
 
+from .cache import make_cache_fail_soft  # noqa: E402
+
+make_cache_fail_soft()  # a corrupt cache file recompiles instead of failing the call
+
 from . import threads  # noqa: E402  (chooses the threading layer before any kernel runs)
 from .kernels import (avg_pool1d_nwc, avg_pool2d_nhwc, avg_pool3d_ndhwc,  # noqa: E402
                       conv1d_nwc, conv2d_nhwc, conv3d_ndhwc, max_pool1d_nwc, max_pool2d_nhwc,
