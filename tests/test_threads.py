@@ -126,3 +126,27 @@ def test_threading_layer_is_thread_safe():
 
     fastconv.max_pool2d(np.ones((1, 4, 4, 1), np.float32), 2, 2, "VALID")  # start the pool
     assert threads.layer_is_threadsafe()
+
+
+def test_first_op_of_a_process_from_a_warm_cache(tmp_path):
+    """A process whose first op loads the blocked conv from the disk cache must start the
+    thread pool itself (this once segfaulted: the cached entry point is a plain @njit function
+    calling parallel kernels, and nothing had started Numba's threading layer)."""
+    import os
+    import subprocess
+    import sys
+
+    script = (
+        "import numpy as np, fastconv\n"
+        "x = np.arange(2 * 40 * 40 * 16, dtype=np.float32).reshape(2, 40, 40, 16) / 1e4\n"
+        "w = np.linspace(-1, 1, 3 * 3 * 16 * 64, dtype=np.float32).reshape(3, 3, 16, 64)\n"
+        "y = fastconv.conv2d(x, w, 1, 'SAME')\n"
+        "r = fastconv.reference.conv2d(x, w, 1, 'SAME')\n"
+        "assert np.abs(y - r).max() <= 1e-5 * max(1, np.abs(r).max())\n"
+        "print('ok')\n")
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path / "cache"))
+    for _ in range(2):  # the first run compiles and fills the cache, the second loads it
+        run = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True,
+                             text=True, timeout=600)
+        assert run.returncode == 0, run.stderr[-2000:]
+        assert run.stdout.strip() == "ok"

@@ -67,6 +67,23 @@ def _configure_layer():
 _configure_layer()
 
 
+def _start_thread_pool():
+    """Start Numba's thread pool now.
+
+    Our entry points are plain ``@njit`` functions that call ``parallel=True`` kernels. When
+    such an entry point is loaded from the disk cache before any parallel kernel ran in the
+    process, nothing has started the threading layer, and its first parallel region jumps
+    through a null pointer (a segfault seen here). Compiling instead of loading starts it, so
+    only warm caches showed the crash.
+    """
+    from numba.np.ufunc.parallel import _launch_threads
+
+    _launch_threads()
+
+
+_start_thread_pool()
+
+
 def layer_is_threadsafe():
     """True when the active (or configured) threading layer tolerates concurrent callers."""
     try:
