@@ -4,6 +4,8 @@ Each ``run_*`` takes a problem from :mod:`fastconv.problems`, moves data to the 
 channels-last layout, runs one kernel, and returns the result in the caller's layout.
 """
 
+import math
+
 import numpy as np
 
 from ..dispatch import Implementation, register
@@ -31,13 +33,13 @@ def _bias_or_empty(bias, dtype):
 
 def _conv_microseconds(problem, gflops_per_second):
     """Estimated single-core time of a conv problem (see threads.parallel_region)."""
-    flops = 2.0 * np.prod(problem.out_shape) * np.prod(problem.w.shape[:4])
+    flops = 2.0 * math.prod(problem.out_shape) * math.prod(problem.w.shape[:4])
     return flops / (gflops_per_second * 1e3)
 
 
 def _pool_microseconds(problem):
     """Estimated single-core time of a pooling problem: ~2 cells per nanosecond."""
-    return np.prod(problem.out_shape) * np.prod(problem.geometry.kernel) / 2e3
+    return math.prod(problem.out_shape) * math.prod(problem.geometry.kernel) / 2e3
 
 
 def run_conv_direct(problem):
