@@ -210,7 +210,7 @@ def run_conv_winograd(problem):
 def _winograd_applies(problem):
     g = problem.geometry
     return (problem.kind == "conv" and problem.groups == 1 and g.kernel == (1, 3, 3)
-            and g.in_sizes[0] == 1
+            and g.in_sizes[0] == 1 and g.out_sizes[0] == 1
             and g.strides == (1, 1, 1) and g.dilations == (1, 1, 1))
 
 
