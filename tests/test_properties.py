@@ -26,7 +26,7 @@ ValueError/TypeError before the dispatcher is reached.
 Profiles (registered in conftest.py): ``ci`` (the default, used by ``make test``) is derandomised,
 100 examples per unit (about 1100 examples in all, 800 of them compared with TF; ~10 s with
 warm kernels);
-``HYPOTHESIS_PROFILE=nightly`` draws 2000 fresh examples per unit (about 20x longer)::
+``HYPOTHESIS_PROFILE=nightly`` draws 2000 fresh examples per unit (about a minute here)::
 
     HYPOTHESIS_PROFILE=nightly .venv/bin/python -m pytest tests/test_properties.py
 """
