@@ -233,20 +233,14 @@ def run_conv_depthwise(problem):
         return _empty_result(problem.out_shape, problem.dtype)
     g = problem.geometry
     x = to_channels_last(problem.x, problem.channels_first)
-    (d0, d1), (h0, h1), (w0, w1) = g.pads
-    microseconds = _conv_microseconds(problem, 20)
-    with parallel_region(microseconds):
-        xp = pad_ndhwc(x, d0, d1, h0, h1, w0, w1) if any(sum(g.pads, ())) else x
-    _, _, hp, wp_, channels = xp.shape
-    t_, r_, s_ = problem.w.shape[:3]
-    taps = np.array([((t * g.dilations[0] * hp + r * g.dilations[1]) * wp_
-                      + s * g.dilations[2]) * channels
-                     for t in range(t_) for r in range(r_) for s in range(s_)], dtype=np.int64)
-    w = np.ascontiguousarray(problem.w, dtype=problem.dtype).reshape(-1)
+    w = np.ascontiguousarray(problem.w[..., 0, :], dtype=problem.dtype)  # (T, R, S, C)
     out = np.empty(channels_last_shape(problem.out_shape, problem.channels_first), problem.dtype)
-    with parallel_region(microseconds):
-        depthwise_ndhwc(xp, taps, w, _bias_or_empty(problem.bias, problem.dtype), out,
-                        *g.strides, problem.activation)
+    nonfinite = ~np.isfinite(w)  # weights that turn skipped padding into NaN, as in TF
+    nonfinite = nonfinite.reshape(-1) if nonfinite.any() else np.empty(0, dtype=bool)
+    with parallel_region(_conv_microseconds(problem, 20)):
+        depthwise_ndhwc(x, w, nonfinite, _bias_or_empty(problem.bias, problem.dtype), out,
+                        *g.strides, *g.dilations, *(before for before, _ in g.pads),
+                        problem.activation)
     return from_channels_last(out, problem.channels_first)
 
 

@@ -101,33 +101,35 @@ def make_window_reduce(vector_bytes: int = VECTOR_BYTES):
 
 @functools.lru_cache(maxsize=None)
 def make_window_dot(vector_bytes: int = VECTOR_BYTES):
-    """Return ``window_dot(x, x_base, taps, w, out, out_base, n_channels)``: a depthwise tap sum.
+    """Return ``window_dot(x, x_base, taps, w_taps, n_taps, w, out, out_base, n_channels)``.
 
-    For every channel ``c``: ``out[out_base + c] = sum_t x[x_base + taps[t] + c] * w[t * C + c]``
-    with ``C = n_channels`` — one output pixel of a depthwise convolution (channel multiplier 1)
-    on a padded channels-last input, vectorised over channels with FMA.
+    For every channel ``c``:
+    ``out[out_base + c] = sum_{t < n_taps} x[x_base + taps[t] + c] * w[w_taps[t] + c]`` — one
+    output pixel of a depthwise convolution (channel multiplier 1) on a channels-last input,
+    vectorised over channels with FMA. Passing only the taps inside the input (and their
+    weights' offsets) handles the borders without a padded copy.
     """
 
     @intrinsic
-    def window_dot(typingctx, x, x_base, taps, w, out, out_base, n_channels):
+    def window_dot(typingctx, x, x_base, taps, w_taps, n_taps, w, out, out_base, n_channels):
         if not (isinstance(x, types.Array) and isinstance(out, types.Array)
                 and isinstance(w, types.Array) and x.dtype == out.dtype == w.dtype
                 and x.dtype in (types.float32, types.float64)):
             return None
-        sig = types.void(x, types.intp, taps, w, out, types.intp, types.intp)
+        sig = types.void(x, types.intp, taps, w_taps, types.intp, w, out, types.intp, types.intp)
         lanes = vector_bytes // (4 if x.dtype == types.float32 else 8)
 
         def codegen(context, builder, signature, args):
-            x_v, x_base_v, taps_v, w_v, out_v, out_base_v, n_ch_v = args
+            x_v, x_base_v, taps_v, w_taps_v, n_taps, w_v, out_v, out_base_v, n_ch_v = args
             x_a = context.make_array(signature.args[0])(context, builder, x_v)
             taps_a = context.make_array(signature.args[2])(context, builder, taps_v)
-            w_a = context.make_array(signature.args[3])(context, builder, w_v)
-            out_a = context.make_array(signature.args[4])(context, builder, out_v)
+            w_taps_a = context.make_array(signature.args[3])(context, builder, w_taps_v)
+            w_a = context.make_array(signature.args[5])(context, builder, w_v)
+            out_a = context.make_array(signature.args[6])(context, builder, out_v)
             scalar = context.get_value_type(signature.args[0].dtype)
             align = 4 if signature.args[0].dtype == types.float32 else 8
             vector = ir.VectorType(scalar, lanes)
             intp = context.get_value_type(types.intp)
-            n_taps = builder.extract_value(taps_a.shape, 0)
             x_ptr = builder.gep(x_a.data, [x_base_v])
             out_ptr = builder.gep(out_a.data, [out_base_v])
             suffix = f"v{lanes}f{32 if align == 4 else 64}"
@@ -145,7 +147,7 @@ def make_window_dot(vector_bytes: int = VECTOR_BYTES):
                     offset = b2.load(b2.gep(taps_a.data, [t]))
                     xv = b2.load(b2.bitcast(b2.gep(x_ptr, [b2.add(offset, channel)]), ptr_type),
                                  align=align)
-                    w_index = b2.add(b2.mul(t, n_ch_v), channel)
+                    w_index = b2.add(b2.load(b2.gep(w_taps_a.data, [t])), channel)
                     wv = b2.load(b2.bitcast(b2.gep(w_a.data, [w_index]), ptr_type), align=align)
                     return [b2.call(fma, [xv, wv, acc])]
 
