@@ -17,7 +17,8 @@ from .depthwise import depthwise_ndhwc
 from .layout import channels_last_shape, from_channels_last, to_channels_last
 from .pool import AVG as POOL_AVG
 from .pool import MAX as POOL_MAX
-from .pool import avg_pool_ndhwc, global_pool_nsc, max_pool_ndhwc, pool_ncdhw
+from .pool import (FIXED_WINDOW_MAX, avg_pool_ndhwc, global_pool_nsc, max_pool_ndhwc,
+                   planar_fixed_kernel, pool_ncdhw)
 from .threads import parallel_region
 from .transpose import flipped_filters, transpose_phases, upsample_and_pad
 from .winograd import conv3x3_winograd
@@ -274,9 +275,16 @@ def run_pool_planar(problem):
     pads_before = tuple(before for before, _ in g.pads)
     lowest = np.finfo(problem.dtype).min
     mode = POOL_MAX if problem.kind == "max" else POOL_AVG
+    x = np.ascontiguousarray(problem.x)
     with parallel_region(_pool_microseconds(problem)):
-        pool_ncdhw(np.ascontiguousarray(problem.x), out, *g.kernel, *g.strides, *pads_before,
-                   mode, lowest)
+        if g.in_sizes[0] == 1 and max(g.kernel[1:] + g.strides[1:]) <= FIXED_WINDOW_MAX:
+            # Common 1-D/2-D windows: a kernel compiled for the shape (vectorised rows).
+            n, c, _, h, w = x.shape
+            kernel = planar_fixed_kernel(*g.kernel[1:], *g.strides[1:])
+            kernel(x.reshape(n * c, h, w), out.reshape(n * c, *out.shape[3:]),
+                   pads_before[1], pads_before[2], mode, lowest)
+        else:
+            pool_ncdhw(x, out, *g.kernel, *g.strides, *pads_before, mode, lowest)
     return out
 
 

@@ -7,6 +7,8 @@ output pixel the clipped window becomes a list of cell offsets, and
 each output once.
 """
 
+import functools
+
 import numpy as np
 from numba import njit, prange
 
@@ -141,3 +143,75 @@ def pool_ncdhw(x, out, kd, kh, kw, sd, sh, sw, pd, ph, pw, mode, lowest):
                             acc += row[w]
                         typed[0] = rows * (w1 - w0)
                         dst[ow] = acc / typed[0]
+
+
+#: Channels-first windows up to this size (and stride) get a kernel compiled for their shape.
+FIXED_WINDOW_MAX = 4
+
+
+@functools.lru_cache(maxsize=None)
+def planar_fixed_kernel(kh, kw, sh, sw):
+    """Channels-first 1-D/2-D pooling compiled for one window shape and stride.
+
+    With the window and stride as compile-time constants, the interior loop over output
+    columns reads ``x[row + ow * SW + j]``, which LLVM vectorises with interleaved loads and
+    shuffles; at run time the stride would force a scalar loop (the generic ``pool_ncdhw``).
+    ``x`` is (planes, H, W), ``out`` (planes, OH, OW); borders clip the window as
+    :func:`pool_ndhwc` does, and the semantics are the same.
+    """
+    KH, KW, SH, SW = kh, kw, sh, sw  # frozen into the compiled kernel (and its cache entry)
+
+    @njit(parallel=True, cache=True, nogil=True)
+    def kernel(x, out, ph, pw, mode, lowest):
+        p_, h_, w_ = x.shape
+        _, oh_, ow_ = out.shape
+        xf = x.reshape(-1)
+        of = out.reshape(-1)
+        lo = min(-(-pw // SW), ow_)
+        hi = max(min((w_ + pw - KW) // SW + 1, ow_), lo)
+        for plane in prange(p_):
+            typed = np.empty(2, dtype=x.dtype)  # init and count in the data's dtype, per plane
+            typed[0] = lowest if mode == MAX else 0
+            init = typed[0]
+            for oh in range(oh_):
+                h0, h1 = _window(oh, SH, ph, KH, h_)
+                o = (plane * oh_ + oh) * ow_
+                first = lo if h1 - h0 == KH else ow_  # interior columns, when no row is clipped
+                last = hi if h1 - h0 == KH else ow_
+                base = (plane * h_ + h0) * w_ - pw
+                if mode == MAX:
+                    for ow in range(first, last):
+                        m = init
+                        for r in range(KH):
+                            for j in range(KW):
+                                v = xf[base + r * w_ + ow * SW + j]
+                                m = v if v > m else m
+                        of[o + ow] = m
+                else:
+                    typed[1] = KH * KW
+                    count = typed[1]
+                    for ow in range(first, last):
+                        total = init
+                        for r in range(KH):
+                            for j in range(KW):
+                                total += xf[base + r * w_ + ow * SW + j]
+                        of[o + ow] = total / count
+                for ow in range(ow_):  # border columns (and clipped rows): clipped windows
+                    if first <= ow < last:
+                        continue
+                    w0, w1 = _window(ow, SW, pw, KW, w_)
+                    acc = init
+                    for h in range(h0, h1):
+                        for w in range(w0, w1):
+                            v = xf[(plane * h_ + h) * w_ + w]
+                            if mode == MAX:
+                                acc = v if v > acc else acc
+                            else:
+                                acc += v
+                    if mode == MAX:
+                        of[o + ow] = acc
+                    else:
+                        typed[1] = (h1 - h0) * (w1 - w0)
+                        of[o + ow] = acc / typed[1]
+
+    return kernel
