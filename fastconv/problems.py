@@ -7,7 +7,7 @@ layout (``channels_first`` says which); each backend decides how to handle it.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from .shapes import Geometry
@@ -76,4 +76,3 @@ class PadProblem:
     channels_first: bool
     out_shape: tuple
     dtype: Any
-    extra: dict = field(default_factory=dict)
