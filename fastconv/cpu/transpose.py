@@ -1,10 +1,13 @@
-"""conv2d_transpose as an ordinary convolution.
+"""conv2d_transpose as ordinary convolutions.
 
 The transposed conv of ``x`` (forward geometry: size ``H`` -> ``OH`` with stride ``s``, dilation
 ``d``, padding before ``pb``) is ``y[h] = sum_r z[h + pb - r*d] w[r]`` where ``z`` is ``x`` with
-``s - 1`` zeros between samples. Flipping the kernel turns that into a stride-1 correlation of
-``z`` padded by ``(R - 1) * d - pb`` cells before (cropped when negative), which the direct conv
-kernel computes. The extra multiplications by inserted zeros are the price of reusing it.
+``s - 1`` zeros between samples. Two ways to compute it here:
+
+* :func:`upsample_and_pad` + :func:`flipped_filters`: a stride-1 correlation of ``z`` with the
+  flipped kernel (the ``direct`` algorithm; simple, but it multiplies the inserted zeros);
+* :func:`transpose_phases`: one small stride-1 conv per output phase on ``x`` itself (the
+  ``blocked`` algorithm), with no wasted multiplications.
 """
 
 import itertools
