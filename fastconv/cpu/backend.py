@@ -1,7 +1,10 @@
 """Registers the CPU implementations with :mod:`fastconv.dispatch`.
 
-Each ``run_*`` takes a problem from :mod:`fastconv.problems`, moves data to the kernels'
-channels-last layout, runs one kernel, and returns the result in the caller's layout.
+Each ``run_*`` takes a problem from :mod:`fastconv.problems`, runs its kernel on the data in
+the layout that kernel wants (some read channels-first data in place, others get a
+channels-last copy), and returns the result in the caller's layout. ``applies`` predicates say
+what an algorithm can compute, ``pays_off`` ones when it is worth choosing (the rule derived
+from the measurements in benchmarks/RESULTS.md).
 """
 
 import math
@@ -24,8 +27,16 @@ from .transpose import flipped_filters, transpose_phases, upsample_and_pad
 from .winograd import conv3x3_winograd
 
 
-def _empty_result(shape5, dtype):
-    return np.zeros(shape5, dtype=dtype)
+def _skips_empty(run):
+    """Wrap a ``run_*`` so empty inputs or outputs (batch 0, ...) return zeros of the shape."""
+    def checked(problem):
+        if 0 in problem.out_shape or 0 in problem.x.shape:
+            return np.zeros(problem.out_shape, dtype=problem.dtype)
+        return run(problem)
+
+    checked.__name__ = checked.__qualname__ = run.__name__
+    checked.__doc__ = run.__doc__
+    return checked
 
 
 def _bias_or_empty(bias, dtype):
@@ -43,10 +54,9 @@ def _pool_microseconds(problem):
     return math.prod(problem.out_shape) * math.prod(problem.geometry.kernel) / 2e3
 
 
+@_skips_empty
 def run_conv_direct(problem):
     """Direct convolution (and transposed convolution through :mod:`.transpose`)."""
-    if 0 in problem.out_shape or 0 in problem.x.shape:
-        return _empty_result(problem.out_shape, problem.dtype)
     g = problem.geometry
     x = to_channels_last(problem.x, problem.channels_first)
     out = np.empty(channels_last_shape(problem.out_shape, problem.channels_first), problem.dtype)
@@ -87,10 +97,9 @@ def _pad_spatial(x, pads, channels_first):
     return padded
 
 
+@_skips_empty
 def run_conv_blocked(problem):
     """Register-blocked convolution in the caller's layout (no transposes for NCHW)."""
-    if 0 in problem.out_shape or 0 in problem.x.shape:
-        return _empty_result(problem.out_shape, problem.dtype)
     if problem.kind == "transpose":
         return _run_transpose_blocked(problem)
     g = problem.geometry
@@ -147,10 +156,9 @@ def _run_transpose_blocked(problem):
     return out
 
 
+@_skips_empty
 def run_conv_planar(problem):
     """Channels-first conv with vectors along output rows (no transposes)."""
-    if 0 in problem.out_shape or 0 in problem.x.shape:
-        return _empty_result(problem.out_shape, problem.dtype)
     g = problem.geometry
     out = np.empty(problem.out_shape, problem.dtype)
     with parallel_region(_conv_microseconds(problem, 50)):
@@ -161,10 +169,9 @@ def run_conv_planar(problem):
     return out
 
 
+@_skips_empty
 def run_conv_gemm(problem):
     """Channels-first 1x1 stride-1 conv: one BLAS matrix product per image (W^T @ X[n])."""
-    if 0 in problem.out_shape or 0 in problem.x.shape:
-        return _empty_result(problem.out_shape, problem.dtype)
     batch, channels = problem.x.shape[:2]
     out = np.empty(problem.out_shape, problem.dtype)
     out3 = out.reshape(batch, out.shape[1], -1)
@@ -195,10 +202,9 @@ def _planar_applies(problem):
             and problem.geometry.strides[2] == 1)
 
 
+@_skips_empty
 def run_conv_winograd(problem):
     """Winograd F(2x2, 3x3): 2.25x fewer multiplications for 3x3 stride-1 layers."""
-    if 0 in problem.out_shape or 0 in problem.x.shape:
-        return _empty_result(problem.out_shape, problem.dtype)
     g = problem.geometry
     x = to_channels_last(problem.x, problem.channels_first)[:, 0]
     out = np.empty(channels_last_shape(problem.out_shape, problem.channels_first), problem.dtype)
@@ -228,10 +234,9 @@ def _blocked_pays_off(problem):
     return problem.groups == 1 or per_group * 2 >= block_channels(problem.dtype)
 
 
+@_skips_empty
 def run_conv_depthwise(problem):
     """One filter per input channel (groups == channels, one output each): vector tap sums."""
-    if 0 in problem.out_shape or 0 in problem.x.shape:
-        return _empty_result(problem.out_shape, problem.dtype)
     g = problem.geometry
     x = to_channels_last(problem.x, problem.channels_first)
     w = np.ascontiguousarray(problem.w[..., 0, :], dtype=problem.dtype)  # (T, R, S, C)
@@ -249,10 +254,9 @@ def _depthwise_applies(problem):
     return problem.kind == "conv" and problem.w.shape[3] == 1 and problem.w.shape[4] == problem.groups
 
 
+@_skips_empty
 def run_pool_direct(problem):
     """Max or average pooling with clipped windows."""
-    if 0 in problem.out_shape or 0 in problem.x.shape:
-        return _empty_result(problem.out_shape, problem.dtype)
     g = problem.geometry
     x = to_channels_last(problem.x, problem.channels_first)
     out = np.empty(channels_last_shape(problem.out_shape, problem.channels_first), problem.dtype)
@@ -266,10 +270,9 @@ def run_pool_direct(problem):
     return from_channels_last(out, problem.channels_first)
 
 
+@_skips_empty
 def run_pool_planar(problem):
     """Channels-first pooling in place: separable row reduction per (batch, channel) plane."""
-    if 0 in problem.out_shape or 0 in problem.x.shape:
-        return _empty_result(problem.out_shape, problem.dtype)
     g = problem.geometry
     out = np.empty(problem.out_shape, problem.dtype)
     pads_before = tuple(before for before, _ in g.pads)
