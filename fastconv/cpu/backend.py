@@ -86,6 +86,9 @@ def _pad_spatial(x, pads, channels_first):
     """Zero-pad the three spatial dims of a 5-D array in its own layout."""
     if not any(sum(pads, ())):
         return np.ascontiguousarray(x)
+    if not channels_first:
+        (d0, d1), (h0, h1), (w0, w1) = pads
+        return pad_ndhwc(np.ascontiguousarray(x), d0, d1, h0, h1, w0, w1)
     first = 2 if channels_first else 1
     shape = list(x.shape)
     interior = [slice(None)] * 5
