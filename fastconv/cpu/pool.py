@@ -196,9 +196,8 @@ def planar_fixed_kernel(kh, kw, sh, sw):
                             for j in range(KW):
                                 total += xf[base + r * w_ + ow * SW + j]
                         of[o + ow] = total / count
-                for ow in range(ow_):  # border columns (and clipped rows): clipped windows
-                    if first <= ow < last:
-                        continue
+                for border in range(ow_ - (last - first)):  # clipped windows: borders, clipped rows
+                    ow = border if border < first else border + (last - first)
                     w0, w1 = _window(ow, SW, pw, KW, w_)
                     acc = init
                     for h in range(h0, h1):
