@@ -58,6 +58,32 @@ def _loop(builder, count, carried, body, name):
     return phis
 
 
+def vector_types(context, dtype, lanes):
+    """(scalar IR type, vector IR type of ``lanes``, element alignment) for a float dtype."""
+    scalar = context.get_value_type(dtype)
+    return scalar, ir.VectorType(scalar, lanes), 4 if dtype == types.float32 else 8
+
+
+def declare_fma(builder, value_type):
+    """Declare ``llvm.fma`` for a float scalar or vector IR type and return it."""
+    if isinstance(value_type, ir.VectorType):
+        bits = 32 if isinstance(value_type.element, ir.FloatType) else 64
+        name = f"llvm.fma.v{value_type.count}f{bits}"
+    else:
+        name = f"llvm.fma.f{32 if isinstance(value_type, ir.FloatType) else 64}"
+    return cgutils.get_or_insert_function(builder.module,
+                                          ir.FunctionType(value_type, [value_type] * 3), name)
+
+
+def splat(builder, value, vector):
+    """Broadcast scalar ``value`` to every lane of IR type ``vector``."""
+    i32 = ir.IntType(32)
+    undef = ir.Constant(vector, ir.Undefined)
+    first = builder.insert_element(undef, value, ir.Constant(i32, 0))
+    return builder.shuffle_vector(first, undef, ir.Constant(ir.VectorType(i32, vector.count),
+                                                            [0] * vector.count))
+
+
 @functools.lru_cache(maxsize=None)
 def make_microkernel(block_pixels: int, vector_bytes: int):
     """Return an intrinsic ``micro(acc, x, x_base, taps, pixel_stride, channel_stride,
@@ -88,20 +114,13 @@ def make_microkernel(block_pixels: int, vector_bytes: int):
                       zip((signature.args[0], signature.args[1], signature.args[3],
                            signature.args[7]), (acc_v, x_v, taps_v, w_v))]
             acc_a, x_a, taps_a, w_a = arrays
-            scalar = context.get_value_type(signature.args[1].dtype)
-            align = 4 if signature.args[1].dtype == types.float32 else 8
-            vector = ir.VectorType(scalar, kb)
-            suffix = f"v{kb}f{32 if align == 4 else 64}"
-            fma = cgutils.get_or_insert_function(builder.module,
-                                                 ir.FunctionType(vector, [vector] * 3),
-                                                 f"llvm.fma.{suffix}")
+            scalar, vector, align = vector_types(context, signature.args[1].dtype, kb)
+            fma = declare_fma(builder, vector)
             intp = context.get_value_type(types.intp)
             x_ptr = builder.gep(x_a.data, [x_base_v])
             w_start = builder.gep(w_a.data, [w_base_v])
             n_taps = builder.extract_value(taps_a.shape, 0)
             zero = ir.Constant(vector, None)
-            undef_vec = ir.Constant(vector, ir.Undefined)
-            splat_mask = ir.Constant(ir.VectorType(ir.IntType(32), kb), [0] * kb)
 
             def tap_body(b, t, carried):
                 w_cur, *accs = carried
@@ -115,9 +134,7 @@ def make_microkernel(block_pixels: int, vector_bytes: int):
                     updated = []
                     for i, a in enumerate(accs2):
                         xi = b2.load(b2.gep(x_c, [b2.mul(ir.Constant(intp, i), pix_v)]))
-                        splat = b2.shuffle_vector(b2.insert_element(undef_vec, xi, ir.Constant(ir.IntType(32), 0)),
-                                                 undef_vec, splat_mask)
-                        updated.append(b2.call(fma, [splat, w_vec, a]))
+                        updated.append(b2.call(fma, [splat(b2, xi, vector), w_vec, a]))
                     return [b2.gep(w_ptr, [ir.Constant(intp, kb)])] + updated
 
                 return _loop(b, nch_v, [w_cur] + accs, channel_body, "chan")
@@ -158,9 +175,7 @@ def make_block_store(vector_bytes: int):
             acc_a = context.make_array(signature.args[0])(context, builder, acc_v)
             out_a = context.make_array(signature.args[2])(context, builder, out_v)
             bias_a = context.make_array(signature.args[5])(context, builder, bias_v)
-            scalar = context.get_value_type(signature.args[0].dtype)
-            align = 4 if signature.args[0].dtype == types.float32 else 8
-            vector = ir.VectorType(scalar, kb)
+            scalar, vector, align = vector_types(context, signature.args[0].dtype, kb)
             intp = context.get_value_type(types.intp)
             zero = ir.Constant(vector, None)
             six = ir.Constant(vector, [6.0] * kb)
@@ -233,18 +248,12 @@ def make_planar_microkernel(block_rows: int, vector_bytes: int):
             x_a = context.make_array(signature.args[1])(context, builder, x_v)
             taps_a = context.make_array(signature.args[3])(context, builder, taps_v)
             w_a = context.make_array(signature.args[6])(context, builder, w_v)
-            scalar = context.get_value_type(signature.args[1].dtype)
-            align = 4 if signature.args[1].dtype == types.float32 else 8
-            vector = ir.VectorType(scalar, lanes)
-            fma = cgutils.get_or_insert_function(
-                builder.module, ir.FunctionType(vector, [vector] * 3),
-                f"llvm.fma.v{lanes}f{32 if align == 4 else 64}")
+            scalar, vector, align = vector_types(context, signature.args[1].dtype, lanes)
+            fma = declare_fma(builder, vector)
             intp = context.get_value_type(types.intp)
             x_ptr = builder.gep(x_a.data, [x_base_v])
             w_start = builder.gep(w_a.data, [w_base_v])
             n_taps = builder.extract_value(taps_a.shape, 0)
-            undef_vec = ir.Constant(vector, ir.Undefined)
-            splat_mask = ir.Constant(ir.VectorType(ir.IntType(32), lanes), [0] * lanes)
 
             def tap_body(b, t, carried):
                 w_cur, *accs = carried
@@ -257,10 +266,7 @@ def make_planar_microkernel(block_rows: int, vector_bytes: int):
                     updated = []
                     for i, a in enumerate(accs2):
                         wi = b2.load(b2.gep(w_ptr, [ir.Constant(intp, i)]))
-                        splat = b2.shuffle_vector(
-                            b2.insert_element(undef_vec, wi, ir.Constant(ir.IntType(32), 0)),
-                            undef_vec, splat_mask)
-                        updated.append(b2.call(fma, [splat, x_vec, a]))
+                        updated.append(b2.call(fma, [splat(b2, wi, vector), x_vec, a]))
                     return [b2.gep(w_ptr, [ir.Constant(intp, rows)])] + updated
 
                 return _loop(b, nch_v, [w_cur] + accs, channel_body, "chan")

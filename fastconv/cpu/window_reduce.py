@@ -18,10 +18,9 @@ import functools
 
 import llvmlite.ir as ir
 from numba import types
-from numba.core import cgutils
 from numba.extending import intrinsic
 
-from .microkernel import _loop
+from .microkernel import _loop, declare_fma, splat, vector_types
 
 #: Bytes per vector step: 64 = one zmm or two ymm registers, several steps in flight.
 VECTOR_BYTES = 64
@@ -46,16 +45,12 @@ def make_window_reduce(vector_bytes: int = VECTOR_BYTES):
             x_a = context.make_array(signature.args[0])(context, builder, x_v)
             off_a = context.make_array(signature.args[2])(context, builder, off_v)
             out_a = context.make_array(signature.args[4])(context, builder, out_v)
-            scalar = context.get_value_type(signature.args[0].dtype)
-            align = 4 if signature.args[0].dtype == types.float32 else 8
-            vector = ir.VectorType(scalar, lanes)
+            scalar, vector, align = vector_types(context, signature.args[0].dtype, lanes)
             intp = context.get_value_type(types.intp)
             x_ptr = builder.gep(x_a.data, [x_base_v])
             out_ptr = builder.gep(out_a.data, [out_base_v])
             is_max = builder.icmp_signed("==", mode_v, ir.Constant(intp, 0))
-            count_vec = ir.Constant(vector, ir.Undefined)
-            for lane in range(lanes):
-                count_vec = builder.insert_element(count_vec, count_v, ir.Constant(ir.IntType(32), lane))
+            count_vec = splat(builder, count_v, vector)
 
             def reduce_at(b, channel, width_type, zero_init):
                 """Reduce the window at ``channel`` for a value of type width_type."""
@@ -126,18 +121,12 @@ def make_window_dot(vector_bytes: int = VECTOR_BYTES):
             w_taps_a = context.make_array(signature.args[3])(context, builder, w_taps_v)
             w_a = context.make_array(signature.args[5])(context, builder, w_v)
             out_a = context.make_array(signature.args[6])(context, builder, out_v)
-            scalar = context.get_value_type(signature.args[0].dtype)
-            align = 4 if signature.args[0].dtype == types.float32 else 8
-            vector = ir.VectorType(scalar, lanes)
+            scalar, vector, align = vector_types(context, signature.args[0].dtype, lanes)
             intp = context.get_value_type(types.intp)
             x_ptr = builder.gep(x_a.data, [x_base_v])
             out_ptr = builder.gep(out_a.data, [out_base_v])
-            suffix = f"v{lanes}f{32 if align == 4 else 64}"
-            fma_vec = cgutils.get_or_insert_function(
-                builder.module, ir.FunctionType(vector, [vector] * 3), f"llvm.fma.{suffix}")
-            fma_one = cgutils.get_or_insert_function(
-                builder.module, ir.FunctionType(scalar, [scalar] * 3),
-                f"llvm.fma.f{32 if align == 4 else 64}")
+            fma_vec = declare_fma(builder, vector)
+            fma_one = declare_fma(builder, scalar)
 
             def dot_at(b, channel, value_type, fma):
                 ptr_type = value_type.as_pointer()

@@ -35,6 +35,13 @@ def transform_filters(w, dtype):
     return np.ascontiguousarray(u.reshape(16, *w.shape[2:]), dtype=dtype)
 
 
+@njit(inline="always", cache=True)
+def _tile_origin(tile, tiles_w, tiles_per_image):
+    """Image and top-left output pixel of a 2x2 output tile, numbered image-major."""
+    rest = tile % tiles_per_image
+    return tile // tiles_per_image, 2 * (rest // tiles_w), 2 * (rest % tiles_w)
+
+
 @njit(parallel=True, cache=True, nogil=True)
 def input_transform(xp, v, first_tile, tiles_w, tiles_per_image):
     """V[t, :, :] = B^T d B for tiles ``first_tile .. first_tile + v.shape[1]`` of padded ``xp``.
@@ -43,12 +50,7 @@ def input_transform(xp, v, first_tile, tiles_w, tiles_per_image):
     """
     channels = xp.shape[3]
     for local in prange(v.shape[0]):
-        tile = first_tile + local
-        n = tile // tiles_per_image
-        th = (tile % tiles_per_image) // tiles_w
-        tw = tile % tiles_w
-        h0 = 2 * th
-        w0 = 2 * tw
+        n, h0, w0 = _tile_origin(first_tile + local, tiles_w, tiles_per_image)
         for c in range(channels):
             d00 = xp[n, h0, w0, c]
             d01 = xp[n, h0, w0 + 1, c]
@@ -96,12 +98,7 @@ def output_transform(m, out, bias, act, first_tile, tiles_w, tiles_per_image):
     _, oh_, ow_, k_ = out.shape
     has_bias = bias.shape[0] > 0
     for local in prange(m.shape[0]):
-        tile = first_tile + local
-        n = tile // tiles_per_image
-        th = (tile % tiles_per_image) // tiles_w
-        tw = tile % tiles_w
-        h0 = 2 * th
-        w0 = 2 * tw
+        n, h0, w0 = _tile_origin(first_tile + local, tiles_w, tiles_per_image)
         for k in range(k_):
             # A^T = [[1, 1, 1, 0], [0, 1, -1, -1]] on rows, then on columns.
             s0 = m[local, 0, k] + m[local, 4, k] + m[local, 8, k]
