@@ -29,6 +29,39 @@ def _grid(inner, outer, threads):
 
 
 @functools.lru_cache(maxsize=None)
+def _element_indexing(channels_first):
+    """Device functions shared by the one-thread-per-output kernels (pooling, zero padding).
+
+    ``sizes(x, out)`` gives (channels, in_d, in_h, in_w, out_d, out_h, out_w, inner_size,
+    outer_size) for the launch layout of :func:`_grid`; ``position(inner, outer, ...)`` turns a
+    thread's (inner, outer) pair into (n, c, od, oh, ow). The fastest-varying ``inner`` walks
+    the array's fastest dim (columns channels-first, channels channels-last) for coalescing.
+    """
+
+    @cuda.jit(device=True)
+    def sizes(x, out):
+        if channels_first:
+            channels, in_d, in_h, in_w = x.shape[1], x.shape[2], x.shape[3], x.shape[4]
+            out_d, out_h, out_w = out.shape[2], out.shape[3], out.shape[4]
+            return (channels, in_d, in_h, in_w, out_d, out_h, out_w, out_h * out_w,
+                    x.shape[0] * channels * out_d)
+        in_d, in_h, in_w, channels = x.shape[1], x.shape[2], x.shape[3], x.shape[4]
+        out_d, out_h, out_w = out.shape[1], out.shape[2], out.shape[3]
+        return (channels, in_d, in_h, in_w, out_d, out_h, out_w, out_w * channels,
+                x.shape[0] * out_d * out_h)
+
+    @cuda.jit(device=True)
+    def position(inner, outer, channels, out_d, out_h, out_w):
+        if channels_first:
+            return (outer // (out_d * channels), (outer // out_d) % channels, outer % out_d,
+                    inner // out_w, inner % out_w)
+        return (outer // (out_h * out_d), inner % channels, (outer // out_h) % out_d,
+                outer % out_h, inner // channels)
+
+    return sizes, position
+
+
+@functools.lru_cache(maxsize=None)
 def pool_kernel(kind, dtype, window, strides, channels_first, device):
     """Build (once per static configuration) a max or avg pooling kernel.
 
@@ -41,35 +74,17 @@ def pool_kernel(kind, dtype, window, strides, channels_first, device):
     is_max = kind == "max"
     ftype = numba_float(dtype)
     lowest = float(np.finfo(dtype).min)
+    sizes, position = _element_indexing(channels_first)
 
     @cuda.jit
     def pool(x, out, pad_d, pad_h, pad_w):
-        if channels_first:
-            channels, in_d, in_h, in_w = x.shape[1], x.shape[2], x.shape[3], x.shape[4]
-            out_d, out_h, out_w = out.shape[2], out.shape[3], out.shape[4]
-            inner_size = out_h * out_w
-            outer_size = x.shape[0] * channels * out_d
-        else:
-            in_d, in_h, in_w, channels = x.shape[1], x.shape[2], x.shape[3], x.shape[4]
-            out_d, out_h, out_w = out.shape[1], out.shape[2], out.shape[3]
-            inner_size = out_w * channels
-            outer_size = x.shape[0] * out_d * out_h
+        (channels, in_d, in_h, in_w, out_d, out_h, out_w, inner_size,
+         outer_size) = sizes(x, out)
         inner = cuda.blockIdx.x * cuda.blockDim.x + cuda.threadIdx.x
         if inner >= inner_size:
             return
         for outer in range(cuda.blockIdx.y, outer_size, cuda.gridDim.y):
-            if channels_first:
-                ow = inner % out_w
-                oh = inner // out_w
-                od = outer % out_d
-                c = (outer // out_d) % channels
-                n = outer // (out_d * channels)
-            else:
-                c = inner % channels
-                ow = inner // channels
-                oh = outer % out_h
-                od = (outer // out_h) % out_d
-                n = outer // (out_h * out_d)
+            n, c, od, oh, ow = position(inner, outer, channels, out_d, out_h, out_w)
             d_first = od * s_d - pad_d
             h_first = oh * s_h - pad_h
             w_first = ow * s_w - pad_w
@@ -244,35 +259,17 @@ def _global_launch(kind, dtype, channels_first, channels, threads, device):
 def zero_pad_kernel(dtype, channels_first, device):
     """Build a kernel writing every output element once: an input value or zero."""
     ftype = numba_float(dtype)
+    sizes, position = _element_indexing(channels_first)
 
     @cuda.jit
     def zero_pad(x, out, pad_d, pad_h, pad_w):
-        if channels_first:
-            channels, in_d, in_h, in_w = x.shape[1], x.shape[2], x.shape[3], x.shape[4]
-            out_d, out_h, out_w = out.shape[2], out.shape[3], out.shape[4]
-            inner_size = out_h * out_w
-            outer_size = x.shape[0] * channels * out_d
-        else:
-            in_d, in_h, in_w, channels = x.shape[1], x.shape[2], x.shape[3], x.shape[4]
-            out_d, out_h, out_w = out.shape[1], out.shape[2], out.shape[3]
-            inner_size = out_w * channels
-            outer_size = x.shape[0] * out_d * out_h
+        (channels, in_d, in_h, in_w, out_d, out_h, out_w, inner_size,
+         outer_size) = sizes(x, out)
         inner = cuda.blockIdx.x * cuda.blockDim.x + cuda.threadIdx.x
         if inner >= inner_size:
             return
         for outer in range(cuda.blockIdx.y, outer_size, cuda.gridDim.y):
-            if channels_first:
-                ow = inner % out_w
-                oh = inner // out_w
-                od = outer % out_d
-                c = (outer // out_d) % channels
-                n = outer // (out_d * channels)
-            else:
-                c = inner % channels
-                ow = inner // channels
-                oh = outer % out_h
-                od = (outer // out_h) % out_d
-                n = outer // (out_h * out_d)
+            n, c, od, oh, ow = position(inner, outer, channels, out_d, out_h, out_w)
             d, h, w = od - pad_d, oh - pad_h, ow - pad_w
             value = ftype(0)
             if 0 <= d < in_d and 0 <= h < in_h and 0 <= w < in_w:
