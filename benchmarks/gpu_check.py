@@ -135,36 +135,14 @@ def load_torch(disabled, smoke):
 
 # ----------------------------------------------------------------------------- timing
 
-def _time_gpu(call, repeat, min_ms):
-    """Median milliseconds per call, timed with CUDA events around back-to-back calls."""
-    from numba import cuda
+def _time_events(call, synchronize, new_event, repeat, min_ms):
+    """Median milliseconds per call, timed with CUDA events around back-to-back calls.
 
+    One timed call sizes the batch so a sample lasts at least ``min_ms``.
+    """
     call()
-    cuda.synchronize()
-    start, end = cuda.event(), cuda.event()
-    start.record()
-    call()
-    end.record()
-    end.synchronize()
-    once = max(start.elapsed_time(end), 1e-3)
-    number = max(1, min(MAX_CALLS[0], math.ceil(min_ms / once)))
-    samples = []
-    for _ in range(repeat):
-        start.record()
-        for _ in range(number):
-            call()
-        end.record()
-        end.synchronize()
-        samples.append(start.elapsed_time(end) / number)
-    return statistics.median(samples)
-
-
-def _time_torch(torch, call, repeat, min_ms):
-    """Median milliseconds per call with torch's CUDA events."""
-    call()
-    torch.cuda.synchronize()
-    start = torch.cuda.Event(enable_timing=True)
-    end = torch.cuda.Event(enable_timing=True)
+    synchronize()
+    start, end = new_event(), new_event()
     start.record()
     call()
     end.record()
@@ -179,6 +157,19 @@ def _time_torch(torch, call, repeat, min_ms):
         end.synchronize()
         samples.append(start.elapsed_time(end) / number)
     return statistics.median(samples)
+
+
+def _time_gpu(call, repeat, min_ms):
+    """Median milliseconds per fastconv call (numba's CUDA events)."""
+    from numba import cuda
+
+    return _time_events(call, cuda.synchronize, cuda.event, repeat, min_ms)
+
+
+def _time_torch(torch, call, repeat, min_ms):
+    """Median milliseconds per call with torch's CUDA events."""
+    return _time_events(call, torch.cuda.synchronize,
+                        lambda: torch.cuda.Event(enable_timing=True), repeat, min_ms)
 
 
 # ----------------------------------------------------------------------------- equality

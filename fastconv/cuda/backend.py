@@ -27,23 +27,20 @@ except ImportError:  # no numba.cuda: every run raises require_cuda's RuntimeErr
 
 
 def _on_gpu(run):
-    """Check, before the first launch, that a GPU (or the simulator) is there."""
+    """Check that a GPU (or the simulator) is there; answer empty problems without a launch."""
     @functools.wraps(run)
     def checked(problem):
         launch.require_cuda()
+        if 0 in problem.out_shape or 0 in problem.x.shape:
+            zeros = np.zeros(problem.out_shape, problem.dtype)
+            return launch.result_like(launch.to_device(zeros), problem.x)
         return run(problem)
     return checked
-
-
-def _zeros_like_result(shape, problem):
-    return launch.result_like(launch.to_device(np.zeros(shape, problem.dtype)), problem.x)
 
 
 @_on_gpu
 def run_conv(problem):
     """Tiled direct convolution; conv2d_transpose as a flipped conv over the spread input."""
-    if 0 in problem.out_shape or 0 in problem.x.shape or 0 in problem.w.shape:
-        return _zeros_like_result(problem.out_shape, problem)
     device = launch.device_key()
     x = launch.to_device(problem.x)
     w = launch.to_device(problem.w, problem.dtype)
@@ -57,8 +54,6 @@ def run_conv(problem):
 @_on_gpu
 def run_pool(problem):
     """Max or average pooling, one thread per output element."""
-    if 0 in problem.out_shape or 0 in problem.x.shape:
-        return _zeros_like_result(problem.out_shape, problem)
     x = launch.to_device(problem.x)
     out, finish = launch.output(problem.out_shape, problem.dtype, problem.x)
     launch_pool(x, out, problem.geometry, problem.kind, problem.channels_first,
@@ -70,8 +65,6 @@ def run_pool(problem):
 def run_global_pool(problem):
     """Global max / mean: a block per (batch item, channel block), reduced in shared memory."""
     n, channels = problem.out_shape
-    if n * channels == 0 or 0 in problem.x.shape:
-        return _zeros_like_result(problem.out_shape, problem)
     x = launch.device_contiguous(launch.to_device(problem.x))
     positions = int(np.prod(x.shape)) // (n * channels)
     x3 = x.reshape((n, channels, positions) if problem.channels_first
@@ -84,8 +77,6 @@ def run_global_pool(problem):
 @_on_gpu
 def run_zero_pad(problem):
     """Zero padding: every output element written once (input value or zero)."""
-    if 0 in problem.out_shape or 0 in problem.x.shape:
-        return _zeros_like_result(problem.out_shape, problem)
     x = launch.to_device(problem.x)
     out, finish = launch.output(problem.out_shape, problem.dtype, problem.x)
     launch_zero_pad(x, out, problem.pads, problem.channels_first, launch.device_key())
