@@ -11,7 +11,7 @@ import numpy as np
 
 from . import dispatch
 from .problems import (ConvProblem, GlobalPoolProblem, PadProblem, PoolProblem, pad_to_3d,
-                       shape_5d)
+                       layout_shape)
 from .shapes import (LAYOUTS, as_int, normalize_window, parse_data_format, parse_padding,
                      window_geometry)
 from .validation import (activation_code, array_dtype, as_host_array, check_device,
@@ -72,7 +72,7 @@ def _split(shape, channels_first):
 def _to_5d(array, n_spatial, channels_first):
     """View an (n_spatial + 2)-D array as 5-D by inserting unit spatial dims before the others."""
     batch, channels, spatial = _split(array.shape, channels_first)
-    return array.reshape(shape_5d(batch, channels, (1,) * (3 - n_spatial) + spatial, channels_first))
+    return array.reshape(layout_shape(batch, channels, (1,) * (3 - n_spatial) + spatial, channels_first))
 
 
 def _finish(out5, out_shape):
@@ -132,9 +132,9 @@ def _run_conv(x, w5, bias, geometry, groups, act, channels_first, n_spatial, dev
               out_channels, kind="conv"):
     batch, _, _ = _split(x.shape, channels_first)
     geometry3 = pad_to_3d(geometry)
-    out_shape = shape_5d(batch, out_channels, geometry.out_sizes, channels_first)
+    out_shape = layout_shape(batch, out_channels, geometry.out_sizes, channels_first)
     problem = ConvProblem(_to_5d(x, n_spatial, channels_first), w5, bias, geometry3, groups, act,
-                          channels_first, shape_5d(batch, out_channels, geometry3.out_sizes,
+                          channels_first, layout_shape(batch, out_channels, geometry3.out_sizes,
                                                    channels_first),
                           array_dtype(x), kind)
     return _finish(dispatch.run("conv", device, problem), out_shape)
@@ -358,7 +358,7 @@ def conv2d_transpose(input, filters, output_shape, strides, padding="SAME", data
     w5 = w.reshape((1,) + tuple(w.shape))
     problem_geometry = pad_to_3d(geometry)
     problem = ConvProblem(_to_5d(x, 2, channels_first), w5, None, problem_geometry, 1, 0,
-                          channels_first, shape_5d(batch, out_channels, (1,) + out_spatial,
+                          channels_first, layout_shape(batch, out_channels, (1,) + out_spatial,
                                                    channels_first),
                           dtype, "transpose")
     return _finish(dispatch.run("conv", device, problem), output_shape)
@@ -373,8 +373,7 @@ def _output_shape(output_shape, batch, out_channels, channels_first):
         raise TypeError(f"output_shape must be a sequence of 4 ints, got {type(output_shape).__name__}")
     values = tuple(as_int(v, "output_shape") for v in output_shape)
     if len(values) == 2:
-        values = shape_5d(batch, out_channels, (1,) + values, channels_first)
-        values = values[:1] + values[2:] if not channels_first else values[:2] + values[3:]
+        values = layout_shape(batch, out_channels, values, channels_first)
     if len(values) != 4:
         raise ValueError(f"output_shape must have 4 entries, got {list(values)}")
     got_batch, got_channels, spatial = _split(values, channels_first)
@@ -404,15 +403,10 @@ def _pool(kind, n_spatial, input, ksize, strides, padding, data_format, device):
                                  f"a window could hold only padding")
     geometry3 = pad_to_3d(geometry)
     problem = PoolProblem(_to_5d(x, n_spatial, channels_first), geometry3, channels_first,
-                          shape_5d(batch, channels, geometry3.out_sizes, channels_first),
+                          layout_shape(batch, channels, geometry3.out_sizes, channels_first),
                           array_dtype(x), kind)
     out = dispatch.run(f"{kind}_pool", device, problem)
-    return _finish(out, _pool_out_shape(batch, channels, geometry.out_sizes, channels_first))
-
-
-def _pool_out_shape(batch, channels, out_sizes, channels_first):
-    out_sizes = tuple(out_sizes)
-    return (batch, channels) + out_sizes if channels_first else (batch,) + out_sizes + (channels,)
+    return _finish(out, layout_shape(batch, channels, geometry.out_sizes, channels_first))
 
 
 def _pool_doc(kind, n_spatial):
@@ -580,7 +574,7 @@ def zero_pad2d(input, padding=1, data_format="NHWC", *, device=None):
     batch, channels, spatial = _split(x.shape, channels_first)
     out_spatial = tuple(n + a + b for n, (a, b) in zip(spatial, pairs))
     problem = PadProblem(_to_5d(x, 2, channels_first), ((0, 0),) + pairs, channels_first,
-                         shape_5d(batch, channels, (1,) + out_spatial, channels_first),
+                         layout_shape(batch, channels, (1,) + out_spatial, channels_first),
                          array_dtype(x))
     out = dispatch.run("zero_pad", device, problem)
-    return _finish(out, _pool_out_shape(batch, channels, out_spatial, channels_first))
+    return _finish(out, layout_shape(batch, channels, out_spatial, channels_first))

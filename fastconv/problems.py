@@ -22,8 +22,8 @@ def pad_to_3d(geometry: Geometry) -> Geometry:
                     ones + geometry.out_sizes)
 
 
-def shape_5d(batch, channels, spatial, channels_first):
-    """Return a 5-D shape in the data layout from batch, channel count and 3 spatial sizes."""
+def layout_shape(batch, channels, spatial, channels_first):
+    """The shape (N, C, *spatial) or (N, *spatial, C) of data in the given layout."""
     spatial = tuple(spatial)
     return (batch, channels) + spatial if channels_first else (batch,) + spatial + (channels,)
 
