@@ -17,7 +17,7 @@ from .conv_blocked import block_channels, conv_blocked_strided
 from .activation import bias_activation_ncp
 from .conv_planar import conv_planar, pad_for_planar
 from .depthwise import depthwise_ndhwc
-from .layout import channels_last_shape, from_channels_last, to_channels_last
+from .layout import channels_last_shape, from_channels_last, pad_spatial, to_channels_last
 from .pool import AVG as POOL_AVG
 from .pool import MAX as POOL_MAX
 from .pool import (FIXED_WINDOW_MAX, avg_pool_ndhwc, global_pool_nsc, max_pool_ndhwc,
@@ -83,21 +83,10 @@ def _element_strides(array, channels_first):
 
 
 def _pad_spatial(x, pads, channels_first):
-    """Zero-pad the three spatial dims of a 5-D array in its own layout."""
+    """The kernels' padded input: the array itself (contiguous) when there is no padding."""
     if not any(sum(pads, ())):
         return np.ascontiguousarray(x)
-    if not channels_first:
-        (d0, d1), (h0, h1), (w0, w1) = pads
-        return pad_ndhwc(np.ascontiguousarray(x), d0, d1, h0, h1, w0, w1)
-    first = 2 if channels_first else 1
-    shape = list(x.shape)
-    interior = [slice(None)] * 5
-    for axis, (before, after) in enumerate(pads):
-        shape[first + axis] += before + after
-        interior[first + axis] = slice(before, before + x.shape[first + axis])
-    padded = np.zeros(shape, dtype=x.dtype)
-    padded[tuple(interior)] = x
-    return padded
+    return pad_spatial(x, pads, channels_first)
 
 
 @_skips_empty
@@ -312,13 +301,7 @@ def run_global_pool(problem):
 
 def run_zero_pad(problem):
     """Zero padding: one allocation, one copy of the input into the interior."""
-    out = np.zeros(problem.out_shape, problem.dtype)
-    offset = 2 if problem.channels_first else 1
-    interior = [slice(None)] * 5
-    for axis, ((before, _), size) in enumerate(zip(problem.pads, problem.x.shape[offset:offset + 3])):
-        interior[offset + axis] = slice(before, before + size)
-    out[tuple(interior)] = problem.x
-    return out
+    return pad_spatial(problem.x, problem.pads, problem.channels_first)
 
 
 register(Implementation("conv", "cpu", "direct", run_conv_direct))

@@ -14,6 +14,7 @@ from numba import njit, prange
 from .activation import apply_activation
 from .conv_blocked import BLOCK_PIXELS as BLOCK_ROWS
 from .conv_blocked import VECTOR_BYTES
+from .layout import pad_spatial
 from .microkernel import make_planar_microkernel
 
 planar_micro = make_planar_microkernel(BLOCK_ROWS, VECTOR_BYTES)
@@ -21,13 +22,10 @@ planar_micro = make_planar_microkernel(BLOCK_ROWS, VECTOR_BYTES)
 
 def pad_for_planar(x, pads, out_width, kernel_width, dilation_width):
     """Zero-pad NCDHW ``x`` by ``pads`` and widen its rows for whole-vector loads."""
-    n, c, d, h, w = x.shape
     lanes = VECTOR_BYTES // x.itemsize
-    width = max(w + sum(pads[2]), -(-out_width // lanes) * lanes + (kernel_width - 1) * dilation_width)
-    xp = np.zeros((n, c, d + sum(pads[0]), h + sum(pads[1]), width), dtype=x.dtype)
-    (d0, _), (h0, _), (w0, _) = pads
-    xp[:, :, d0:d0 + d, h0:h0 + h, w0:w0 + w] = x
-    return xp
+    width = x.shape[4] + sum(pads[2])
+    needed = -(-out_width // lanes) * lanes + (kernel_width - 1) * dilation_width
+    return pad_spatial(x, pads, True, extra_width=max(0, needed - width))
 
 
 @njit(cache=True, nogil=True)
