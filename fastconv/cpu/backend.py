@@ -79,7 +79,12 @@ def _element_strides(array, channels_first):
     """Element strides of a 5-D array as (batch, channel, depth, height, width)."""
     steps = [stride // array.itemsize for stride in array.strides]
     order = (0, 1, 2, 3, 4) if channels_first else (0, 4, 1, 2, 3)
-    return np.array([steps[axis] for axis in order], dtype=np.int64)
+    result = np.array([steps[axis] for axis in order], dtype=np.int64)
+    if array.shape[order[1]] == 1:
+        # One channel: channels-first and channels-last are the same memory. A unit channel
+        # stride lets the blocked kernel merge a window row's taps into one channel loop.
+        result[1] = 1
+    return result
 
 
 def _pad_spatial(x, pads, channels_first):

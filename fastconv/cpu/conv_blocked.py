@@ -134,6 +134,28 @@ def _run_block(width, acc, xf, base, taps, pix, chan, cg, wf, wbase):
         micro_1(*args)
 
 
+@njit(inline="always", cache=True)
+def _store_channel_major(acc, width, kb, k_count, out, base, os_c, os_w, bias, k0, act, zero):
+    """Store a (width, kb) block channel by channel: the path for channels-first outputs.
+
+    Bias and activation are hoisted out of the pixel loop so that, for a unit pixel stride,
+    the loop is a gather from ``acc`` and a contiguous store that LLVM vectorises.
+    """
+    for j in range(k_count):
+        b = bias[k0 + j] if bias.shape[0] > 0 else zero
+        o = base + (k0 + j) * os_c
+        if act == 0:
+            for i in range(width):
+                out[o + i * os_w] = acc[i * kb + j] + b
+        elif act == 1:
+            for i in range(width):
+                v = acc[i * kb + j] + b
+                out[o + i * os_w] = zero if v < zero else v
+        else:
+            for i in range(width):
+                out[o + i * os_w] = apply_activation(acc[i * kb + j] + b, act)
+
+
 @njit(parallel=True, cache=True, nogil=True)
 def conv_blocked(xf, x_strides, taps, wp, bias, out, o_strides, out_sizes, strides, groups, act):
     """Blocked convolution of a padded, flattened input into a flattened output.
@@ -164,38 +186,32 @@ def conv_blocked(xf, x_strides, taps, wp, bias, out, o_strides, out_sizes, strid
     os_n, os_c, os_d, os_h, os_w = o_strides[0], o_strides[1], o_strides[2], o_strides[3], o_strides[4]
     wf = wp.reshape(-1)
     w_block = n_taps * cg * kb
-    has_bias = bias.shape[0] > 0
+    zero = np.zeros(1, dtype=out.dtype)[0]
     pix = sw * xs_w
     rows = n_ * od_ * oh_
-    for job in prange(rows * groups * n_kb):
-        row = job // (groups * n_kb)
-        g = (job // n_kb) % groups
-        blk = job % n_kb
+    for row in prange(rows):
         n = row // (od_ * oh_)
         od = (row // oh_) % od_
         oh = row % oh_
-        acc = np.empty(BLOCK_PIXELS * kb, dtype=out.dtype)
-        k0 = g * kg + blk * kb
-        k_count = min(kb, kg - blk * kb)
-        wbase = (g * n_kb + blk) * w_block
-        row_base = n * xs_n + g * cg * xs_c + od * sd * xs_d + oh * sh * xs_h
-        out_row = n * os_n + od * os_d + oh * os_h
-        # Channels-last full blocks are stored as whole vectors (bias and relu/relu6 fused);
-        # anything else (channels-first, a partial channel block, sigmoid/tanh) element-wise.
-        fast_store = os_c == 1 and k_count == kb and act <= 2
-        ow0 = 0
-        while ow0 < ow_:
-            width = _block_width(ow_ - ow0)
-            _run_block(width, acc, xf, row_base + ow0 * pix, taps, pix, xs_c, cg, wf, wbase)
-            if fast_store:
-                store_block(acc, width, out, out_row + ow0 * os_w + k0, os_w, bias, k0, act)
-            else:
-                # Channel-major: for channels-first outputs the inner loop stores contiguously.
-                for j in range(k_count):
-                    o = out_row + ow0 * os_w + (k0 + j) * os_c
-                    for i in range(width):
-                        v = acc[i * kb + j]
-                        if has_bias:
-                            v += bias[k0 + j]
-                        out[o + i * os_w] = apply_activation(v, act)
-            ow0 += width
+        acc = np.empty(BLOCK_PIXELS * kb, dtype=out.dtype)  # once per row: allocation is not free
+        for job in range(groups * n_kb):
+            g = job // n_kb
+            blk = job % n_kb
+            k0 = g * kg + blk * kb
+            k_count = min(kb, kg - blk * kb)
+            wbase = (g * n_kb + blk) * w_block
+            row_base = n * xs_n + g * cg * xs_c + od * sd * xs_d + oh * sh * xs_h
+            out_row = n * os_n + od * os_d + oh * os_h
+            # Channels-last full blocks are stored as whole vectors (bias and relu/relu6 fused);
+            # anything else (channels-first, a partial channel block, sigmoid/tanh) element-wise.
+            fast_store = os_c == 1 and k_count == kb and act <= 2
+            ow0 = 0
+            while ow0 < ow_:
+                width = _block_width(ow_ - ow0)
+                _run_block(width, acc, xf, row_base + ow0 * pix, taps, pix, xs_c, cg, wf, wbase)
+                if fast_store:
+                    store_block(acc, width, out, out_row + ow0 * os_w + k0, os_w, bias, k0, act)
+                else:
+                    _store_channel_major(acc, width, kb, k_count, out, out_row + ow0 * os_w,
+                                         os_c, os_w, bias, k0, act, zero)
+                ow0 += width

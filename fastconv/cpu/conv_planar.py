@@ -15,9 +15,10 @@ from .activation import apply_activation
 from .conv_blocked import BLOCK_PIXELS as BLOCK_ROWS
 from .conv_blocked import VECTOR_BYTES
 from .layout import pad_spatial
-from .microkernel import make_planar_microkernel
+from .microkernel import make_planar_microkernel, make_planar_store
 
 planar_micro = make_planar_microkernel(BLOCK_ROWS, VECTOR_BYTES)
+planar_store = make_planar_store(VECTOR_BYTES)
 
 
 def pad_for_planar(x, pads, out_width, kernel_width, dilation_width):
@@ -69,32 +70,26 @@ def conv_planar(xp, w, bias, out, sd, sh, dd, dh, dw, act):
     has_bias = bias.shape[0] > 0
     zero = np.zeros(1, dtype=out.dtype)[0]
     of = out.reshape(-1)
+    plane_out = od_ * oh_ * ow_
     rows_total = n_ * od_ * oh_
-    for job in prange(rows_total * n_kb):
-        row = job // n_kb
-        blk = job % n_kb
+    for row in prange(rows_total):
         n = row // (od_ * oh_)
         od = (row // oh_) % od_
         oh = row % oh_
-        acc = np.empty(BLOCK_ROWS * vec, dtype=out.dtype)
-        k0 = blk * BLOCK_ROWS
-        k_count = min(BLOCK_ROWS, k_ - k0)
+        acc = np.empty(BLOCK_ROWS * vec, dtype=out.dtype)  # once per row: allocation is not free
         x_row = n * c_ * plane + (od * sd * hp + oh * sh) * wp_
-        w_base = blk * n_taps * c_ * BLOCK_ROWS
-        for ow0 in range(0, ow_, vec):
-            planar_micro(acc, xf, x_row + ow0, taps, plane, c_, wf, w_base)
-            width = min(vec, ow_ - ow0)
-            for j in range(k_count):
-                b = bias[k0 + j] if has_bias else zero
-                o = ((n * k_ + k0 + j) * od_ + od) * oh_ * ow_ + oh * ow_ + ow0
-                a = j * vec
-                if act == 0:  # branch-free loops that vectorise
-                    for p in range(width):
-                        of[o + p] = acc[a + p] + b
-                elif act == 1:
-                    for p in range(width):
-                        v = acc[a + p] + b
-                        of[o + p] = zero if v < zero else v
+        for blk in range(n_kb):
+            k0 = blk * BLOCK_ROWS
+            k_count = min(BLOCK_ROWS, k_ - k0)
+            w_base = blk * n_taps * c_ * BLOCK_ROWS
+            for ow0 in range(0, ow_, vec):
+                planar_micro(acc, xf, x_row + ow0, taps, plane, c_, wf, w_base)
+                width = min(vec, ow_ - ow0)
+                o = ((n * k_ + k0) * od_ + od) * oh_ * ow_ + oh * ow_ + ow0
+                if act <= 2:  # bias and relu/relu6 fused into vector (masked) stores
+                    planar_store(acc, k_count, width, of, o, plane_out, bias, k0, act)
                 else:
-                    for p in range(width):
-                        of[o + p] = apply_activation(acc[a + p] + b, act)
+                    for j in range(k_count):
+                        b = bias[k0 + j] if has_bias else zero
+                        for p in range(width):
+                            of[o + j * plane_out + p] = apply_activation(acc[j * vec + p] + b, act)

@@ -281,3 +281,92 @@ def make_planar_microkernel(block_rows: int, vector_bytes: int):
         return sig, codegen
 
     return micro
+
+
+def _masked_store(builder, value, pointer, mask, align):
+    """``llvm.masked.store`` of vector ``value`` at ``pointer``: only lanes where ``mask`` holds."""
+    vector = value.type
+    bits = 32 if isinstance(vector.element, ir.FloatType) else 64
+    i32 = ir.IntType(32)
+    mask_type = ir.VectorType(ir.IntType(1), vector.count)
+    function = cgutils.get_or_insert_function(
+        builder.module, ir.FunctionType(ir.VoidType(), [vector, pointer.type, i32, mask_type]),
+        f"llvm.masked.store.v{vector.count}f{bits}.p0")
+    builder.call(function, [value, pointer, ir.Constant(i32, align), mask])
+
+
+@functools.lru_cache(maxsize=None)
+def make_planar_store(vector_bytes: int):
+    """Return an intrinsic ``store(acc, rows, width, out, out_base, row_stride, bias, bias_base,
+    act)`` writing the first ``width`` lanes of ``rows`` accumulator vectors to ``out``.
+
+    The channels-first twin of :func:`make_block_store`: accumulator ``i`` (L consecutive output
+    pixels of one channel) goes to ``out[out_base + i * row_stride:][:width]`` with
+    ``bias[bias_base + i]`` added and relu/relu6 applied as vector selects. A row shorter than
+    a vector is written with a masked store, so neighbouring rows (another thread's) are never
+    touched.
+    """
+
+    @intrinsic
+    def store(typingctx, acc, rows, width, out, out_base, row_stride, bias, bias_base, act):
+        if not (isinstance(acc, types.Array) and isinstance(out, types.Array)
+                and isinstance(bias, types.Array) and acc.dtype == out.dtype == bias.dtype
+                and acc.dtype in (types.float32, types.float64)):
+            return None
+        sig = types.void(acc, types.intp, types.intp, out, types.intp, types.intp, bias,
+                         types.intp, types.intp)
+        lanes = vector_bytes // (4 if acc.dtype == types.float32 else 8)
+
+        def codegen(context, builder, signature, args):
+            (acc_v, rows_v, width_v, out_v, out_base_v, stride_v, bias_v, bias_base_v,
+             act_v) = args
+            acc_a = context.make_array(signature.args[0])(context, builder, acc_v)
+            out_a = context.make_array(signature.args[3])(context, builder, out_v)
+            bias_a = context.make_array(signature.args[6])(context, builder, bias_v)
+            scalar, vector, align = vector_types(context, signature.args[0].dtype, lanes)
+            intp = context.get_value_type(types.intp)
+            zero = ir.Constant(vector, None)
+            six = ir.Constant(vector, [6.0] * lanes)
+            has_bias = builder.icmp_signed(">", builder.extract_value(bias_a.shape, 0),
+                                           ir.Constant(intp, 0))
+            relu = builder.icmp_signed(">=", act_v, ir.Constant(intp, 1))
+            relu6 = builder.icmp_signed("==", act_v, ir.Constant(intp, 2))
+            lane_ids = ir.Constant(ir.VectorType(intp, lanes), list(range(lanes)))
+            width_vec = splat(builder, width_v, ir.VectorType(intp, lanes))
+            mask = builder.icmp_signed("<", lane_ids, width_vec)
+            full = builder.icmp_signed(">=", width_v, ir.Constant(intp, lanes))
+            acc_ptr = builder.bitcast(acc_a.data, vector.as_pointer())
+            out_ptr = builder.gep(out_a.data, [out_base_v])
+            bias_ptr = builder.gep(bias_a.data, [bias_base_v])
+
+            def row(b, i, carried):
+                value = b.load(b.gep(acc_ptr, [i]), align=align)
+                # Only dereference bias when present (an empty array's pointer may be anything).
+                with b.if_else(has_bias) as (then, otherwise):
+                    with then:
+                        loaded = b.load(b.gep(bias_ptr, [i]))
+                        then_block = b.block
+                    with otherwise:
+                        otherwise_block = b.block
+                bias_i = b.phi(scalar)
+                bias_i.add_incoming(loaded, then_block)
+                bias_i.add_incoming(ir.Constant(scalar, 0.0), otherwise_block)
+                value = b.fadd(value, splat(b, bias_i, vector))
+                clipped = b.select(b.fcmp_ordered("<", value, zero), zero, value)
+                value = b.select(relu, clipped, value)
+                capped = b.select(b.fcmp_ordered(">", value, six), six, value)
+                value = b.select(relu6, capped, value)
+                target = b.bitcast(b.gep(out_ptr, [b.mul(i, stride_v)]), vector.as_pointer())
+                with b.if_else(full) as (then, otherwise):
+                    with then:
+                        b.store(value, target, align=align)
+                    with otherwise:
+                        _masked_store(b, value, target, mask, align)
+                return []
+
+            _loop(builder, rows_v, [], row, "store")
+            return context.get_dummy_value()
+
+        return sig, codegen
+
+    return store
