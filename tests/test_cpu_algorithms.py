@@ -105,6 +105,20 @@ def test_winograd_matches_tf(layout, dtype, shape, padding, activation, rand, tf
     assert_close(np.moveaxis(got, 1, -1) if channels_first else got, expected, dtype)
 
 
+def test_automatic_winograd_matches_tf_and_falls_back_on_nan(rand, tfo, assert_close):
+    """A layer big enough for the dispatcher to pick winograd; a NaN in it must stay where a
+    direct convolution puts it (the kernel notices and recomputes directly)."""
+    x = rand((2, 30, 33, 24), F32)
+    w = rand((3, 3, 24, 70), F32)
+    b = rand((70,), F32)
+    assert fastconv.conv2d(x, w, 1, "SAME").shape == (2, 30, 33, 70)
+    assert_close(fastconv.conv2d(x, w, 1, "SAME", bias=b, activation="relu6"),
+                 tfo.conv(x, w, (1, 1), "SAME", bias=b, activation="relu6"), F32)
+    x[1, 7, 9, 3] = np.nan
+    got = fastconv.conv2d(x, w, 1, "SAME")
+    assert np.isnan(got).sum() == 9 * 70 and np.isnan(got[1, 6:9, 8:11]).all()
+
+
 def test_winograd_refuses_what_it_cannot_compute():
     x = np.ones((1, 6, 6, 2), F32)
     with pytest.raises(ValueError, match="cannot run"):
@@ -217,6 +231,8 @@ def test_planar_pool_other_ranks_match_tf(kind, n_spatial, rand, tfo, assert_clo
     (((2, 14, 14, 32), (3, 3, 32, 64)), "blocked"),
     (((1, 8, 8, 16), (3, 3, 1, 16)), "depthwise"),  # groups == channels, one output each
     (((1, 8, 8, 16), (3, 3, 1, 32)), "blocked"),  # channel multiplier 2: per-group blocks
+    (((8, 56, 56, 64), (3, 3, 64, 64)), "winograd"),  # a large 3x3 stride-1 layer
+    (((8, 56, 56, 8), (3, 3, 8, 64)), "blocked"),  # too few input channels for winograd
 ])
 def test_dispatcher_picks_the_expected_algorithm(shape, algorithm):
     from fastconv.problems import ConvProblem, pad_to_3d

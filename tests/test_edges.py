@@ -30,10 +30,6 @@ NAN, INF = np.nan, np.inf
 CONV = {1: fastconv.conv1d, 2: fastconv.conv2d, 3: fastconv.conv3d}
 #: The dispatcher's choice (None) and every registered CPU conv algorithm, forced in turn.
 CONV_ALGORITHMS = [None] + [impl.name for impl in dispatch.implementations("conv", "cpu")]
-#: Algorithms whose arithmetic mixes cells across windows, so they hold for finite inputs only
-#: (tests/test_properties.py::test_winograd_keeps_nan_and_inf_where_tf_has_them, a strict xfail).
-FINITE_ONLY = {"winograd"}
-NONFINITE_ALGORITHMS = [name for name in CONV_ALGORITHMS if name not in FINITE_ONLY]
 POOL_ALGORITHMS = {kind: [None] + [impl.name for impl in dispatch.implementations(f"{kind}_pool")]
                    for kind in ("max", "avg")}
 
@@ -98,7 +94,7 @@ def test_conv_nan_and_inf_inputs_match_tf(n, channels_first, dtype, tfo):
     expected = tfo.conv(x, w, (1,) * n, "SAME", None, channels_first)
     assert np.isnan(expected).any() and np.isinf(expected).any()  # the case has teeth
     _check_each(lambda: CONV[n](x, w, 1, "SAME", LAYOUTS[n][channels_first]),
-                lambda got: assert_close(got, expected, dtype), NONFINITE_ALGORITHMS)
+                lambda got: assert_close(got, expected, dtype), CONV_ALGORITHMS)
 
 
 @pytest.mark.parametrize("dtype", [F32, F64])
@@ -107,12 +103,12 @@ def test_depthwise_and_transpose_nan_and_inf_inputs_match_tf(dtype, tfo):
     w = np.random.default_rng(5).standard_normal((3, 3, 3, 1)).astype(dtype)
     expected = tfo.depthwise(x, w, (1, 1), "SAME")
     _check_each(lambda: fastconv.depthwise_conv2d(x, w, 1, "SAME"),
-                lambda got: assert_close(got, expected, dtype), NONFINITE_ALGORITHMS)
+                lambda got: assert_close(got, expected, dtype), CONV_ALGORITHMS)
     wt = np.random.default_rng(6).standard_normal((3, 3, 2, 3)).astype(dtype)
     expected = tfo.conv_transpose(x, wt, (12, 10), (2, 2), "SAME")
     assert np.isnan(expected).any() and np.isinf(expected).any()
     _check_each(lambda: fastconv.conv2d_transpose(x, wt, (1, 12, 10, 2), 2, "SAME"),
-                lambda got: assert_close(got, expected, dtype), NONFINITE_ALGORITHMS)
+                lambda got: assert_close(got, expected, dtype), CONV_ALGORITHMS)
 
 
 @pytest.mark.parametrize("activation", ["relu", "relu6", "sigmoid", "tanh"])
@@ -126,7 +122,7 @@ def test_fused_activations_of_nan_and_inf_match_tf(activation, dtype, tfo):
     assert np.isnan(expected[0, 0, 0])
 
     _check_each(lambda: fastconv.conv1d(x, w, 1, "VALID", activation=activation),
-                lambda got: assert_close(got, expected, dtype), NONFINITE_ALGORITHMS)
+                lambda got: assert_close(got, expected, dtype), CONV_ALGORITHMS)
 
 
 @pytest.mark.parametrize("dtype", [F32, F64])
@@ -141,7 +137,7 @@ def test_infinite_filters_over_padding_follow_tf_eigen_kernels(dtype, tf):
     assert np.isnan(expected[0, 0]).all() and np.isnan(expected[0, :, 0]).all()
     _check_each(lambda: fastconv.conv2d(x.astype(dtype), w.astype(dtype), 1, padding),
                 lambda got: assert_close(got, expected.astype(dtype), dtype),
-                NONFINITE_ALGORITHMS)
+                CONV_ALGORITHMS)
 
 
 # ----------------------------------------------------------------------------- NaN/inf: pooling

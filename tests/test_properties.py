@@ -114,20 +114,16 @@ def _automatic():
         _auto.on = False
 
 
-def _check_everywhere(seen, family, call, oracle_call, expected, dtype, exact=False,
-                      known_bug=lambda name: False):
-    """fastconv's choice, the oracle and every forced algorithm against ``expected``.
-
-    ``known_bug(name)`` skips a forced algorithm on a problem it is known to get wrong (each
-    such rule has a strict xfail test below that names the bug; remove both with the fix)."""
+def _check_everywhere(seen, family, call, oracle_call, expected, dtype, exact=False):
+    """fastconv's choice, the oracle and every forced algorithm against ``expected``."""
     compare = assert_exact if exact else assert_close
     with _automatic():
         compare(call(), expected, dtype)
     compare(oracle_call(), expected, dtype)
     seen.ran[family]["reference"] += 1
     for impl in dispatch.implementations(family, "cpu"):
-        if impl.name == "reference" or known_bug(impl.name):
-            continue  # the oracle call above; a known, separately pinned bug
+        if impl.name == "reference":
+            continue  # the oracle call above
         with dispatch.use_algorithm(impl.name):
             try:
                 got = call()
@@ -325,16 +321,7 @@ def _check_conv(case, tfo, seen):
     assert expected.shape == shape
     oracle = getattr(reference, fn.__name__)
     _check_everywhere(seen, "conv", lambda: fn(*args, **kwargs),
-                      lambda: oracle(*args, **kwargs), expected, case.dtype,
-                      known_bug=lambda name: _winograd_bug(name, case))
-
-
-def _winograd_bug(name, case):
-    """The forced 'winograd' conv's known limit, pinned by a strict xfail test below: NaN/inf
-    inputs (its transforms mix the cells of a tile)."""
-    if name != "winograd":
-        return False
-    return case.values == "special"
+                      lambda: oracle(*args, **kwargs), expected, case.dtype)
 
 
 TF_SELF_DISAGREEMENTS = collections.Counter()
@@ -400,8 +387,7 @@ def test_depthwise_conv2d_matches_tf_and_oracle(tfo):
         assert expected.shape == _layout_shape(case.batch, case.channels * case.multiplier, g.out,
                                                cf)
         _check_everywhere(seen, "conv", lambda: fastconv.depthwise_conv2d(*args),
-                          lambda: reference.depthwise_conv2d(*args), expected, case.dtype,
-                          known_bug=lambda name: _winograd_bug(name, case))
+                          lambda: reference.depthwise_conv2d(*args), expected, case.dtype)
 
     with seen.spying():
         _run(depthwise_cases(), check, 1)
@@ -722,11 +708,9 @@ def test_winograd_conv3d_with_depth_padding():
         assert_close(got, expected, F32)
 
 
-@pytest.mark.xfail(strict=True, reason="fastconv limitation: the 'winograd' conv's transforms "
-                   "mix the cells of a 4x4 input tile, so one inf or NaN input makes NaN in "
-                   "outputs whose window does not hold it (inf - inf, 0 * inf); it must not be "
-                   "chosen for non-finite inputs (it is not auto-selected today)")
 def test_winograd_keeps_nan_and_inf_where_tf_has_them():
+    """The transforms mix the cells of a 4x4 tile (inf - inf, 0 * inf), so winograd must notice
+    non-finite outputs and recompute them directly (it used to spread them)."""
     x = np.zeros((1, 4, 4, 1), F32)
     x[0, 0, 0, 0] = np.inf  # output (3, 3)'s 3x3 window does not hold it
     w = np.ones((3, 3, 1, 1), F32)
