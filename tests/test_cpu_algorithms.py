@@ -119,6 +119,28 @@ def test_automatic_winograd_matches_tf_and_falls_back_on_nan(rand, tfo, assert_c
     assert np.isnan(got).sum() == 9 * 70 and np.isnan(got[1, 6:9, 8:11]).all()
 
 
+@pytest.mark.parametrize("dtype", [F32, F64])
+def test_layout_transposes_match_numpy(dtype, rand):
+    """The tiled parallel transposes (used above 2^16 elements) against NumPy's, with sizes
+    that leave partial tiles."""
+    from fastconv.cpu.layout import from_channels_last, to_channels_last
+    x = rand((3, 37, 1, 45, 41), dtype)
+    last = to_channels_last(x, True)
+    np.testing.assert_array_equal(last, x.transpose(0, 2, 3, 4, 1))
+    np.testing.assert_array_equal(from_channels_last(last, True), x)
+    assert last.flags.c_contiguous and not np.shares_memory(last, x)
+
+
+def test_channels_first_winograd_matches_tf(rand, tfo, assert_close):
+    """Automatic winograd on channels-first data (parallel transposes both ways), with an
+    activation applied after the kernel rather than fused into it."""
+    x = rand((4, 30, 33, 24), F32)
+    w = rand((3, 3, 24, 40), F32)
+    got = fastconv.conv2d(_channels_first(x), w, 1, "SAME", "NCHW", activation="sigmoid")
+    expected = tfo.conv(x, w, (1, 1), "SAME", activation="sigmoid")
+    assert_close(np.moveaxis(got, 1, -1), expected, F32)
+
+
 def test_winograd_refuses_what_it_cannot_compute():
     x = np.ones((1, 6, 6, 2), F32)
     with pytest.raises(ValueError, match="cannot run"):

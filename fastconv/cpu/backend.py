@@ -217,11 +217,11 @@ def run_conv_winograd(problem):
                                   np.array([out.shape[0], out.shape[4], *out.shape[2:4]],
                                            dtype=np.int64),
                                   g.pads[1][0], g.pads[2][0], fused)
-        if not finite:
-            return run_conv_blocked(problem)
-        if fused != problem.activation:
+        if finite and fused != problem.activation:
             bias_activation_ncp(out.reshape(out.shape[0], 1, -1), np.empty(0, problem.dtype),
                                 problem.activation)
+    if not finite:  # outside the region above: regions do not nest
+        return run_conv_blocked(problem)
     return from_channels_last(out, problem.channels_first)
 
 
@@ -234,10 +234,10 @@ def _winograd_applies(problem):
 
 def _winograd_pays_off(problem):
     # Measured (benchmarks/RESULTS.md): 1.3-2.5x faster than the blocked kernel from 16 input
-    # channels up; slower with 8, and on tiny layers, where transforming the filters costs
-    # more than it saves. Channels-first data pays for two transposes, which ate the gain.
-    return (problem.x.shape[4] >= 16 and not problem.channels_first
-            and _conv_microseconds(problem, 1000) >= 50)
+    # channels up (channels-first too, transposes included); slower with 8, and on tiny
+    # layers (< 50 MFLOP), where transforming the filters costs more than it saves.
+    channels = problem.x.shape[1 if problem.channels_first else 4]
+    return channels >= 16 and _conv_microseconds(problem, 1000) >= 50
 
 
 def _blocked_pays_off(problem):

@@ -1,22 +1,63 @@
 """Array layouts for the CPU kernels: channels-first <-> channels-last copies and zero padding."""
 
 import numpy as np
+from numba import njit, prange
 
 from .conv import pad_ndhwc
+from .threads import parallel_region
+
+#: Below this many elements NumPy's transposing copy is as fast as waking the thread pool.
+_PARALLEL_TRANSPOSE_MIN = 1 << 16
+_TILE = 32
+
+
+@njit(parallel=True, cache=True, nogil=True)
+def transpose_last_two(x, out):
+    """``out[n, b, a] = x[n, a, b]`` in 32 x 32 tiles, in parallel.
+
+    NumPy's transposing copy runs at 3-6 GB/s on channels-first <-> channels-last here (one
+    core, a long stride on one side); in cache-sized tiles both sides stream, at copy speed.
+    """
+    n_, a_, b_ = x.shape
+    tiles_a, tiles_b = -(-a_ // _TILE), -(-b_ // _TILE)
+    for job in prange(n_ * tiles_a * tiles_b):
+        n = job // (tiles_a * tiles_b)
+        i = (job // tiles_b) % tiles_a
+        j = job % tiles_b
+        for b in range(j * _TILE, min(b_, (j + 1) * _TILE)):
+            for a in range(i * _TILE, min(a_, (i + 1) * _TILE)):
+                out[n, b, a] = x[n, a, b]
+
+
+def _move_channels(x5, to_last):
+    """A C-contiguous copy of 5-D ``x5`` with its channel axis moved to the end (or back)."""
+    shape = x5.shape
+    if to_last:
+        rows, cols, new_shape = shape[1], int(np.prod(shape[2:])), (shape[0], *shape[2:], shape[1])
+    else:
+        rows, cols, new_shape = int(np.prod(shape[1:4])), shape[4], (shape[0], shape[4], *shape[1:4])
+    if x5.size < _PARALLEL_TRANSPOSE_MIN or 1 in (rows, cols) or x5.dtype.kind != "f":
+        axes = (0, 2, 3, 4, 1) if to_last else (0, 4, 1, 2, 3)
+        return np.ascontiguousarray(x5.transpose(axes))
+    out = np.empty(new_shape, dtype=x5.dtype)
+    with parallel_region():
+        transpose_last_two(np.ascontiguousarray(x5).reshape(shape[0], rows, cols),
+                           out.reshape(shape[0], cols, rows))
+    return out
 
 
 def to_channels_last(x5, channels_first):
     """Return a C-contiguous channels-last copy or view of a 5-D array (never the caller's buffer
     when it is written to: kernels only read their inputs)."""
     if channels_first:
-        return np.ascontiguousarray(x5.transpose(0, 2, 3, 4, 1))
+        return _move_channels(x5, True)
     return np.ascontiguousarray(x5)
 
 
 def from_channels_last(out5, channels_first):
     """Return a channels-last 5-D result in the caller's layout, C-contiguous."""
     if channels_first:
-        return np.ascontiguousarray(out5.transpose(0, 4, 1, 2, 3))
+        return _move_channels(out5, False)
     return out5
 
 
