@@ -208,21 +208,21 @@ def run_conv_winograd(problem):
     """
     g = problem.geometry
     x = to_channels_last(problem.x, problem.channels_first)[:, 0]
-    out = np.empty(channels_last_shape(problem.out_shape, problem.channels_first), problem.dtype)
+    out = np.empty(problem.out_shape, problem.dtype)
     fused = problem.activation if problem.activation <= RELU6 else 0
+    strides = _element_strides(out, problem.channels_first)  # (n, c, d, h, w)
+    sizes = np.array([out.shape[0], problem.w.shape[4], *_spatial(out, problem.channels_first)[1:]],
+                     dtype=np.int64)
     with parallel_region(_conv_microseconds(problem, 50)):
         finite = conv3x3_winograd(x, transform_filters(problem.w[0], problem.dtype),
                                   _bias_or_empty(problem.bias, problem.dtype), out.reshape(-1),
-                                  np.array(out.strides, dtype=np.int64)[[0, 2, 3]] // out.itemsize,
-                                  np.array([out.shape[0], out.shape[4], *out.shape[2:4]],
-                                           dtype=np.int64),
-                                  g.pads[1][0], g.pads[2][0], fused)
+                                  strides[[0, 1, 3, 4]], sizes, g.pads[1][0], g.pads[2][0], fused)
         if finite and fused != problem.activation:
             bias_activation_ncp(out.reshape(out.shape[0], 1, -1), np.empty(0, problem.dtype),
                                 problem.activation)
     if not finite:  # outside the region above: regions do not nest
         return run_conv_blocked(problem)
-    return from_channels_last(out, problem.channels_first)
+    return out
 
 
 def _winograd_applies(problem):

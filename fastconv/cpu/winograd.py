@@ -81,17 +81,20 @@ def _pack_transformed(w, packed):
 def conv3x3_winograd(x, u, bias, out, o_strides, out_sizes, pad_top, pad_left, act):
     """Winograd F(2x2, 3x3) of channels-last ``x`` (N, H, W, C), unpadded, into ``out``.
 
-    ``out`` is the flat channels-last output; ``u`` comes from :func:`transform_filters`;
-    ``o_strides`` are the output's element strides as (batch, height, width) and
-    ``out_sizes`` is (N, K, OH, OW). ``act`` is applied when it is relu or relu6 (others are
-    the caller's). Returns False when some output was not finite before the activation: the
-    caller must then recompute the layer with a direct kernel (the transforms spread NaN and
-    infinity across a tile).
+    ``out`` is the flat output, channels-last or channels-first: ``o_strides`` are its
+    element strides as (batch, channel, height, width) and ``out_sizes`` is (N, K, OH, OW).
+    ``u`` comes from :func:`transform_filters`. ``act`` is applied when it is relu or relu6
+    (others are the caller's). Returns False when some output was not finite before the
+    activation: the caller must then recompute the layer with a direct kernel (the transforms
+    spread NaN and infinity across a tile).
     """
     n_, h_, w_, c_ = x.shape
     n_kb, _, _, kb = u.shape
     k_, oh_, ow_ = out_sizes[1], out_sizes[2], out_sizes[3]
-    os_n, os_h, os_w = o_strides[0], o_strides[1], o_strides[2]
+    os_n, os_c, os_h, os_w = o_strides[0], o_strides[1], o_strides[2], o_strides[3]
+    # Channels-first outputs go through a per-job channels-last buffer, transposed row by row
+    # while it is in cache (a vector of channels is the transforms' natural unit).
+    staged = os_c != 1
     th_, tw_ = (oh_ + 1) // 2, (ow_ + 1) // 2
     xf = x.reshape(-1)
     uf = u.reshape(-1)
@@ -110,6 +113,7 @@ def conv3x3_winograd(x, u, bias, out, o_strides, out_sizes, pad_top, pad_left, a
         v = np.empty(16 * tiles * c_, dtype=x.dtype)
         m = np.empty(16 * tiles * kb, dtype=x.dtype)
         patch = np.empty(16 * c_, dtype=x.dtype)
+        stage = np.empty(2 * rows * ow_ * kb if staged else 0, dtype=x.dtype)
         for tile in range(tiles):
             n = (first + tile // tw_) // th_
             h0 = 2 * ((first + tile // tw_) % th_) - pad_top
@@ -139,9 +143,25 @@ def conv3x3_winograd(x, u, bias, out, o_strides, out_sizes, pad_top, pad_left, a
                 n = (first + tile // tw_) // th_
                 oh0 = 2 * ((first + tile // tw_) % th_)
                 ow0 = 2 * (tile % tw_)
-                base = n * os_n + oh0 * os_h + ow0 * os_w + k0
-                flag = output_transform(m, tile * kb, tiles * kb, count, out, base, os_h, os_w,
-                                        oh0 + 1 < oh_, ow0 + 1 < ow_, bias, k0, act)
+                if staged:  # (local output row, column, channel in block)
+                    flag = output_transform(m, tile * kb, tiles * kb, count, stage,
+                                            (2 * (tile // tw_) * ow_ + ow0) * kb, ow_ * kb, kb,
+                                            oh0 + 1 < oh_, ow0 + 1 < ow_, bias, k0, act)
+                else:
+                    flag = output_transform(m, tile * kb, tiles * kb, count, out,
+                                            n * os_n + oh0 * os_h + ow0 * os_w + k0, os_h, os_w,
+                                            oh0 + 1 < oh_, ow0 + 1 < ow_, bias, k0, act)
                 if not flag == 0:
                     bad[job] = 1
+            if staged:
+                for local_row in range(2 * rows):
+                    n = (first + local_row // 2) // th_
+                    oh = 2 * ((first + local_row // 2) % th_) + local_row % 2
+                    if oh >= oh_:
+                        continue
+                    for j in range(count):
+                        o = n * os_n + (k0 + j) * os_c + oh * os_h
+                        src = local_row * ow_ * kb + j
+                        for ow in range(ow_):
+                            out[o + ow * os_w] = stage[src + ow * kb]
     return bad.max() == 0
