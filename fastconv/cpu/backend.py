@@ -207,16 +207,17 @@ def run_conv_winograd(problem):
     the data: the transforms would spread it across a tile).
     """
     g = problem.geometry
-    x = to_channels_last(problem.x, problem.channels_first)[:, 0]
+    x = to_channels_last(problem.x, problem.channels_first)
     out = np.empty(problem.out_shape, problem.dtype)
     fused = problem.activation if problem.activation <= RELU6 else 0
-    strides = _element_strides(out, problem.channels_first)  # (n, c, d, h, w)
-    sizes = np.array([out.shape[0], problem.w.shape[4], *_spatial(out, problem.channels_first)[1:]],
+    sizes = np.array([out.shape[0], problem.w.shape[4], *_spatial(out, problem.channels_first)],
                      dtype=np.int64)
     with parallel_region(_conv_microseconds(problem, 50)):
-        finite = conv3x3_winograd(x, transform_filters(problem.w[0], problem.dtype),
+        finite = conv3x3_winograd(x, transform_filters(problem.w, problem.dtype),
                                   _bias_or_empty(problem.bias, problem.dtype), out.reshape(-1),
-                                  strides[[0, 1, 3, 4]], sizes, g.pads[1][0], g.pads[2][0], fused)
+                                  _element_strides(out, problem.channels_first), sizes,
+                                  np.array([before for before, _ in g.pads], dtype=np.int64),
+                                  fused)
         if finite and fused != problem.activation:
             bias_activation_ncp(out.reshape(out.shape[0], 1, -1), np.empty(0, problem.dtype),
                                 problem.activation)
@@ -226,9 +227,9 @@ def run_conv_winograd(problem):
 
 
 def _winograd_applies(problem):
+    # 3x3 in height and width, any depth taps (summed in the Winograd domain), all stride 1.
     g = problem.geometry
-    return (problem.kind == "conv" and problem.groups == 1 and g.kernel == (1, 3, 3)
-            and g.in_sizes[0] == 1 and g.out_sizes[0] == 1
+    return (problem.kind == "conv" and problem.groups == 1 and g.kernel[1:] == (3, 3)
             and g.strides == (1, 1, 1) and g.dilations == (1, 1, 1))
 
 

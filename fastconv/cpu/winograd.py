@@ -35,13 +35,15 @@ TILES_PER_JOB, MIN_JOBS = 48, 8
 output_transform = make_output_transform(_TRANSFORM_BYTES)
 
 def transform_filters(w, dtype):
-    """(3, 3, C, K) filters -> U packed (n_kblocks, 16, C, KB) with ``U[.., 4 i + j, ..] =
-    (G g G^T)[i, j]``, zero-filled past K (KB output channels per block, as the micro-kernel
-    reads them)."""
-    channels, k = w.shape[2:]
+    """(T, 3, 3, C, K) filters -> U packed (n_kblocks, 16, T, C, KB) with ``U[.., 4 i + j, t,
+    ..] = (G g_t G^T)[i, j]``, zero-filled past K (KB output channels per block, as the
+    micro-kernel reads them)."""
+    depth, _, _, channels, k = w.shape
     kb = VECTOR_BYTES // np.dtype(dtype).itemsize
-    packed = np.zeros((-(-k // kb), 16, channels, kb), dtype=dtype)
-    _pack_transformed(np.ascontiguousarray(w, dtype=dtype), packed)
+    packed = np.zeros((-(-k // kb), 16, depth, channels, kb), dtype=dtype)
+    w = np.ascontiguousarray(w, dtype=dtype)
+    for t in range(depth):
+        _pack_transformed(w[t], packed[:, :, t])
     return packed
 
 
@@ -78,31 +80,34 @@ def _pack_transformed(w, packed):
 
 
 @njit(parallel=True, cache=True, nogil=True)
-def conv3x3_winograd(x, u, bias, out, o_strides, out_sizes, pad_top, pad_left, act):
-    """Winograd F(2x2, 3x3) of channels-last ``x`` (N, H, W, C), unpadded, into ``out``.
+def conv3x3_winograd(x, u, bias, out, o_strides, out_sizes, pads_before, act):
+    """Winograd F(2x2, 3x3) of channels-last ``x`` (N, D, H, W, C), unpadded, into ``out``.
 
-    ``out`` is the flat output, channels-last or channels-first: ``o_strides`` are its
-    element strides as (batch, channel, height, width) and ``out_sizes`` is (N, K, OH, OW).
-    ``u`` comes from :func:`transform_filters`. ``act`` is applied when it is relu or relu6
-    (others are the caller's). Returns False when some output was not finite before the
-    activation: the caller must then recompute the layer with a direct kernel (the transforms
-    spread NaN and infinity across a tile).
+    The filters are (T, 3, 3): the T depth taps (stride and dilation 1; T = 1 for conv2d) are
+    summed in the Winograd domain, as more terms of each tile's product. ``u`` comes from
+    :func:`transform_filters`. ``out`` is the flat output, channels-last or channels-first:
+    ``o_strides`` are its element strides as (batch, channel, depth, height, width) and
+    ``out_sizes`` is (N, K, OD, OH, OW); ``pads_before`` is (front, top, left). ``act`` is
+    applied when it is relu or relu6 (others are the caller's). Returns False when some output
+    was not finite before the activation: the caller must then recompute the layer with a
+    direct kernel (the transforms spread NaN and infinity across a tile).
     """
-    n_, h_, w_, c_ = x.shape
-    n_kb, _, _, kb = u.shape
-    k_, oh_, ow_ = out_sizes[1], out_sizes[2], out_sizes[3]
-    os_n, os_c, os_h, os_w = o_strides[0], o_strides[1], o_strides[2], o_strides[3]
+    n_, d_, h_, w_, c_ = x.shape
+    n_kb, _, t_, _, kb = u.shape
+    k_, od_, oh_, ow_ = out_sizes[1], out_sizes[2], out_sizes[3], out_sizes[4]
+    os_n, os_c, os_d, os_h, os_w = (o_strides[0], o_strides[1], o_strides[2], o_strides[3],
+                                    o_strides[4])
+    pad_front, pad_top, pad_left = pads_before[0], pads_before[1], pads_before[2]
     # Channels-first outputs go through a per-job channels-last buffer, transposed row by row
     # while it is in cache (a vector of channels is the transforms' natural unit).
     staged = os_c != 1
     th_, tw_ = (oh_ + 1) // 2, (ow_ + 1) // 2
     xf = x.reshape(-1)
     uf = u.reshape(-1)
-    taps = np.zeros(1, dtype=np.int64)
     zero = np.zeros(1, dtype=x.dtype)[0]
     # A job is a few rows of tiles: enough tiles that each block of U is reused a while
     # (U for wide layers is larger than L2), few enough that V and M stay in cache.
-    rows_total = n_ * th_
+    rows_total = n_ * od_ * th_
     per_job = max(1, min(TILES_PER_JOB // tw_, rows_total // MIN_JOBS))
     jobs = -(-rows_total // per_job)
     bad = np.zeros(jobs, dtype=np.int64)
@@ -110,57 +115,73 @@ def conv3x3_winograd(x, u, bias, out, o_strides, out_sizes, pad_top, pad_left, a
         first = job * per_job
         rows = min(per_job, rows_total - first)
         tiles = rows * tw_
-        v = np.empty(16 * tiles * c_, dtype=x.dtype)
+        # V[t, xi, tile, c]: the depth taps are the micro-kernel's taps, 16 * tiles * C apart.
+        v = np.empty(t_ * 16 * tiles * c_, dtype=x.dtype)
         m = np.empty(16 * tiles * kb, dtype=x.dtype)
         patch = np.empty(16 * c_, dtype=x.dtype)
         stage = np.empty(2 * rows * ow_ * kb if staged else 0, dtype=x.dtype)
+        taps = np.arange(t_) * (16 * tiles * c_)
         for tile in range(tiles):
-            n = (first + tile // tw_) // th_
-            h0 = 2 * ((first + tile // tw_) % th_) - pad_top
+            row = first + tile // tw_
+            n = row // (od_ * th_)
+            od = (row // th_) % od_
+            h0 = 2 * (row % th_) - pad_top
             w0 = 2 * (tile % tw_) - pad_left
-            if h0 >= 0 and h0 + 4 <= h_ and w0 >= 0 and w0 + 4 <= w_:
-                input_transform(xf, ((n * h_ + h0) * w_ + w0) * c_, w_ * c_, c_, c_, v,
-                                tile * c_, tiles * c_)
-            else:  # the tile overlaps the padding: transform a zero-filled copy
-                patch[:] = zero
-                for a in range(4):
-                    for b in range(4):
-                        if 0 <= h0 + a < h_ and 0 <= w0 + b < w_:
-                            src = ((n * h_ + h0 + a) * w_ + w0 + b) * c_
-                            patch[(4 * a + b) * c_:(4 * a + b + 1) * c_] = xf[src:src + c_]
-                input_transform(patch, 0, 4 * c_, c_, c_, v, tile * c_, tiles * c_)
+            for t in range(t_):
+                dz = od - pad_front + t
+                v_base = t * 16 * tiles * c_ + tile * c_
+                if dz < 0 or dz >= d_:  # a depth tap in the padding contributes zeros
+                    for xi in range(16):
+                        for c in range(c_):
+                            v[v_base + xi * tiles * c_ + c] = zero
+                elif h0 >= 0 and h0 + 4 <= h_ and w0 >= 0 and w0 + 4 <= w_:
+                    input_transform(xf, (((n * d_ + dz) * h_ + h0) * w_ + w0) * c_, w_ * c_,
+                                    c_, c_, v, v_base, tiles * c_)
+                else:  # the tile overlaps the padding: transform a zero-filled copy
+                    for a in range(4):
+                        for b in range(4):
+                            cell = (4 * a + b) * c_
+                            if 0 <= h0 + a < h_ and 0 <= w0 + b < w_:
+                                src = (((n * d_ + dz) * h_ + h0 + a) * w_ + w0 + b) * c_
+                                for c in range(c_):  # explicit loops: slice copies are slower
+                                    patch[cell + c] = xf[src + c]
+                            else:
+                                for c in range(c_):
+                                    patch[cell + c] = zero
+                    input_transform(patch, 0, 4 * c_, c_, c_, v, v_base, tiles * c_)
         for blk in range(n_kb):
             for xi in range(16):
                 t0 = 0
                 while t0 < tiles:
                     width = _block_width(tiles - t0)
                     _run_block(width, m[(xi * tiles + t0) * kb:], v, (xi * tiles + t0) * c_,
-                               taps, c_, 1, c_, uf, (blk * 16 + xi) * c_ * kb)
+                               taps, c_, 1, c_, uf, (blk * 16 + xi) * t_ * c_ * kb)
                     t0 += width
             k0 = blk * kb
             count = min(kb, k_ - k0)
             for tile in range(tiles):
-                n = (first + tile // tw_) // th_
-                oh0 = 2 * ((first + tile // tw_) % th_)
+                row = first + tile // tw_
+                oh0 = 2 * (row % th_)
                 ow0 = 2 * (tile % tw_)
                 if staged:  # (local output row, column, channel in block)
-                    flag = output_transform(m, tile * kb, tiles * kb, count, stage,
-                                            (2 * (tile // tw_) * ow_ + ow0) * kb, ow_ * kb, kb,
-                                            oh0 + 1 < oh_, ow0 + 1 < ow_, bias, k0, act)
+                    target, base, h_step, w_step = stage, (2 * (tile // tw_) * ow_ + ow0) * kb, ow_ * kb, kb
                 else:
-                    flag = output_transform(m, tile * kb, tiles * kb, count, out,
-                                            n * os_n + oh0 * os_h + ow0 * os_w + k0, os_h, os_w,
-                                            oh0 + 1 < oh_, ow0 + 1 < ow_, bias, k0, act)
+                    target, h_step, w_step = out, os_h, os_w
+                    base = ((row // (od_ * th_)) * os_n + ((row // th_) % od_) * os_d
+                            + oh0 * os_h + ow0 * os_w + k0)
+                flag = output_transform(m, tile * kb, tiles * kb, count, target, base, h_step,
+                                        w_step, oh0 + 1 < oh_, ow0 + 1 < ow_, bias, k0, act)
                 if not flag == 0:
                     bad[job] = 1
             if staged:
                 for local_row in range(2 * rows):
-                    n = (first + local_row // 2) // th_
-                    oh = 2 * ((first + local_row // 2) % th_) + local_row % 2
+                    row = first + local_row // 2
+                    oh = 2 * (row % th_) + local_row % 2
                     if oh >= oh_:
                         continue
+                    o_row = (row // (od_ * th_)) * os_n + ((row // th_) % od_) * os_d + oh * os_h
                     for j in range(count):
-                        o = n * os_n + (k0 + j) * os_c + oh * os_h
+                        o = o_row + (k0 + j) * os_c
                         src = local_row * ow_ * kb + j
                         for ow in range(ow_):
                             out[o + ow * os_w] = stage[src + ow * kb]
