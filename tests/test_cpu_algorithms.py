@@ -141,6 +141,22 @@ def test_channels_first_winograd_matches_tf(rand, tfo, assert_close):
     assert_close(np.moveaxis(got, 1, -1), expected, F32)
 
 
+@pytest.mark.parametrize("layout", ["NDHWC", "NCDHW"])
+@pytest.mark.parametrize("padding", ["SAME", "VALID"])
+def test_winograd_conv3d_matches_tf(layout, padding, rand, tfo, assert_close):
+    """Depth taps summed in the Winograd domain; 9 output depths span two job depth groups
+    (fastconv.cpu.winograd.SLICES_PER_JOB), so slices shared between groups are covered."""
+    x = rand((2, 11, 9, 10, 17), F32)
+    w = rand((3, 3, 3, 17, 36), F32)
+    b = rand((36,), F32)
+    expected = tfo.conv(x, w, (1, 1, 1), padding, bias=b, activation="relu")
+    channels_first = layout == "NCDHW"
+    with _force("winograd"):
+        got = fastconv.conv3d(_channels_first(x) if channels_first else x, w, [1] * 5, padding,
+                              layout, bias=b, activation="relu")
+    assert_close(np.moveaxis(got, 1, -1) if channels_first else got, expected, F32)
+
+
 def test_winograd_refuses_what_it_cannot_compute():
     x = np.ones((1, 6, 6, 2), F32)
     with pytest.raises(ValueError, match="cannot run"):

@@ -30,8 +30,11 @@ from .winograd_transforms import make_input_transform, make_output_transform
 # One vector register of channels per transform step (16 inputs of a tile stay in registers).
 _TRANSFORM_BYTES = 64 if _target_has_avx512() else 32
 input_transform = make_input_transform(_TRANSFORM_BYTES)
-#: Tiles one job transforms and multiplies together, and the fewest jobs worth splitting into.
+#: Tiles per depth slice one job transforms and multiplies together, and the fewest jobs
+#: worth splitting into.
 TILES_PER_JOB, MIN_JOBS = 48, 8
+#: Input depth slices one job transforms (it covers that many output depths, less T - 1).
+SLICES_PER_JOB = 8
 output_transform = make_output_transform(_TRANSFORM_BYTES)
 
 def transform_filters(w, dtype):
@@ -105,32 +108,39 @@ def conv3x3_winograd(x, u, bias, out, o_strides, out_sizes, pads_before, act):
     xf = x.reshape(-1)
     uf = u.reshape(-1)
     zero = np.zeros(1, dtype=x.dtype)[0]
-    # A job is a few rows of tiles: enough tiles that each block of U is reused a while
-    # (U for wide layers is larger than L2), few enough that V and M stay in cache.
-    rows_total = n_ * od_ * th_
-    per_job = max(1, min(TILES_PER_JOB // tw_, rows_total // MIN_JOBS))
-    jobs = -(-rows_total // per_job)
+    # A job is a few rows of tiles of one image, over a run of output depths: enough tiles that
+    # each block of U is reused a while (U of wide layers is larger than L2), few enough that
+    # V and M stay in cache. Each input slice is transformed once per job and serves the T
+    # output depths that read it.
+    per_job = max(1, min(TILES_PER_JOB // tw_, n_ * th_ // MIN_JOBS))
+    row_groups = -(-th_ // per_job)
+    per_job = -(-th_ // row_groups)  # the same number of rows in every group
+    depths_per_job = max(1, min(od_, SLICES_PER_JOB - t_ + 1))
+    depth_groups = -(-od_ // depths_per_job)
+    jobs = n_ * depth_groups * row_groups
     bad = np.zeros(jobs, dtype=np.int64)
     for job in prange(jobs):
-        first = job * per_job
-        rows = min(per_job, rows_total - first)
+        n = job // (depth_groups * row_groups)
+        od0 = (job // row_groups) % depth_groups * depths_per_job
+        th0 = job % row_groups * per_job
+        rows = min(per_job, th_ - th0)
+        depths = min(depths_per_job, od_ - od0)
+        slices = depths + t_ - 1
         tiles = rows * tw_
-        # V[t, xi, tile, c]: the depth taps are the micro-kernel's taps, 16 * tiles * C apart.
-        v = np.empty(t_ * 16 * tiles * c_, dtype=x.dtype)
+        slice_size = 16 * tiles * c_
+        # V[slice, xi, tile, c]: input depth od0 - pad_front + slice (zeros outside the input).
+        v = np.empty(slices * slice_size, dtype=x.dtype)
         m = np.empty(16 * tiles * kb, dtype=x.dtype)
         patch = np.empty(16 * c_, dtype=x.dtype)
         stage = np.empty(2 * rows * ow_ * kb if staged else 0, dtype=x.dtype)
-        taps = np.arange(t_) * (16 * tiles * c_)
-        for tile in range(tiles):
-            row = first + tile // tw_
-            n = row // (od_ * th_)
-            od = (row // th_) % od_
-            h0 = 2 * (row % th_) - pad_top
-            w0 = 2 * (tile % tw_) - pad_left
-            for t in range(t_):
-                dz = od - pad_front + t
-                v_base = t * 16 * tiles * c_ + tile * c_
-                if dz < 0 or dz >= d_:  # a depth tap in the padding contributes zeros
+        taps = np.arange(t_) * slice_size  # the depth taps, as the micro-kernel's taps
+        for sl in range(slices):
+            dz = od0 - pad_front + sl
+            for tile in range(tiles):
+                h0 = 2 * (th0 + tile // tw_) - pad_top
+                w0 = 2 * (tile % tw_) - pad_left
+                v_base = sl * slice_size + tile * c_
+                if dz < 0 or dz >= d_:  # a depth in the padding contributes zeros
                     for xi in range(16):
                         for c in range(c_):
                             v[v_base + xi * tiles * c_ + c] = zero
@@ -149,40 +159,39 @@ def conv3x3_winograd(x, u, bias, out, o_strides, out_sizes, pads_before, act):
                                 for c in range(c_):
                                     patch[cell + c] = zero
                     input_transform(patch, 0, 4 * c_, c_, c_, v, v_base, tiles * c_)
-        for blk in range(n_kb):
-            for xi in range(16):
-                t0 = 0
-                while t0 < tiles:
-                    width = _block_width(tiles - t0)
-                    _run_block(width, m[(xi * tiles + t0) * kb:], v, (xi * tiles + t0) * c_,
-                               taps, c_, 1, c_, uf, (blk * 16 + xi) * t_ * c_ * kb)
-                    t0 += width
-            k0 = blk * kb
-            count = min(kb, k_ - k0)
-            for tile in range(tiles):
-                row = first + tile // tw_
-                oh0 = 2 * (row % th_)
-                ow0 = 2 * (tile % tw_)
-                if staged:  # (local output row, column, channel in block)
-                    target, base, h_step, w_step = stage, (2 * (tile // tw_) * ow_ + ow0) * kb, ow_ * kb, kb
-                else:
-                    target, h_step, w_step = out, os_h, os_w
-                    base = ((row // (od_ * th_)) * os_n + ((row // th_) % od_) * os_d
-                            + oh0 * os_h + ow0 * os_w + k0)
-                flag = output_transform(m, tile * kb, tiles * kb, count, target, base, h_step,
-                                        w_step, oh0 + 1 < oh_, ow0 + 1 < ow_, bias, k0, act)
-                if not flag == 0:
-                    bad[job] = 1
-            if staged:
-                for local_row in range(2 * rows):
-                    row = first + local_row // 2
-                    oh = 2 * (row % th_) + local_row % 2
-                    if oh >= oh_:
-                        continue
-                    o_row = (row // (od_ * th_)) * os_n + ((row // th_) % od_) * os_d + oh * os_h
-                    for j in range(count):
-                        o = o_row + (k0 + j) * os_c
-                        src = local_row * ow_ * kb + j
-                        for ow in range(ow_):
-                            out[o + ow * os_w] = stage[src + ow * kb]
+        for dd in range(depths):
+            od = od0 + dd
+            for blk in range(n_kb):
+                for xi in range(16):
+                    t0 = 0
+                    while t0 < tiles:
+                        width = _block_width(tiles - t0)
+                        _run_block(width, m[(xi * tiles + t0) * kb:], v,
+                                   dd * slice_size + (xi * tiles + t0) * c_, taps, c_, 1, c_,
+                                   uf, (blk * 16 + xi) * t_ * c_ * kb)
+                        t0 += width
+                k0 = blk * kb
+                count = min(kb, k_ - k0)
+                for tile in range(tiles):
+                    oh0 = 2 * (th0 + tile // tw_)
+                    ow0 = 2 * (tile % tw_)
+                    if staged:  # (local output row, column, channel in block)
+                        target, h_step, w_step = stage, ow_ * kb, kb
+                        base = (2 * (tile // tw_) * ow_ + ow0) * kb
+                    else:
+                        target, h_step, w_step = out, os_h, os_w
+                        base = n * os_n + od * os_d + oh0 * os_h + ow0 * os_w + k0
+                    flag = output_transform(m, tile * kb, tiles * kb, count, target, base,
+                                            h_step, w_step, oh0 + 1 < oh_, ow0 + 1 < ow_, bias,
+                                            k0, act)
+                    if not flag == 0:
+                        bad[job] = 1
+                if staged:
+                    for local_row in range(min(2 * rows, oh_ - 2 * th0)):
+                        o_row = n * os_n + od * os_d + (2 * th0 + local_row) * os_h
+                        for j in range(count):
+                            o = o_row + (k0 + j) * os_c
+                            src = local_row * ow_ * kb + j
+                            for ow in range(ow_):
+                                out[o + ow * os_w] = stage[src + ow * kb]
     return bad.max() == 0
