@@ -157,6 +157,47 @@ def test_winograd_conv3d_matches_tf(layout, padding, rand, tfo, assert_close):
     assert_close(np.moveaxis(got, 1, -1) if channels_first else got, expected, F32)
 
 
+def _padding_cases(count, seed=11):
+    """Random 2-D conv geometries around the blocked kernel's row edges: widths around a block,
+    explicit pads up to beyond a block (the per-pixel path), strides 1-3, both layouts."""
+    rng = np.random.default_rng(seed)
+    cases = []
+    while len(cases) < count:
+        width, kernel_w, stride = (int(rng.integers(1, 3 * BLOCK_PIXELS)),
+                                   int(rng.integers(1, 8)), int(rng.integers(1, 4)))
+        left, right = (int(rng.integers(0, BLOCK_PIXELS + 4)),
+                       int(rng.integers(0, BLOCK_PIXELS + 4)))
+        if width + left + right < kernel_w:
+            continue
+        cases.append((width, kernel_w, stride, left, right, int(rng.integers(1, 6)),
+                      bool(rng.integers(0, 2)), int(rng.integers(1, 3))))
+    return cases
+
+
+@pytest.mark.parametrize("width,kernel_w,stride,left,right,channels,channels_first,dilation",
+                         _padding_cases(40))
+def test_blocked_padding_without_a_copy_matches_the_oracle(width, kernel_w, stride, left, right,
+                                                           channels, channels_first, dilation,
+                                                           rand, assert_close):
+    """The blocked kernel skips taps in the padding (row edges on zero-padded column copies,
+    or one pixel at a time) instead of padding the input: every edge layout against the
+    NumPy oracle, on inputs too big for the small-input padded copy."""
+    from fastconv import reference
+    from fastconv.cpu.backend import PAD_COPY_MAX_ELEMENTS
+    height = PAD_COPY_MAX_ELEMENTS // (width * channels) + 2
+    x = rand((1, height, width, channels), F32)
+    w = rand((2, kernel_w, channels, 33), F32)
+    pads = [[0, 0], [1, 0], [left, right], [0, 0]]
+    if channels_first:
+        x, pads = _channels_first(x), [[0, 0], [0, 0], [1, 0], [left, right]]
+    layout = "NCHW" if channels_first else "NHWC"
+    args = (x, w, (1, stride), pads, layout, (1, dilation))
+    with _force("blocked"):
+        got = fastconv.conv2d(*args, bias=np.arange(33, dtype=F32), activation="relu")
+    assert_close(got, reference.conv2d(*args, bias=np.arange(33, dtype=F32), activation="relu"),
+                 F32)
+
+
 def test_winograd_refuses_what_it_cannot_compute():
     x = np.ones((1, 6, 6, 2), F32)
     with pytest.raises(ValueError, match="cannot run"):

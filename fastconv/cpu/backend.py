@@ -101,24 +101,46 @@ def run_conv_blocked(problem):
         return _run_transpose_blocked(problem)
     g = problem.geometry
     channels_first = problem.channels_first
-    xp = _pad_spatial(problem.x, g.pads, channels_first)
+    x, pads_before = _input_and_padding(problem, g.pads)
     out = np.empty(problem.out_shape, problem.dtype)
-    _blocked(xp, channels_first, problem.w, problem.groups, problem.bias, out, channels_first,
-             out.reshape(-1), _element_strides(out, channels_first), _spatial(out, channels_first),
-             g.strides, g.dilations, problem.activation, _conv_microseconds(problem, 50))
+    _blocked(x, channels_first, pads_before, problem.w, problem.groups,
+             problem.bias, out, channels_first, out.reshape(-1),
+             _element_strides(out, channels_first), _spatial(out, channels_first), g.strides,
+             g.dilations, problem.activation, _conv_microseconds(problem, 50))
     return out
+
+
+#: Inputs up to this size (cache-resident) are zero-padded by a copy (measured in RESULTS.md).
+PAD_COPY_MAX_ELEMENTS = 1 << 18
+
+
+def _input_and_padding(problem, pads):
+    """The blocked kernel's input and the zero padding it must imply before each dim.
+
+    The kernel skips taps that fall into the padding instead of reading a padded copy, which
+    is the same sum unless a filter holds inf or NaN: TF's kernels then give NaN (0 * inf)
+    where such a tap meets the padding, so those filters get a real zero-padded copy. Small
+    inputs get one too: copying them costs less than the kernel's edge handling per row.
+    """
+    if any(sum(pads, ())) and (problem.x.size <= PAD_COPY_MAX_ELEMENTS
+                               or not np.isfinite(problem.w).all()):
+        return pad_spatial(problem.x, pads, problem.channels_first), [0, 0, 0]
+    return np.ascontiguousarray(problem.x), [before for before, _ in pads]
 
 
 def _spatial(array, channels_first):
     return array.shape[2:] if channels_first else array.shape[1:4]
 
 
-def _blocked(xp, x_first, w, groups, bias, out, out_first, out_flat, out_strides, out_spatial,
-             strides, dilations, activation, microseconds, x_offset=0):
-    """Run the blocked kernel on padded ``xp`` into ``out_flat`` (a flat view with strides)."""
+def _blocked(x, x_first, pads_before, w, groups, bias, out, out_first, out_flat, out_strides,
+             out_spatial, strides, dilations, activation, microseconds):
+    """Run the blocked kernel on unpadded ``x`` (zero padding ``pads_before`` implied) into
+    ``out_flat`` (a flat view with strides)."""
     batch, channels = out.shape[0], out.shape[1 if out_first else 4]
     with parallel_region(microseconds):
-        conv_blocked_strided(xp.reshape(-1)[x_offset:], _element_strides(xp, x_first),
+        conv_blocked_strided(x.reshape(-1), _element_strides(x, x_first),
+                             np.array(_spatial(x, x_first), dtype=np.int64),
+                             np.array(pads_before, dtype=np.int64),
                              np.ascontiguousarray(w, dtype=out.dtype), groups,
                              _bias_or_empty(bias, out.dtype), out_flat, out_strides,
                              np.array([batch, channels, *out_spatial], dtype=np.int64),
@@ -130,10 +152,8 @@ def _run_transpose_blocked(problem):
     """Transposed conv as one small stride-1 blocked conv per output phase (sub-pixel form)."""
     g = problem.geometry
     channels_first = problem.channels_first
-    x_sizes = _spatial(problem.x, channels_first)
-    pads, phases = transpose_phases(x_sizes, g)
-    xp = _pad_spatial(problem.x, pads, channels_first)
-    x_strides = _element_strides(xp, channels_first)
+    pads, phases = transpose_phases(_spatial(problem.x, channels_first), g)
+    x, shift = _input_and_padding(problem, pads)
     covered = all(all(phase["taps"]) for phase in phases)
     # Phases with no taps (stride > kernel) stay zero; otherwise every output is written.
     out = (np.empty if covered else np.zeros)(problem.out_shape, problem.dtype)
@@ -147,11 +167,11 @@ def _run_transpose_blocked(problem):
         # (T, R, S, out, in) -> this phase's taps in offset order, as (T, R, S, in, out).
         w = problem.w[np.ix_(t_taps, r_taps, s_taps)].transpose(0, 1, 2, 4, 3)
         out_start = int(np.dot(phase["start"], out_strides[2:]))
-        x_start = int(np.dot(phase["offset"], x_strides[2:]))
-        _blocked(xp, channels_first, w, 1, None, out, channels_first,
+        # The phase reads padded x from ``offset``: x itself with this much padding before.
+        pads_before = [before - offset for before, offset in zip(shift, phase["offset"])]
+        _blocked(x, channels_first, pads_before, w, 1, None, out, channels_first,
                  out.reshape(-1)[out_start:], phase_strides, phase["count"], (1, 1, 1),
-                 phase["dilation"], 0, _conv_microseconds(problem, 50) / len(phases),
-                 x_offset=x_start)
+                 phase["dilation"], 0, _conv_microseconds(problem, 50) / len(phases))
     return out
 
 

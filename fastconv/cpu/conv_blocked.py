@@ -50,6 +50,10 @@ else:
 # runs as a few power-of-two blocks, which keeps compile time down (each width is a separate
 # unrolled kernel) at a small cost on the last pixels of a row.
 micro_full = make_microkernel(BLOCK_PIXELS, VECTOR_BYTES)
+#: Row chunks handed to the thread pool (a few per thread, for balance).
+ROW_CHUNKS = 64
+#: Zero-padded column copies per row: the left edge and up to two blocks at the right end.
+EDGE_REGIONS = 3
 micro_8, micro_4, micro_2, micro_1 = (make_microkernel(width, VECTOR_BYTES)
                                       for width in (8, 4, 2, 1))
 store_block = make_block_store(VECTOR_BYTES)
@@ -75,36 +79,28 @@ def _pack(w, packed):
 
 
 @njit(cache=True, nogil=True)
-def conv_blocked_strided(xf, x_strides, w, groups, bias, out, o_strides, out_sizes, strides,
-                         dilations, act):
-    """Blocked convolution of a padded input given by element strides; the shared entry point.
+def conv_blocked_strided(xf, x_strides, in_sizes, pads_before, w, groups, bias, out, o_strides,
+                         out_sizes, strides, dilations, act):
+    """Blocked convolution of an input given by element strides; the shared entry point.
 
-    Packs the (T, R, S, Cg, K) filters, builds the tap offsets and runs :func:`conv_blocked`.
-    ``x_strides`` / ``o_strides`` / ``out_sizes`` are int64 arrays ordered (batch, channel,
-    depth, height, width); ``strides`` and ``dilations`` have three entries.
+    Packs the (T, R, S, Cg, K) filters and runs :func:`conv_blocked`. The input is not padded:
+    ``pads_before`` (front, top, left) shifts the windows and taps outside ``in_sizes`` (D, H,
+    W) are skipped, which is what zero padding computes. ``x_strides`` / ``o_strides`` /
+    ``out_sizes`` are int64 arrays ordered (batch, channel, depth, height, width);
+    ``strides`` and ``dilations`` have three entries.
     """
     t_, r_, s_, cg, k_ = w.shape
     kb = VECTOR_BYTES // xf.itemsize
-    kernel_w = s_
     taps_rs = t_ * r_ * s_
-    n_taps, channels = taps_rs, cg
-    if x_strides[1] == 1 and groups == 1 and dilations[2] == 1:
-        # Channels-last, one group, no width dilation: a window row's (s, c) pairs are
-        # contiguous, so they form one longer channel loop (fewer, longer inner loops: this
-        # is what makes 1-3 channel layers fast). The packed weights have that order already.
-        n_taps, channels, kernel_w = t_ * r_, s_ * cg, 1
+    # Channels-last, one group, no width dilation: a window row's (s, c) pairs are contiguous,
+    # so they form one longer channel loop (fewer, longer inner loops: this is what makes 1-3
+    # channel layers fast). The packed weights have that order already.
+    merged = x_strides[1] == 1 and groups == 1 and dilations[2] == 1
+    n_taps, channels = (t_ * r_, s_ * cg) if merged else (taps_rs, cg)
     packed = np.empty((groups, -(-(k_ // groups) // kb), n_taps, channels, kb), dtype=xf.dtype)
     _pack(w.reshape((taps_rs, cg, k_)), packed.reshape((groups, packed.shape[1], taps_rs, cg, kb)))
-    taps = np.empty(n_taps, dtype=np.int64)
-    i = 0
-    for t in range(t_):
-        for r in range(r_):
-            for s in range(kernel_w):
-                taps[i] = (t * dilations[0] * x_strides[2] + r * dilations[1] * x_strides[3]
-                           + s * dilations[2] * x_strides[4])
-                i += 1
-    conv_blocked(xf, x_strides, taps, packed, bias, out, o_strides, out_sizes, strides, groups,
-                 act)
+    conv_blocked(xf, x_strides, in_sizes, pads_before, packed, t_, r_, s_, merged, bias, out,
+                 o_strides, out_sizes, strides, dilations, groups, act)
 
 
 @njit(inline="always", cache=True)
@@ -119,9 +115,9 @@ def _block_width(remaining):
 
 
 @njit(inline="always", cache=True)
-def _run_block(width, acc, xf, base, taps, pix, chan, cg, wf, wbase):
+def _run_block(width, acc, xf, base, taps, w_taps, n_taps, pix, chan, cg, wf, wbase):
     """Run the micro-kernel compiled for ``width`` pixels (as chosen by ``_block_width``)."""
-    args = (acc, xf, base, taps, pix, chan, cg, wf, wbase)
+    args = (acc, xf, base, taps, w_taps, n_taps, pix, chan, cg, wf, wbase)
     if width == BLOCK_PIXELS:
         micro_full(*args)
     elif width == 8:
@@ -156,62 +152,259 @@ def _store_channel_major(acc, width, kb, k_count, out, base, os_c, os_w, bias, k
                 out[o + i * os_w] = apply_activation(acc[i * kb + j] + b, act)
 
 
+@njit(inline="always", cache=True)
+def _store(acc, width, kb, k_count, out, base, os_c, os_w, bias, k0, act, zero):
+    """Store a block: whole vectors for full channels-last blocks (bias, relu/relu6 fused),
+    else channel by channel (channels-first, a partial channel block, sigmoid/tanh)."""
+    if os_c == 1 and k_count == kb and act <= 2:
+        store_block(acc, width, out, base + k0, os_w, bias, k0, act)
+    else:
+        _store_channel_major(acc, width, kb, k_count, out, base, os_c, os_w, bias, k0, act, zero)
+
+
 @njit(parallel=True, cache=True, nogil=True)
-def conv_blocked(xf, x_strides, taps, wp, bias, out, o_strides, out_sizes, strides, groups, act):
-    """Blocked convolution of a padded, flattened input into a flattened output.
+def conv_blocked(xf, x_strides, in_sizes, pads_before, wp, t_, r_, s_, merged, bias, out,
+                 o_strides, out_sizes, strides, dilations, groups, act):
+    """Blocked convolution of a flattened input into a flattened output, zero padding implied.
 
     Parameters
     ----------
     xf : 1-D ndarray
-        The padded input, flattened (any layout).
+        The input, flattened (any layout), not padded.
     x_strides : int64 array (5,)
-        Element strides of the padded input: (batch, channel, depth, height, width).
-    taps : int64 array
-        Element offset of each kernel tap (t, r, s), dilation included.
-    wp : ndarray (G, n_kblocks, taps, Cg, KB)
-        Weights from :func:`pack_weights`.
+        Its element strides: (batch, channel, depth, height, width).
+    in_sizes, pads_before : int64 arrays (3,)
+        Its spatial sizes, and the zero padding before each spatial dim.
+    wp : ndarray (G, n_kblocks, taps, channels, KB)
+        Weights from :func:`_pack`; with ``merged`` the taps are (t, r) and the channels
+        (s, c), else the taps are (t, r, s).
+    t_, r_, s_ : int
+        Kernel sizes.
     bias : ndarray (K,) or (0,)
     out : 1-D ndarray
         The output, flattened; ``o_strides`` are its element strides like ``x_strides``.
     out_sizes : int64 array (5,)
         (N, K, OD, OH, OW).
-    strides : int64 array (3,)
+    strides, dilations : int64 arrays (3,)
     groups, act : int
     """
-    n_, k_, od_, oh_, ow_ = out_sizes[0], out_sizes[1], out_sizes[2], out_sizes[3], out_sizes[4]
-    _, n_kb, n_taps, cg, kb = wp.shape
-    kg = k_ // groups
-    sd, sh, sw = strides[0], strides[1], strides[2]
-    xs_n, xs_c, xs_d, xs_h, xs_w = x_strides[0], x_strides[1], x_strides[2], x_strides[3], x_strides[4]
-    os_n, os_c, os_d, os_h, os_w = o_strides[0], o_strides[1], o_strides[2], o_strides[3], o_strides[4]
+    n_, od_, oh_, ow_ = out_sizes[0], out_sizes[2], out_sizes[3], out_sizes[4]
+    _, n_kb, n_taps, channels, kb = wp.shape
+    cg = channels // s_ if merged else channels
+    sw, dw, w_ = strides[2], dilations[2], in_sizes[2]
     wf = wp.reshape(-1)
-    w_block = n_taps * cg * kb
     zero = np.zeros(1, dtype=out.dtype)[0]
-    pix = sw * xs_w
+    # Output columns whose whole window row is inside the input; the others (a few at each
+    # end when there is padding) run one pixel at a time with their out-of-range taps dropped.
+    ow_lo = max(0, min(ow_, -(-pads_before[2] // sw)))
+    ow_hi = max(ow_lo, min(ow_, (w_ - 1 - (s_ - 1) * dw + pads_before[2]) // sw + 1))
+    edge_span = (BLOCK_PIXELS - 1) * sw + (s_ - 1) * dw + 1  # input columns of a block
     rows = n_ * od_ * oh_
-    for row in prange(rows):
-        n = row // (od_ * oh_)
-        od = (row // oh_) % od_
-        oh = row % oh_
-        acc = np.empty(BLOCK_PIXELS * kb, dtype=out.dtype)  # once per row: allocation is not free
-        for job in range(groups * n_kb):
-            g = job // n_kb
-            blk = job % n_kb
-            k0 = g * kg + blk * kb
-            k_count = min(kb, kg - blk * kb)
-            wbase = (g * n_kb + blk) * w_block
-            row_base = n * xs_n + g * cg * xs_c + od * sd * xs_d + oh * sh * xs_h
-            out_row = n * os_n + od * os_d + oh * os_h
-            # Channels-last full blocks are stored as whole vectors (bias and relu/relu6 fused);
-            # anything else (channels-first, a partial channel block, sigmoid/tanh) element-wise.
-            fast_store = os_c == 1 and k_count == kb and act <= 2
-            ow0 = 0
-            while ow0 < ow_:
-                width = _block_width(ow_ - ow0)
-                _run_block(width, acc, xf, row_base + ow0 * pix, taps, pix, xs_c, cg, wf, wbase)
-                if fast_store:
-                    store_block(acc, width, out, out_row + ow0 * os_w + k0, os_w, bias, k0, act)
-                else:
-                    _store_channel_major(acc, width, kb, k_count, out, out_row + ow0 * os_w,
-                                         os_c, os_w, bias, k0, act, zero)
+    # Rows go to the threads in chunks, each with its scratch arrays allocated once:
+    # allocation is not free, and these kernels run in tens of microseconds.
+    chunks = min(rows, ROW_CHUNKS)
+    for chunk in prange(chunks):
+        acc = np.empty(BLOCK_PIXELS * kb, dtype=out.dtype)
+        scratch = np.empty(5 * n_taps, dtype=np.int64)
+        edges = np.empty(EDGE_REGIONS * n_taps * edge_span * cg if merged else 0, dtype=xf.dtype)
+        for row in range(chunk * rows // chunks, (chunk + 1) * rows // chunks):
+            _conv_row(row, acc, scratch, edges, edge_span, xf, x_strides, in_sizes, pads_before,
+                      wf, n_kb, n_taps, channels, cg, kb, t_, r_, s_, merged, bias, out,
+                      o_strides, out_sizes, strides, dilations, groups, act, ow_lo, ow_hi, zero)
+
+
+@njit(inline="always", cache=True)
+def _conv_row(row, acc, scratch, edges, edge_span, xf, x_strides, in_sizes, pads_before, wf,
+              n_kb, n_taps, channels, cg, kb, t_, r_, s_, merged, bias, out, o_strides,
+              out_sizes, strides, dilations, groups, act, ow_lo, ow_hi, zero):
+    """One output row of :func:`conv_blocked`, every group and block of output channels."""
+    k_, od_, oh_, ow_ = out_sizes[1], out_sizes[2], out_sizes[3], out_sizes[4]
+    kg = k_ // groups
+    d_, h_, w_ = in_sizes[0], in_sizes[1], in_sizes[2]
+    sd, sh, sw = strides[0], strides[1], strides[2]
+    dd, dh, dw = dilations[0], dilations[1], dilations[2]
+    xs_n, xs_c, xs_d, xs_h, xs_w = x_strides[0], x_strides[1], x_strides[2], x_strides[3], x_strides[4]
+    os_n, os_d, os_h, os_w = o_strides[0], o_strides[2], o_strides[3], o_strides[4]
+    os_c = o_strides[1]
+    w_block = n_taps * channels * kb
+    pix = sw * xs_w
+    n = row // (od_ * oh_)
+    od = (row // oh_) % od_
+    oh = row % oh_
+    # This row's taps inside the input, as x offsets and packed-weight offsets.
+    taps = scratch[:n_taps]
+    w_taps = scratch[n_taps:2 * n_taps]
+    tap_s = scratch[2 * n_taps:3 * n_taps]
+    edge_taps = scratch[3 * n_taps:4 * n_taps]
+    edge_w_taps = scratch[4 * n_taps:]
+    z0 = od * sd - pads_before[0]
+    y0 = oh * sh - pads_before[1]
+    count = 0
+    for t in range(t_):
+        if not 0 <= z0 + t * dd < d_:
+            continue
+        for r in range(r_):
+            if not 0 <= y0 + r * dh < h_:
+                continue
+            if merged:
+                taps[count] = t * dd * xs_d + r * dh * xs_h
+                w_taps[count] = (t * r_ + r) * channels * kb
+                count += 1
+            else:
+                for s in range(s_):
+                    taps[count] = t * dd * xs_d + r * dh * xs_h + s * dw * xs_w
+                    w_taps[count] = ((t * r_ + r) * s_ + s) * channels * kb
+                    tap_s[count] = s
+                    count += 1
+    if merged and ow_lo <= BLOCK_PIXELS and ow_ - ow_hi <= BLOCK_PIXELS:
+        _merged_row(row_start(n, z0, y0, x_strides), acc, taps, w_taps, edge_taps, count, edges,
+                    edge_span, xf, x_strides, pads_before, w_, wf, n_kb, k_, channels, cg, kb,
+                    bias, out, n * os_n + od * os_d + oh * os_h, o_strides, ow_, sw, act,
+                    ow_lo, ow_hi, zero)
+        return
+    for job in range(groups * n_kb):
+        g = job // n_kb
+        blk = job % n_kb
+        k0 = g * kg + blk * kb
+        k_count = min(kb, kg - blk * kb)
+        wbase = (g * n_kb + blk) * w_block
+        row_base = n * xs_n + g * cg * xs_c + z0 * xs_d + y0 * xs_h - pads_before[2] * xs_w
+        out_row = n * os_n + od * os_d + oh * os_h
+        ow0 = ow_lo
+        while ow0 < ow_hi:
+            width = _block_width(ow_hi - ow0)
+            _run_block(width, acc, xf, row_base + ow0 * pix, taps, w_taps, count, pix, xs_c,
+                       channels, wf, wbase)
+            _store(acc, width, kb, k_count, out, out_row + ow0 * os_w, os_c, os_w, bias, k0,
+                   act, zero)
+            ow0 += width
+        for edge in range(ow_lo + ow_ - ow_hi):
+            ow = edge if edge < ow_lo else ow_hi + edge - ow_lo
+            x0 = ow * sw - pads_before[2]  # window columns x0 + s * dw, some outside
+            s_lo = 0
+            while s_lo < s_ and x0 + s_lo * dw < 0:
+                s_lo += 1
+            s_hi = s_
+            while s_hi > s_lo and x0 + (s_hi - 1) * dw >= w_:
+                s_hi -= 1
+            base = row_base + (ow * sw + s_lo * dw) * xs_w
+            if merged:  # a sub-range of each tap's (s, c) channels
+                micro_1(acc, xf, base, taps, w_taps, count, pix, xs_c, (s_hi - s_lo) * cg,
+                        wf, wbase + s_lo * cg * kb)
+            else:
+                kept = 0
+                for i in range(count):
+                    if s_lo <= tap_s[i] < s_hi:
+                        edge_taps[kept] = taps[i] - s_lo * dw * xs_w
+                        edge_w_taps[kept] = w_taps[i]
+                        kept += 1
+                micro_1(acc, xf, base, edge_taps, edge_w_taps, kept, pix, xs_c, channels,
+                        wf, wbase)
+            _store(acc, 1, kb, k_count, out, out_row + ow * os_w, os_c, os_w, bias, k0,
+                   act, zero)
+
+
+@njit(inline="always", cache=True)
+def row_start(n, z0, y0, x_strides):
+    """Element offset of input column 0, channel 0 of an output row's first window row."""
+    return n * x_strides[0] + z0 * x_strides[2] + y0 * x_strides[3]
+
+
+@njit(inline="always", cache=True)
+def _edge_width(pixels):
+    """Block width for an edge region of ``pixels``: 1 or 2 exactly, else rounded up to 4/8/12
+    (a wider kernel computing a few discarded pixels beats several narrow ones)."""
+    if pixels <= 2:
+        return pixels
+    return 4 if pixels <= 4 else (8 if pixels <= 8 else BLOCK_PIXELS)
+
+
+@njit(inline="always", cache=True)
+def _fill_edge(edge, slab, start, width, count, taps, xf, x_strides, pads_before, w_, cg, sw,
+               edge_span):
+    """Copy the input columns that a block of ``width`` pixels from ``start`` reads, for each of
+    the row's ``count`` window rows (``taps``: absolute offsets of their column 0), into slab
+    ``slab`` of ``edge`` laid out (window row, column, channel): zeros outside the input."""
+    x0 = start * sw - pads_before[2]
+    span = (width - 1) * sw + edge_span - (BLOCK_PIXELS - 1) * sw
+    for i in range(count):
+        dst = (slab * count + i) * edge_span * cg
+        for col in range(span):
+            xc = x0 + col
+            if 0 <= xc < w_:
+                src = taps[i] + xc * x_strides[4]
+                for c in range(cg):
+                    edge[dst + col * cg + c] = xf[src + c]
+            else:
+                for c in range(cg):
+                    edge[dst + col * cg + c] = 0
+
+
+@njit(inline="always", cache=True)
+def _merged_row(start_offset, acc, taps, w_taps, edge_taps, count, edges, edge_span, xf,
+                x_strides, pads_before, w_, wf, n_kb, k_, channels, cg, kb, bias, out, out_row,
+                o_strides, ow_, sw, act, ow_lo, ow_hi, zero):
+    """One output row of a channels-last, one-group conv whose (s, c) pairs form one loop.
+
+    Full blocks run on the input itself; the pixels next to the padding and the row's last
+    few run as one or two blocks on small zero-padded copies of the columns they read, so no
+    pixel needs a narrow, slow block of its own.
+    """
+    os_c, os_w = o_strides[1], o_strides[4]
+    pix = sw * x_strides[4]
+    w_block = wf.shape[0] // n_kb  # one group
+    # Regions: [0, left) on a copy (when there is left padding), full blocks on the input up
+    # to ``middle``, then the rest: on the input where it stays inside, else on copies.
+    left = min(ow_, _edge_width(ow_lo)) if ow_lo > 0 else 0
+    middle = left + max(0, ow_hi - left) // BLOCK_PIXELS * BLOCK_PIXELS
+    for i in range(count):
+        taps[i] += start_offset  # absolute offsets of the window rows' column 0
+        edge_taps[i] = i * edge_span * cg
+    slabs = 0
+    if left > 0:
+        _fill_edge(edges, 0, 0, _edge_width(left), count, taps, xf, x_strides, pads_before, w_,
+                   cg, sw, edge_span)
+        slabs = 1
+    ow0 = middle
+    while ow0 < ow_:  # the same walk as the block loop below
+        pixels = min(BLOCK_PIXELS, ow_ - ow0)
+        if ow0 + pixels > ow_hi:
+            _fill_edge(edges, slabs, ow0, _edge_width(pixels), count, taps, xf, x_strides,
+                       pads_before, w_, cg, sw, edge_span)
+            slabs += 1
+            ow0 += pixels
+        else:
+            ow0 += _block_width(pixels)
+    for i in range(count):
+        taps[i] -= start_offset
+    for blk in range(n_kb):
+        k0 = blk * kb
+        k_count = min(kb, k_ - k0)
+        wbase = blk * w_block
+        if left > 0:
+            _run_block(_edge_width(left), acc, edges, 0, edge_taps, w_taps, count, sw * cg, 1,
+                       channels, wf, wbase)
+            _store(acc, left, kb, k_count, out, out_row, os_c, os_w, bias, k0, act, zero)
+        for ow0 in range(left, middle, BLOCK_PIXELS):
+            micro_full(acc, xf, start_offset + (ow0 * sw - pads_before[2]) * x_strides[4], taps,
+                       w_taps, count, pix, 1, channels, wf, wbase)
+            _store(acc, BLOCK_PIXELS, kb, k_count, out, out_row + ow0 * os_w, os_c, os_w, bias,
+                   k0, act, zero)
+        slab = 1 if left > 0 else 0
+        ow0 = middle
+        while ow0 < ow_:
+            pixels = min(BLOCK_PIXELS, ow_ - ow0)
+            if ow0 + pixels > ow_hi:
+                _run_block(_edge_width(pixels), acc, edges, slab * count * edge_span * cg,
+                           edge_taps, w_taps, count, sw * cg, 1, channels, wf, wbase)
+                _store(acc, pixels, kb, k_count, out, out_row + ow0 * os_w, os_c, os_w, bias,
+                       k0, act, zero)
+                slab += 1
+                ow0 += pixels
+            else:
+                width = _block_width(pixels)
+                _run_block(width, acc, xf, start_offset + (ow0 * sw - pads_before[2])
+                           * x_strides[4], taps, w_taps, count, pix, 1, channels, wf, wbase)
+                _store(acc, width, kb, k_count, out, out_row + ow0 * os_w, os_c, os_w, bias,
+                       k0, act, zero)
                 ow0 += width

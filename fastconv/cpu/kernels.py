@@ -17,24 +17,30 @@ def _conv5(x, w, out, sd, sh, sw, dd, dh, dw, pd, ph, pw, groups, bias, act):
     n_, d_, h_, w_, c_ = x.shape
     t_, r_, s_, _, _ = w.shape
     _, od_, oh_, ow_, _ = out.shape
+    k_per_group = out.shape[4] // groups
+    direct = groups > 1 and k_per_group * 2 * x.itemsize < VECTOR_BYTES
     # Padding after = whatever the last window needs beyond the input (never negative).
     ad = max((od_ - 1) * sd + (t_ - 1) * dd + 1 - d_ - pd, 0)
     ah = max((oh_ - 1) * sh + (r_ - 1) * dh + 1 - h_ - ph, 0)
     aw = max((ow_ - 1) * sw + (s_ - 1) * dw + 1 - w_ - pw, 0)
-    if pd or ph or pw or ad or ah or aw:
+    padded = pd or ph or pw or ad or ah or aw
+    # The blocked kernel skips the taps that fall into the padding (no padded copy), unless a
+    # filter is not finite: 0 * inf over the padding is NaN in TF. The direct kernel and a
+    # few output channels per group (most block lanes would be empty) read a padded copy.
+    if padded and (direct or not np.all(np.isfinite(w))):
         x = pad_ndhwc(x, pd, ad, ph, ah, pw, aw)
-    k_per_group = out.shape[4] // groups
-    if groups > 1 and k_per_group * 2 * x.itemsize < VECTOR_BYTES:
-        # A few output channels per group would leave most block lanes empty (as in dispatch).
+        _, d_, h_, w_, _ = x.shape
+        pd = ph = pw = 0
+    if direct:
         conv_direct_ndhwc(x, w, bias, out, sd, sh, sw, dd, dh, dw, groups, act)
         return out
-    _, dp, hp, wp, c = x.shape
-    x_strides = np.array([dp * hp * wp * c, 1, hp * wp * c, wp * c, c], dtype=np.int64)
+    x_strides = np.array([d_ * h_ * w_ * c_, 1, h_ * w_ * c_, w_ * c_, c_], dtype=np.int64)
     o_strides = np.array([od_ * oh_ * ow_ * out.shape[4], 1, oh_ * ow_ * out.shape[4],
                           ow_ * out.shape[4], out.shape[4]], dtype=np.int64)
     sizes = np.array([n_, out.shape[4], od_, oh_, ow_], dtype=np.int64)
-    conv_blocked_strided(x.reshape(-1), x_strides, w, groups, bias, out.reshape(-1), o_strides,
-                         sizes, np.array([sd, sh, sw], dtype=np.int64),
+    conv_blocked_strided(x.reshape(-1), x_strides, np.array([d_, h_, w_], dtype=np.int64),
+                         np.array([pd, ph, pw], dtype=np.int64), w, groups, bias,
+                         out.reshape(-1), o_strides, sizes, np.array([sd, sh, sw], dtype=np.int64),
                          np.array([dd, dh, dw], dtype=np.int64), act)
     return out
 

@@ -86,46 +86,48 @@ def splat(builder, value, vector):
 
 @functools.lru_cache(maxsize=None)
 def make_microkernel(block_pixels: int, vector_bytes: int):
-    """Return an intrinsic ``micro(acc, x, x_base, taps, pixel_stride, channel_stride,
-    n_channels, w, w_base)`` for a ``block_pixels x KB`` accumulator.
+    """Return an intrinsic ``micro(acc, x, x_base, taps, w_taps, n_taps, pixel_stride,
+    channel_stride, n_channels, w, w_base)`` for a ``block_pixels x KB`` accumulator.
 
     ``KB = vector_bytes // itemsize`` output channels (so float64 blocks have half the lanes
     and the same register footprint). ``acc`` (at least WB*KB elements) receives the block
-    row-major (pixel, channel); ``w`` holds ``len(taps) * n_channels`` consecutive vectors of KB
-    weights starting at ``w_base``.
+    row-major (pixel, channel). The first ``n_taps`` entries of ``taps`` are element offsets
+    into ``x`` (from ``x_base``) and of ``w_taps`` the matching offsets into ``w`` (from
+    ``w_base``), where ``n_channels`` consecutive vectors of KB weights start: a caller can
+    drop the taps that fall into padding, or start a tap part-way through its channels.
     """
     wb = block_pixels
 
     @intrinsic
-    def micro(typingctx, acc, x, x_base, taps, pixel_stride, channel_stride, n_channels, w,
-              w_base):
+    def micro(typingctx, acc, x, x_base, taps, w_taps, n_taps, pixel_stride, channel_stride,
+              n_channels, w, w_base):
         if not (isinstance(x, types.Array) and isinstance(w, types.Array)
                 and isinstance(acc, types.Array) and x.dtype == w.dtype == acc.dtype
                 and x.dtype in (types.float32, types.float64)):
             return None
-        sig = types.void(acc, x, types.intp, taps, types.intp, types.intp, types.intp, w,
-                         types.intp)
+        sig = types.void(acc, x, types.intp, taps, w_taps, types.intp, types.intp, types.intp,
+                         types.intp, w, types.intp)
 
         kb = vector_bytes // (4 if x.dtype == types.float32 else 8)
 
         def codegen(context, builder, signature, args):
-            acc_v, x_v, x_base_v, taps_v, pix_v, chan_v, nch_v, w_v, w_base_v = args
+            (acc_v, x_v, x_base_v, taps_v, w_taps_v, n_taps_v, pix_v, chan_v, nch_v, w_v,
+             w_base_v) = args
             arrays = [context.make_array(t)(context, builder, v) for t, v in
                       zip((signature.args[0], signature.args[1], signature.args[3],
-                           signature.args[7]), (acc_v, x_v, taps_v, w_v))]
-            acc_a, x_a, taps_a, w_a = arrays
+                           signature.args[4], signature.args[9]),
+                          (acc_v, x_v, taps_v, w_taps_v, w_v))]
+            acc_a, x_a, taps_a, w_taps_a, w_a = arrays
             scalar, vector, align = vector_types(context, signature.args[1].dtype, kb)
             fma = declare_fma(builder, vector)
             intp = context.get_value_type(types.intp)
             x_ptr = builder.gep(x_a.data, [x_base_v])
             w_start = builder.gep(w_a.data, [w_base_v])
-            n_taps = builder.extract_value(taps_a.shape, 0)
             zero = ir.Constant(vector, None)
 
-            def tap_body(b, t, carried):
-                w_cur, *accs = carried
-                offset = b.load(b.gep(taps_a.data, [t]))
-                tap_ptr = b.gep(x_ptr, [offset])
+            def tap_body(b, t, accs):
+                tap_ptr = b.gep(x_ptr, [b.load(b.gep(taps_a.data, [t]))])
+                w_first = b.gep(w_start, [b.load(b.gep(w_taps_a.data, [t]))])
 
                 def channel_body(b2, c, inner):
                     w_ptr, *accs2 = inner
@@ -137,11 +139,11 @@ def make_microkernel(block_pixels: int, vector_bytes: int):
                         updated.append(b2.call(fma, [splat(b2, xi, vector), w_vec, a]))
                     return [b2.gep(w_ptr, [ir.Constant(intp, kb)])] + updated
 
-                return _loop(b, nch_v, [w_cur] + accs, channel_body, "chan")
+                return _loop(b, nch_v, [w_first] + accs, channel_body, "chan")[1:]
 
-            final = _loop(builder, n_taps, [w_start] + [zero] * wb, tap_body, "tap")
+            final = _loop(builder, n_taps_v, [zero] * wb, tap_body, "tap")
             acc_ptr = builder.bitcast(acc_a.data, vector.as_pointer())
-            for i, value in enumerate(final[1:]):
+            for i, value in enumerate(final):
                 builder.store(value, builder.gep(acc_ptr, [ir.Constant(intp, i)]), align=align)
             return context.get_dummy_value()
 

@@ -134,6 +134,7 @@ def conv3x3_winograd(x, u, bias, out, o_strides, out_sizes, pads_before, act):
         patch = np.empty(16 * c_, dtype=x.dtype)
         stage = np.empty(2 * rows * ow_ * kb if staged else 0, dtype=x.dtype)
         taps = np.arange(t_) * slice_size  # the depth taps, as the micro-kernel's taps
+        w_taps = np.arange(t_) * (c_ * kb)
         for sl in range(slices):
             dz = od0 - pad_front + sl
             for tile in range(tiles):
@@ -167,8 +168,8 @@ def conv3x3_winograd(x, u, bias, out, o_strides, out_sizes, pads_before, act):
                     while t0 < tiles:
                         width = _block_width(tiles - t0)
                         _run_block(width, m[(xi * tiles + t0) * kb:], v,
-                                   dd * slice_size + (xi * tiles + t0) * c_, taps, c_, 1, c_,
-                                   uf, (blk * 16 + xi) * t_ * c_ * kb)
+                                   dd * slice_size + (xi * tiles + t0) * c_, taps, w_taps, t_,
+                                   c_, 1, c_, uf, (blk * 16 + xi) * t_ * c_ * kb)
                         t0 += width
                 k0 = blk * kb
                 count = min(kb, k_ - k0)
