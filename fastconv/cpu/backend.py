@@ -152,7 +152,7 @@ def _run_transpose_blocked(problem):
     """Transposed conv as one small stride-1 blocked conv per output phase (sub-pixel form)."""
     g = problem.geometry
     channels_first = problem.channels_first
-    pads, phases = transpose_phases(_spatial(problem.x, channels_first), g)
+    pads, phases = transpose_phases(tuple(_spatial(problem.x, channels_first)), g)
     x, shift = _input_and_padding(problem, pads)
     covered = all(all(phase["taps"]) for phase in phases)
     # Phases with no taps (stride > kernel) stay zero; otherwise every output is written.
@@ -163,9 +163,8 @@ def _run_transpose_blocked(problem):
     for phase in phases:
         if not all(phase["taps"]) or 0 in phase["count"]:
             continue
-        t_taps, r_taps, s_taps = phase["taps"]
         # (T, R, S, out, in) -> this phase's taps in offset order, as (T, R, S, in, out).
-        w = problem.w[np.ix_(t_taps, r_taps, s_taps)].transpose(0, 1, 2, 4, 3)
+        w = problem.w[phase["tap_slices"]].transpose(0, 1, 2, 4, 3)
         out_start = int(np.dot(phase["start"], out_strides[2:]))
         # The phase reads padded x from ``offset``: x itself with this much padding before.
         pads_before = [before - offset for before, offset in zip(shift, phase["offset"])]

@@ -10,6 +10,7 @@ The transposed conv of ``x`` (forward geometry: size ``H`` -> ``OH`` with stride
   ``blocked`` algorithm), with no wasted multiplications.
 """
 
+import functools
 import itertools
 
 import numpy as np
@@ -56,6 +57,16 @@ def _phase_taps(phase, k, s, d, before):
     return taps, first, step
 
 
+def _as_slice(taps):
+    """The kernel indices ``taps`` (evenly spaced, in offset order) as a slice."""
+    if len(taps) < 2:
+        return slice(taps[0], taps[0] + 1) if taps else slice(0, 0)
+    step = taps[1] - taps[0]
+    stop = taps[-1] + step
+    return slice(taps[0], stop if stop >= 0 else None, step)
+
+
+@functools.lru_cache(maxsize=256)
 def transpose_phases(x_sizes, geometry):
     """Split a transposed conv into stride-1 convs, one per output phase (sub-pixel form).
 
@@ -67,6 +78,7 @@ def transpose_phases(x_sizes, geometry):
     and per phase a dict with ``start`` (output index of the phase's first element per dim),
     ``count`` (outputs per dim), ``taps`` (kernel indices per dim, in offset order), ``offset``
     (input offset of the first tap per dim, into the padded ``x``) and ``dilation`` per dim.
+    Cached per geometry (callers must not modify the result).
     """
     per_dim = []
     for size_in, size_out, k, s, d, (before, _) in zip(x_sizes, geometry.in_sizes,
@@ -89,6 +101,7 @@ def transpose_phases(x_sizes, geometry):
         phases.append(dict(start=tuple(o["start"] for o in combo),
                            count=tuple(o["count"] for o in combo),
                            taps=tuple(o["taps"] for o in combo),
+                           tap_slices=tuple(_as_slice(o["taps"]) for o in combo),
                            offset=tuple(o["first"] + before for o, (before, _) in zip(combo, pads)),
                            dilation=tuple(o["step"] for o in combo)))
     return tuple(pads), phases
