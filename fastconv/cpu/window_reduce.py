@@ -128,28 +128,44 @@ def make_window_dot(vector_bytes: int = VECTOR_BYTES):
             fma_vec = declare_fma(builder, vector)
             fma_one = declare_fma(builder, scalar)
 
-            def dot_at(b, channel, value_type, fma):
+            def dot_at(b, channel, value_type, fma, group=1):
+                """``group`` consecutive vectors from ``channel``, each its own FMA chain (one
+                chain per vector would wait on the FMA latency at every tap)."""
                 ptr_type = value_type.as_pointer()
+                width = value_type.count if isinstance(value_type, ir.VectorType) else 1
 
-                def tap(b2, t, carried):
-                    (acc,) = carried
-                    offset = b2.load(b2.gep(taps_a.data, [t]))
-                    xv = b2.load(b2.bitcast(b2.gep(x_ptr, [b2.add(offset, channel)]), ptr_type),
-                                 align=align)
+                def tap(b2, t, accs):
+                    offset = b2.add(b2.load(b2.gep(taps_a.data, [t])), channel)
                     w_index = b2.add(b2.load(b2.gep(w_taps_a.data, [t])), channel)
-                    wv = b2.load(b2.bitcast(b2.gep(w_a.data, [w_index]), ptr_type), align=align)
-                    return [b2.call(fma, [xv, wv, acc])]
+                    updated = []
+                    for g, acc in enumerate(accs):
+                        step = ir.Constant(intp, g * width)
+                        xv = b2.load(b2.bitcast(b2.gep(x_ptr, [b2.add(offset, step)]), ptr_type),
+                                     align=align)
+                        wv = b2.load(b2.bitcast(b2.gep(w_a.data, [b2.add(w_index, step)]),
+                                                ptr_type), align=align)
+                        updated.append(b2.call(fma, [xv, wv, acc]))
+                    return updated
 
-                (acc,) = _loop(b, n_taps, [ir.Constant(value_type, None)], tap, "tap")
-                b.store(acc, b.bitcast(b.gep(out_ptr, [channel]), ptr_type), align=align)
+                accs = _loop(b, n_taps, [ir.Constant(value_type, None)] * group, tap, "tap")
+                for g, acc in enumerate(accs):
+                    target = b.gep(out_ptr, [b.add(channel, ir.Constant(intp, g * width))])
+                    b.store(acc, b.bitcast(target, ptr_type), align=align)
 
+            # Whole vectors in groups of 8, 4, 2, then 1; then the scalar tail.
             n_vectors = builder.sdiv(n_ch_v, ir.Constant(intp, lanes))
+            done = ir.Constant(intp, 0)
+            for group in (8, 4, 2, 1):
+                count = builder.sdiv(builder.sub(n_vectors, done), ir.Constant(intp, group))
 
-            def vector_step(b, j, carried):
-                dot_at(b, b.mul(j, ir.Constant(intp, lanes)), vector, fma_vec)
-                return []
+                def group_step(b, j, carried, first=done, group=group):
+                    vector_index = b.add(first, b.mul(j, ir.Constant(intp, group)))
+                    dot_at(b, b.mul(vector_index, ir.Constant(intp, lanes)), vector, fma_vec,
+                           group)
+                    return []
 
-            _loop(builder, n_vectors, [], vector_step, "vec")
+                _loop(builder, count, [], group_step, f"group{group}")
+                done = builder.add(done, builder.mul(count, ir.Constant(intp, group)))
             tail_start = builder.mul(n_vectors, ir.Constant(intp, lanes))
 
             def scalar_step(b, j, carried):
