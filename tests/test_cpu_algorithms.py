@@ -291,6 +291,24 @@ def test_pool_algorithms_match_tf(kind, algorithm, layout, dtype, window, rand, 
     (assert_exact if kind == "max" else assert_close)(got, expected, dtype)
 
 
+@pytest.mark.parametrize("dtype", [F32, F64])
+def test_planar_2x2_max_pool_vector_rows_match_the_oracle(dtype, rng, assert_exact):
+    """The 2x2/2 channels-first max pool runs whole vectors of outputs with shuffles: rows wide
+    enough for several vectors plus a tail, NaN and infinities sprinkled in (NaN never wins,
+    an all-NaN window gives the lowest finite value)."""
+    from fastconv import reference
+    x = rng.standard_normal((2, 3, 7, 2 * 40 + 3)).astype(dtype)
+    x.flat[rng.choice(x.size, 60, replace=False)] = np.nan
+    x.flat[rng.choice(x.size, 20, replace=False)] = np.inf
+    x.flat[rng.choice(x.size, 20, replace=False)] = -np.inf
+    x[0, 0, 2:4, 10:12] = np.nan
+    for padding in ("VALID", "SAME"):
+        with _force("planar"):
+            got = fastconv.max_pool2d(x, 2, 2, padding, "NCHW")
+        assert_exact(got, reference.max_pool2d(x, 2, 2, padding, "NCHW"), dtype)
+    assert got[0, 0, 1, 5] == np.finfo(dtype).min
+
+
 @pytest.mark.parametrize("kind", ["max", "avg"])
 @pytest.mark.parametrize("n_spatial", [1, 3])
 def test_planar_pool_other_ranks_match_tf(kind, n_spatial, rand, tfo, assert_close, assert_exact):

@@ -12,9 +12,10 @@ import functools
 import numpy as np
 from numba import njit, prange
 
-from .window_reduce import make_window_reduce
+from .window_reduce import make_pair_max_rows, make_window_reduce
 
 reduce_window = make_window_reduce()
+pair_max_rows = make_pair_max_rows()
 MAX, AVG = 0, 1
 
 
@@ -180,7 +181,11 @@ def planar_fixed_kernel(kh, kw, sh, sw):
                 last = hi if h1 - h0 == KH else ow_
                 base = (plane * h_ + h0) * w_ - pw
                 if mode == MAX:
-                    for ow in range(first, last):
+                    start = first
+                    if KH == 2 and KW == 2 and SH == 2 and SW == 2:  # the common 2x2/2 window
+                        start += pair_max_rows(xf, base + first * 2, base + w_ + first * 2, of,
+                                               o + first, last - first, init)
+                    for ow in range(start, last):
                         m = init
                         for r in range(KH):
                             for j in range(KW):

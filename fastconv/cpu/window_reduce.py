@@ -178,3 +178,59 @@ def make_window_dot(vector_bytes: int = VECTOR_BYTES):
         return sig, codegen
 
     return window_dot
+
+
+@functools.lru_cache(maxsize=None)
+def make_pair_max_rows(vector_bytes: int = VECTOR_BYTES):
+    """Return ``pair_max(x, row0, row1, out, out_base, count, lowest) -> done``.
+
+    Channels-first 2x2 stride-2 max pooling of one output row: ``out[out_base + q] = max of
+    x[row0 + 2q], x[row0 + 2q + 1], x[row1 + 2q], x[row1 + 2q + 1]`` for ``q`` in whole
+    vectors of ``L`` outputs (two input vectors per row, the pairs split by constant shuffles);
+    returns how many outputs it wrote (a multiple of ``L``), the caller does the rest. As in
+    :func:`make_window_reduce`, the max starts from ``lowest`` and NaN never wins, so the
+    result is the sequential scan's (TF's).
+    """
+
+    @intrinsic
+    def pair_max(typingctx, x, row0, row1, out, out_base, count, lowest):
+        if not (isinstance(x, types.Array) and isinstance(out, types.Array)
+                and x.dtype == out.dtype and x.dtype in (types.float32, types.float64)):
+            return None
+        sig = types.intp(x, types.intp, types.intp, out, types.intp, types.intp, lowest)
+        lanes = vector_bytes // (4 if x.dtype == types.float32 else 8)
+
+        def codegen(context, builder, signature, args):
+            x_v, row0_v, row1_v, out_v, out_base_v, count_v, lowest_v = args
+            x_a = context.make_array(signature.args[0])(context, builder, x_v)
+            out_a = context.make_array(signature.args[3])(context, builder, out_v)
+            scalar, vector, align = vector_types(context, signature.args[0].dtype, lanes)
+            wide = ir.VectorType(scalar, 2 * lanes)
+            intp = context.get_value_type(types.intp)
+            i32 = ir.IntType(32)
+            low = context.cast(builder, lowest_v, signature.args[6], signature.args[0].dtype)
+            floor = splat(builder, low, wide)
+            even = ir.Constant(ir.VectorType(i32, lanes), list(range(0, 2 * lanes, 2)))
+            odd = ir.Constant(ir.VectorType(i32, lanes), list(range(1, 2 * lanes, 2)))
+            n_vectors = builder.sdiv(count_v, ir.Constant(intp, lanes))
+
+            def keep_max(b, m, v):  # v > m ? v : m, so NaN (never greater) never wins
+                return b.select(b.fcmp_ordered(">", v, m), v, m)
+
+            def body(b, q, carried):
+                offset = b.mul(q, ir.Constant(intp, 2 * lanes))
+                rows = [b.load(b.bitcast(b.gep(x_a.data, [b.add(row, offset)]),
+                                         wide.as_pointer()), align=align)
+                        for row in (row0_v, row1_v)]
+                m = keep_max(b, keep_max(b, floor, rows[0]), rows[1])
+                pairs = keep_max(b, b.shuffle_vector(m, m, even), b.shuffle_vector(m, m, odd))
+                target = b.gep(out_a.data, [b.add(out_base_v, b.mul(q, ir.Constant(intp, lanes)))])
+                b.store(pairs, b.bitcast(target, vector.as_pointer()), align=align)
+                return []
+
+            _loop(builder, n_vectors, [], body, "pairs")
+            return builder.mul(n_vectors, ir.Constant(intp, lanes))
+
+        return sig, codegen
+
+    return pair_max
