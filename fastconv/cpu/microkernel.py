@@ -285,6 +285,18 @@ def make_planar_microkernel(block_rows: int, vector_bytes: int):
     return micro
 
 
+def _masked_load(builder, pointer, mask, vector, align):
+    """``llvm.masked.load`` of ``vector`` at ``pointer`` (zeros where ``mask`` is off)."""
+    bits = 32 if isinstance(vector.element, ir.FloatType) else 64
+    i32 = ir.IntType(32)
+    function = cgutils.get_or_insert_function(
+        builder.module,
+        ir.FunctionType(vector, [pointer.type, i32, mask.type, vector]),
+        f"llvm.masked.load.v{vector.count}f{bits}.p0")
+    return builder.call(function, [pointer, ir.Constant(i32, align), mask,
+                                   ir.Constant(vector, None)])
+
+
 def _masked_store(builder, value, pointer, mask, align):
     """``llvm.masked.store`` of vector ``value`` at ``pointer``: only lanes where ``mask`` holds."""
     vector = value.type

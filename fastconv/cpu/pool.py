@@ -170,10 +170,12 @@ def planar_fixed_kernel(kh, kw, sh, sw):
         of = out.reshape(-1)
         lo = min(-(-pw // SW), ow_)
         hi = max(min((w_ + pw - KW) // SW + 1, ow_), lo)
+        # The start value and the cell counts 0..KH*KW in the data's dtype, made once: an
+        # allocation per plane costs as much as pooling a small plane.
+        typed = np.arange(KH * KW + 2).astype(x.dtype)
+        typed[KH * KW + 1] = lowest if mode == MAX else 0
+        init = typed[KH * KW + 1]
         for plane in prange(p_):
-            typed = np.empty(2, dtype=x.dtype)  # init and count in the data's dtype, per plane
-            typed[0] = lowest if mode == MAX else 0
-            init = typed[0]
             for oh in range(oh_):
                 h0, h1 = _window(oh, SH, ph, KH, h_)
                 o = (plane * oh_ + oh) * ow_
@@ -193,8 +195,7 @@ def planar_fixed_kernel(kh, kw, sh, sw):
                                 m = v if v > m else m
                         of[o + ow] = m
                 else:
-                    typed[1] = KH * KW
-                    count = typed[1]
+                    count = typed[KH * KW]
                     for ow in range(first, last):
                         total = init
                         for r in range(KH):
@@ -215,7 +216,6 @@ def planar_fixed_kernel(kh, kw, sh, sw):
                     if mode == MAX:
                         of[o + ow] = acc
                     else:
-                        typed[1] = (h1 - h0) * (w1 - w0)
-                        of[o + ow] = acc / typed[1]
+                        of[o + ow] = acc / typed[(h1 - h0) * (w1 - w0)]
 
     return kernel

@@ -20,7 +20,7 @@ import llvmlite.ir as ir
 from numba import types
 from numba.extending import intrinsic
 
-from .microkernel import _loop, declare_fma, splat, vector_types
+from .microkernel import _loop, _masked_load, _masked_store, declare_fma, splat, vector_types
 
 #: Bytes per vector step: 64 = one zmm or two ymm registers, several steps in flight.
 VECTOR_BYTES = 64
@@ -186,8 +186,8 @@ def make_pair_max_rows(vector_bytes: int = VECTOR_BYTES):
 
     Channels-first 2x2 stride-2 max pooling of one output row: ``out[out_base + q] = max of
     x[row0 + 2q], x[row0 + 2q + 1], x[row1 + 2q], x[row1 + 2q + 1]`` for ``q`` in whole
-    vectors of ``L`` outputs (two input vectors per row, the pairs split by constant shuffles);
-    returns how many outputs it wrote (a multiple of ``L``), the caller does the rest. As in
+    vectors of ``L`` outputs (two input vectors per row, the pairs split by constant shuffles),
+    the last partial vector with masked loads and stores; returns ``count``. As in
     :func:`make_window_reduce`, the max starts from ``lowest`` and NaN never wins, so the
     result is the sequential scan's (TF's).
     """
@@ -217,19 +217,39 @@ def make_pair_max_rows(vector_bytes: int = VECTOR_BYTES):
             def keep_max(b, m, v):  # v > m ? v : m, so NaN (never greater) never wins
                 return b.select(b.fcmp_ordered(">", v, m), v, m)
 
-            def body(b, q, carried):
+            def pool(b, q, in_mask=None, out_mask=None):
                 offset = b.mul(q, ir.Constant(intp, 2 * lanes))
-                rows = [b.load(b.bitcast(b.gep(x_a.data, [b.add(row, offset)]),
-                                         wide.as_pointer()), align=align)
-                        for row in (row0_v, row1_v)]
+                rows = []
+                for row in (row0_v, row1_v):
+                    source = b.bitcast(b.gep(x_a.data, [b.add(row, offset)]), wide.as_pointer())
+                    rows.append(b.load(source, align=align) if in_mask is None else
+                                _masked_load(b, source, in_mask, wide, align))
                 m = keep_max(b, keep_max(b, floor, rows[0]), rows[1])
                 pairs = keep_max(b, b.shuffle_vector(m, m, even), b.shuffle_vector(m, m, odd))
-                target = b.gep(out_a.data, [b.add(out_base_v, b.mul(q, ir.Constant(intp, lanes)))])
-                b.store(pairs, b.bitcast(target, vector.as_pointer()), align=align)
+                target = b.bitcast(b.gep(out_a.data, [b.add(out_base_v,
+                                                            b.mul(q, ir.Constant(intp, lanes)))]),
+                                   vector.as_pointer())
+                if out_mask is None:
+                    b.store(pairs, target, align=align)
+                else:
+                    _masked_store(b, pairs, target, out_mask, align)
+
+            def body(b, q, carried):
+                pool(b, q)
                 return []
 
             _loop(builder, n_vectors, [], body, "pairs")
-            return builder.mul(n_vectors, ir.Constant(intp, lanes))
+            # The last count % L outputs: masked loads and stores (rows shorter than a vector
+            # are the common case for small feature maps).
+            rest = builder.sub(count_v, builder.mul(n_vectors, ir.Constant(intp, lanes)))
+            with builder.if_then(builder.icmp_signed(">", rest, ir.Constant(intp, 0))):
+                def lanes_below(limit, n):
+                    ids = ir.Constant(ir.VectorType(intp, n), list(range(n)))
+                    return builder.icmp_signed("<", ids, splat(builder, limit,
+                                                               ir.VectorType(intp, n)))
+                pool(builder, n_vectors, lanes_below(builder.mul(rest, ir.Constant(intp, 2)),
+                                                     2 * lanes), lanes_below(rest, lanes))
+            return count_v
 
         return sig, codegen
 

@@ -13,22 +13,9 @@ import functools
 
 import llvmlite.ir as ir
 from numba import types
-from numba.core import cgutils
 from numba.extending import intrinsic
 
-from .microkernel import _loop, _masked_store, splat, vector_types
-
-
-def _masked_load(builder, pointer, mask, vector, align):
-    """``llvm.masked.load`` of ``vector`` at ``pointer`` (zeros where ``mask`` is off)."""
-    bits = 32 if isinstance(vector.element, ir.FloatType) else 64
-    i32 = ir.IntType(32)
-    function = cgutils.get_or_insert_function(
-        builder.module,
-        ir.FunctionType(vector, [pointer.type, i32, mask.type, vector]),
-        f"llvm.masked.load.v{vector.count}f{bits}.p0")
-    return builder.call(function, [pointer, ir.Constant(i32, align), mask,
-                                   ir.Constant(vector, None)])
+from .microkernel import _loop, _masked_load, _masked_store, splat, vector_types
 
 
 def _vector_access(builder, vector, align, mask):
