@@ -17,6 +17,8 @@ from .window_reduce import make_pair_max_rows, make_window_reduce
 reduce_window = make_window_reduce()
 pair_max_rows = make_pair_max_rows()
 MAX, AVG = 0, 1
+#: Output-row chunks handed to the thread pool (a few per thread, for balance).
+ROW_CHUNKS = 64
 
 
 @njit(inline="always", cache=True)
@@ -39,24 +41,30 @@ def pool_ndhwc(x, out, kd, kh, kw, sd, sh, sw, pd, ph, pw, mode, lowest):
     _, od_, oh_, ow_, _ = out.shape
     xf = x.reshape(-1)
     of = out.reshape(-1)
-    for job in prange(n_ * od_ * oh_):
-        n = job // (od_ * oh_)
-        od = (job // oh_) % od_
-        oh = job % oh_
-        d0, d1 = _window(od, sd, pd, kd, d_)
-        h0, h1 = _window(oh, sh, ph, kh, h_)
+    # The start value and the cell counts 0..window in the data's dtype, made once.
+    typed = np.arange(kd * kh * kw + 2).astype(x.dtype)
+    typed[kd * kh * kw + 1] = lowest
+    rows = n_ * od_ * oh_
+    chunks = min(rows, ROW_CHUNKS)  # scratch allocated per chunk: allocation is not free
+    for chunk in prange(chunks):
         offsets = np.empty(kd * kh * kw, dtype=np.intp)
-        scalar = np.empty(1, dtype=x.dtype)  # the init/count argument in the data's dtype
-        for ow in range(ow_):
-            w0, w1 = _window(ow, sw, pw, kw, w_)
-            cells = 0
-            for d in range(d0, d1):
-                for h in range(h0, h1):
-                    for w in range(w0, w1):
-                        offsets[cells] = (((n * d_ + d) * h_ + h) * w_ + w) * c_
-                        cells += 1
-            scalar[0] = lowest if mode == MAX else cells
-            reduce_window(xf, 0, offsets, cells, of, (job * ow_ + ow) * c_, c_, mode, scalar[0])
+        for job in range(chunk * rows // chunks, (chunk + 1) * rows // chunks):
+            n = job // (od_ * oh_)
+            od = (job // oh_) % od_
+            oh = job % oh_
+            d0, d1 = _window(od, sd, pd, kd, d_)
+            h0, h1 = _window(oh, sh, ph, kh, h_)
+            for ow in range(ow_):
+                w0, w1 = _window(ow, sw, pw, kw, w_)
+                cells = 0
+                for d in range(d0, d1):
+                    for h in range(h0, h1):
+                        for w in range(w0, w1):
+                            offsets[cells] = (((n * d_ + d) * h_ + h) * w_ + w) * c_
+                            cells += 1
+                scalar = typed[kd * kh * kw + 1] if mode == MAX else typed[cells]
+                reduce_window(xf, 0, offsets, cells, of, (job * ow_ + ow) * c_, c_, mode,
+                              scalar)
 
 
 @njit(cache=True)
