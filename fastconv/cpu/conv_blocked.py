@@ -50,6 +50,10 @@ else:
 # runs as a few power-of-two blocks, which keeps compile time down (each width is a separate
 # unrolled kernel) at a small cost on the last pixels of a row.
 micro_full = make_microkernel(BLOCK_PIXELS, VECTOR_BYTES)
+# Integer constants passed to the helpers below as plain int64, not as Numba literals: a
+# literal argument makes Numba compile the callee once more for each value (and again when
+# type inference widens it), which multiplied the first call's compile time.
+ZERO, ONE, FULL = np.int64(0), np.int64(1), np.int64(BLOCK_PIXELS)
 #: Row chunks handed to the thread pool (a few per thread, for balance).
 ROW_CHUNKS = 64
 #: Zero-padded column copies per row: the left edge and up to two blocks at the right end.
@@ -114,9 +118,13 @@ def _block_width(remaining):
     return width
 
 
-@njit(inline="always", cache=True)
+@njit(cache=True, nogil=True)
 def _run_block(width, acc, xf, base, taps, w_taps, n_taps, pix, chan, cg, wf, wbase):
-    """Run the micro-kernel compiled for ``width`` pixels (as chosen by ``_block_width``)."""
+    """Run the micro-kernel compiled for ``width`` pixels (as chosen by ``_block_width``).
+
+    A real function, not inlined: every inlined call site would carry all five unrolled
+    kernels, and compile time grows with each copy (a first call took 50 s that way).
+    """
     args = (acc, xf, base, taps, w_taps, n_taps, pix, chan, cg, wf, wbase)
     if width == BLOCK_PIXELS:
         micro_full(*args)
@@ -152,7 +160,7 @@ def _store_channel_major(acc, width, kb, k_count, out, base, os_c, os_w, bias, k
                 out[o + i * os_w] = apply_activation(acc[i * kb + j] + b, act)
 
 
-@njit(inline="always", cache=True)
+@njit(cache=True, nogil=True)
 def _store(acc, width, kb, k_count, out, base, os_c, os_w, bias, k0, act, zero):
     """Store a block: whole vectors for full channels-last blocks (bias, relu/relu6 fused),
     else channel by channel (channels-first, a partial channel block, sigmoid/tanh)."""
@@ -213,7 +221,7 @@ def conv_blocked(xf, x_strides, in_sizes, pads_before, wp, t_, r_, s_, merged, b
                       o_strides, out_sizes, strides, dilations, groups, act, ow_lo, ow_hi, zero)
 
 
-@njit(inline="always", cache=True)
+@njit(cache=True, nogil=True)
 def _conv_row(row, acc, scratch, edges, edge_span, xf, x_strides, in_sizes, pads_before, wf,
               n_kb, n_taps, channels, cg, kb, t_, r_, s_, merged, bias, out, o_strides,
               out_sizes, strides, dilations, groups, act, ow_lo, ow_hi, zero):
@@ -223,9 +231,10 @@ def _conv_row(row, acc, scratch, edges, edge_span, xf, x_strides, in_sizes, pads
     d_, h_, w_ = in_sizes[0], in_sizes[1], in_sizes[2]
     sd, sh, sw = strides[0], strides[1], strides[2]
     dd, dh, dw = dilations[0], dilations[1], dilations[2]
-    xs_n, xs_c, xs_d, xs_h, xs_w = x_strides[0], x_strides[1], x_strides[2], x_strides[3], x_strides[4]
-    os_n, os_d, os_h, os_w = o_strides[0], o_strides[2], o_strides[3], o_strides[4]
-    os_c = o_strides[1]
+    xs_n, xs_c, xs_d, xs_h, xs_w = (x_strides[0], x_strides[1], x_strides[2], x_strides[3],
+                                    x_strides[4])
+    os_n, os_c, os_d, os_h, os_w = (o_strides[0], o_strides[1], o_strides[2], o_strides[3],
+                                    o_strides[4])
     w_block = n_taps * channels * kb
     pix = sw * xs_w
     n = row // (od_ * oh_)
@@ -239,7 +248,7 @@ def _conv_row(row, acc, scratch, edges, edge_span, xf, x_strides, in_sizes, pads
     edge_w_taps = scratch[4 * n_taps:]
     z0 = od * sd - pads_before[0]
     y0 = oh * sh - pads_before[1]
-    count = 0
+    count = ZERO
     for t in range(t_):
         if not 0 <= z0 + t * dd < d_:
             continue
@@ -289,18 +298,18 @@ def _conv_row(row, acc, scratch, edges, edge_span, xf, x_strides, in_sizes, pads
                 s_hi -= 1
             base = row_base + (ow * sw + s_lo * dw) * xs_w
             if merged:  # a sub-range of each tap's (s, c) channels
-                micro_1(acc, xf, base, taps, w_taps, count, pix, xs_c, (s_hi - s_lo) * cg,
+                _run_block(ONE, acc, xf, base, taps, w_taps, count, pix, xs_c, (s_hi - s_lo) * cg,
                         wf, wbase + s_lo * cg * kb)
             else:
-                kept = 0
+                kept = ZERO
                 for i in range(count):
                     if s_lo <= tap_s[i] < s_hi:
                         edge_taps[kept] = taps[i] - s_lo * dw * xs_w
                         edge_w_taps[kept] = w_taps[i]
                         kept += 1
-                micro_1(acc, xf, base, edge_taps, edge_w_taps, kept, pix, xs_c, channels,
+                _run_block(ONE, acc, xf, base, edge_taps, edge_w_taps, kept, pix, xs_c, channels,
                         wf, wbase)
-            _store(acc, 1, kb, k_count, out, out_row + ow * os_w, os_c, os_w, bias, k0,
+            _store(acc, ONE, kb, k_count, out, out_row + ow * os_w, os_c, os_w, bias, k0,
                    act, zero)
 
 
@@ -319,7 +328,7 @@ def _edge_width(pixels):
     return 4 if pixels <= 4 else (8 if pixels <= 8 else BLOCK_PIXELS)
 
 
-@njit(inline="always", cache=True)
+@njit(cache=True, nogil=True)
 def _fill_edge(edge, slab, start, width, count, taps, xf, x_strides, pads_before, w_, cg, sw,
                edge_span):
     """Copy the input columns that a block of ``width`` pixels from ``start`` reads, for each of
@@ -340,7 +349,7 @@ def _fill_edge(edge, slab, start, width, count, taps, xf, x_strides, pads_before
                     edge[dst + col * cg + c] = 0
 
 
-@njit(inline="always", cache=True)
+@njit(cache=True, nogil=True)
 def _merged_row(start_offset, acc, taps, w_taps, edge_taps, count, edges, edge_span, xf,
                 x_strides, pads_before, w_, wf, n_kb, k_, channels, cg, kb, bias, out, out_row,
                 o_strides, ow_, sw, act, ow_lo, ow_hi, zero):
@@ -355,16 +364,16 @@ def _merged_row(start_offset, acc, taps, w_taps, edge_taps, count, edges, edge_s
     w_block = wf.shape[0] // n_kb  # one group
     # Regions: [0, left) on a copy (when there is left padding), full blocks on the input up
     # to ``middle``, then the rest: on the input where it stays inside, else on copies.
-    left = min(ow_, _edge_width(ow_lo)) if ow_lo > 0 else 0
+    left = min(ow_, _edge_width(ow_lo)) if ow_lo > 0 else ZERO
     middle = left + max(0, ow_hi - left) // BLOCK_PIXELS * BLOCK_PIXELS
     for i in range(count):
         taps[i] += start_offset  # absolute offsets of the window rows' column 0
         edge_taps[i] = i * edge_span * cg
-    slabs = 0
+    slabs = ZERO
     if left > 0:
-        _fill_edge(edges, 0, 0, _edge_width(left), count, taps, xf, x_strides, pads_before, w_,
-                   cg, sw, edge_span)
-        slabs = 1
+        _fill_edge(edges, ZERO, ZERO, _edge_width(left), count, taps, xf, x_strides,
+                   pads_before, w_, cg, sw, edge_span)
+        slabs = ONE
     ow0 = middle
     while ow0 < ow_:  # the same walk as the block loop below
         pixels = min(BLOCK_PIXELS, ow_ - ow0)
@@ -382,21 +391,21 @@ def _merged_row(start_offset, acc, taps, w_taps, edge_taps, count, edges, edge_s
         k_count = min(kb, k_ - k0)
         wbase = blk * w_block
         if left > 0:
-            _run_block(_edge_width(left), acc, edges, 0, edge_taps, w_taps, count, sw * cg, 1,
+            _run_block(_edge_width(left), acc, edges, ZERO, edge_taps, w_taps, count, sw * cg, ONE,
                        channels, wf, wbase)
             _store(acc, left, kb, k_count, out, out_row, os_c, os_w, bias, k0, act, zero)
         for ow0 in range(left, middle, BLOCK_PIXELS):
-            micro_full(acc, xf, start_offset + (ow0 * sw - pads_before[2]) * x_strides[4], taps,
-                       w_taps, count, pix, 1, channels, wf, wbase)
-            _store(acc, BLOCK_PIXELS, kb, k_count, out, out_row + ow0 * os_w, os_c, os_w, bias,
+            _run_block(FULL, acc, xf, start_offset + (ow0 * sw - pads_before[2])
+                       * x_strides[4], taps, w_taps, count, pix, ONE, channels, wf, wbase)
+            _store(acc, FULL, kb, k_count, out, out_row + ow0 * os_w, os_c, os_w, bias,
                    k0, act, zero)
-        slab = 1 if left > 0 else 0
+        slab = ONE if left > 0 else ZERO
         ow0 = middle
         while ow0 < ow_:
             pixels = min(BLOCK_PIXELS, ow_ - ow0)
             if ow0 + pixels > ow_hi:
                 _run_block(_edge_width(pixels), acc, edges, slab * count * edge_span * cg,
-                           edge_taps, w_taps, count, sw * cg, 1, channels, wf, wbase)
+                           edge_taps, w_taps, count, sw * cg, ONE, channels, wf, wbase)
                 _store(acc, pixels, kb, k_count, out, out_row + ow0 * os_w, os_c, os_w, bias,
                        k0, act, zero)
                 slab += 1
@@ -404,7 +413,7 @@ def _merged_row(start_offset, acc, taps, w_taps, edge_taps, count, edges, edge_s
             else:
                 width = _block_width(pixels)
                 _run_block(width, acc, xf, start_offset + (ow0 * sw - pads_before[2])
-                           * x_strides[4], taps, w_taps, count, pix, 1, channels, wf, wbase)
+                           * x_strides[4], taps, w_taps, count, pix, ONE, channels, wf, wbase)
                 _store(acc, width, kb, k_count, out, out_row + ow0 * os_w, os_c, os_w, bias,
                        k0, act, zero)
                 ow0 += width

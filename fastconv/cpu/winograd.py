@@ -24,7 +24,7 @@ result is TF's in every case, and finite data (the common case) pays only a comp
 import numpy as np
 from numba import njit, prange
 
-from .conv_blocked import VECTOR_BYTES, _block_width, _run_block, _target_has_avx512
+from .conv_blocked import ONE, VECTOR_BYTES, _block_width, _run_block, _target_has_avx512
 from .winograd_transforms import make_input_transform, make_output_transform
 
 # One vector register of channels per transform step (16 inputs of a tile stay in registers).
@@ -169,7 +169,7 @@ def conv3x3_winograd(x, u, bias, out, o_strides, out_sizes, pads_before, act):
                         width = _block_width(tiles - t0)
                         _run_block(width, m[(xi * tiles + t0) * kb:], v,
                                    dd * slice_size + (xi * tiles + t0) * c_, taps, w_taps, t_,
-                                   c_, 1, c_, uf, (blk * 16 + xi) * t_ * c_ * kb)
+                                   c_, ONE, c_, uf, (blk * 16 + xi) * t_ * c_ * kb)
                         t0 += width
                 k0 = blk * kb
                 count = min(kb, k_ - k0)
