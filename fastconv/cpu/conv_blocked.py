@@ -120,22 +120,24 @@ def _block_width(remaining):
 
 @njit(cache=True, nogil=True)
 def _run_block(width, acc, xf, base, taps, w_taps, n_taps, pix, chan, cg, wf, wbase):
-    """Run the micro-kernel compiled for ``width`` pixels (as chosen by ``_block_width``).
+    """:func:`_micro` as a real function, for call sites off the hot path: every inlined call
+    site carries all five unrolled kernels, and compile time grows with each copy."""
+    _micro(width, acc, xf, base, taps, w_taps, n_taps, pix, chan, cg, wf, wbase)
 
-    A real function, not inlined: every inlined call site would carry all five unrolled
-    kernels, and compile time grows with each copy (a first call took 50 s that way).
-    """
-    args = (acc, xf, base, taps, w_taps, n_taps, pix, chan, cg, wf, wbase)
+
+@njit(inline="always", cache=True)
+def _micro(width, acc, xf, base, taps, w_taps, n_taps, pix, chan, cg, wf, wbase):
+    """Run the micro-kernel compiled for ``width`` pixels (as chosen by ``_block_width``)."""
     if width == BLOCK_PIXELS:
-        micro_full(*args)
+        micro_full(acc, xf, base, taps, w_taps, n_taps, pix, chan, cg, wf, wbase)
     elif width == 8:
-        micro_8(*args)
+        micro_8(acc, xf, base, taps, w_taps, n_taps, pix, chan, cg, wf, wbase)
     elif width == 4:
-        micro_4(*args)
+        micro_4(acc, xf, base, taps, w_taps, n_taps, pix, chan, cg, wf, wbase)
     elif width == 2:
-        micro_2(*args)
+        micro_2(acc, xf, base, taps, w_taps, n_taps, pix, chan, cg, wf, wbase)
     else:
-        micro_1(*args)
+        micro_1(acc, xf, base, taps, w_taps, n_taps, pix, chan, cg, wf, wbase)
 
 
 @njit(inline="always", cache=True)
@@ -208,6 +210,7 @@ def conv_blocked(xf, x_strides, in_sizes, pads_before, wp, t_, r_, s_, merged, b
     ow_hi = max(ow_lo, min(ow_, (w_ - 1 - (s_ - 1) * dw + pads_before[2]) // sw + 1))
     edge_span = (BLOCK_PIXELS - 1) * sw + (s_ - 1) * dw + 1  # input columns of a block
     rows = n_ * od_ * oh_
+    x_address = xf.ctypes.data
     # Rows go to the threads in chunks, each with its scratch arrays allocated once:
     # allocation is not free, and these kernels run in tens of microseconds.
     chunks = min(rows, ROW_CHUNKS)
@@ -215,17 +218,27 @@ def conv_blocked(xf, x_strides, in_sizes, pads_before, wp, t_, r_, s_, merged, b
         acc = np.empty(BLOCK_PIXELS * kb, dtype=out.dtype)
         scratch = np.empty(5 * n_taps, dtype=np.int64)
         edges = np.empty(EDGE_REGIONS * n_taps * edge_span * cg if merged else 0, dtype=xf.dtype)
+        plan = np.empty(5 * (ow_ // BLOCK_PIXELS + 4), dtype=np.int64)
+        # Each merged-row block reads the input or a copy, and the taps list for it: passed as
+        # addresses, since choosing between arrays per block costs reference counting.
+        # (input, copies, taps, copies' taps); calls stay under 30 arguments (CPython passes
+        # longer ones as *args, which Numba cannot inline).
+        addresses = (x_address, edges.ctypes.data, scratch.ctypes.data,
+                     scratch[3 * n_taps:].ctypes.data)
         for row in range(chunk * rows // chunks, (chunk + 1) * rows // chunks):
-            _conv_row(row, acc, scratch, edges, edge_span, xf, x_strides, in_sizes, pads_before,
-                      wf, n_kb, n_taps, channels, cg, kb, t_, r_, s_, merged, bias, out,
-                      o_strides, out_sizes, strides, dilations, groups, act, ow_lo, ow_hi, zero)
+            _conv_row(row, acc, scratch, edges, edge_span, plan, addresses, xf, x_strides,
+                      in_sizes, pads_before, wf, n_kb, n_taps, channels, cg, kb, (t_, r_, s_),
+                      merged, bias, out, o_strides, out_sizes, strides, dilations, groups, act,
+                      (ow_lo, ow_hi), zero)
 
 
 @njit(cache=True, nogil=True)
-def _conv_row(row, acc, scratch, edges, edge_span, xf, x_strides, in_sizes, pads_before, wf,
-              n_kb, n_taps, channels, cg, kb, t_, r_, s_, merged, bias, out, o_strides,
-              out_sizes, strides, dilations, groups, act, ow_lo, ow_hi, zero):
+def _conv_row(row, acc, scratch, edges, edge_span, plan, addresses, xf, x_strides, in_sizes,
+              pads_before, wf, n_kb, n_taps, channels, cg, kb, kernel, merged, bias, out,
+              o_strides, out_sizes, strides, dilations, groups, act, interior, zero):
     """One output row of :func:`conv_blocked`, every group and block of output channels."""
+    t_, r_, s_ = kernel
+    ow_lo, ow_hi = interior
     k_, od_, oh_, ow_ = out_sizes[1], out_sizes[2], out_sizes[3], out_sizes[4]
     kg = k_ // groups
     d_, h_, w_ = in_sizes[0], in_sizes[1], in_sizes[2]
@@ -267,9 +280,9 @@ def _conv_row(row, acc, scratch, edges, edge_span, xf, x_strides, in_sizes, pads
                     count += 1
     if merged and ow_lo <= BLOCK_PIXELS and ow_ - ow_hi <= BLOCK_PIXELS:
         _merged_row(row_start(n, z0, y0, x_strides), acc, taps, w_taps, edge_taps, count, edges,
-                    edge_span, xf, x_strides, pads_before, w_, wf, n_kb, k_, channels, cg, kb,
-                    bias, out, n * os_n + od * os_d + oh * os_h, o_strides, ow_, sw, act,
-                    ow_lo, ow_hi, zero)
+                    edge_span, plan, addresses, xf, x_strides, pads_before, w_, wf, n_kb, k_,
+                    channels, cg, kb, bias, out, n * os_n + od * os_d + oh * os_h, o_strides,
+                    ow_, sw, act, interior, zero)
         return
     for job in range(groups * n_kb):
         g = job // n_kb
@@ -349,18 +362,21 @@ def _fill_edge(edge, slab, start, width, count, taps, xf, x_strides, pads_before
                     edge[dst + col * cg + c] = 0
 
 
-@njit(cache=True, nogil=True)
-def _merged_row(start_offset, acc, taps, w_taps, edge_taps, count, edges, edge_span, xf,
-                x_strides, pads_before, w_, wf, n_kb, k_, channels, cg, kb, bias, out, out_row,
-                o_strides, ow_, sw, act, ow_lo, ow_hi, zero):
+@njit(inline="always", cache=True)
+def _merged_row(start_offset, acc, taps, w_taps, edge_taps, count, edges, edge_span, plan,
+                addresses, xf, x_strides, pads_before, w_, wf, n_kb, k_, channels, cg, kb, bias,
+                out, out_row, o_strides, ow_, sw, act, interior, zero):
     """One output row of a channels-last, one-group conv whose (s, c) pairs form one loop.
 
     Full blocks run on the input itself; the pixels next to the padding and the row's last
     few run as one or two blocks on small zero-padded copies of the columns they read, so no
-    pixel needs a narrow, slow block of its own.
+    pixel needs a narrow, slow block of its own. The row is planned first as segments
+    (source, base offset, kernel width, pixels stored, first pixel) so that the block loop
+    has one micro-kernel call site (each inlined call site carries five unrolled kernels).
     """
+    ow_lo, ow_hi = interior
     os_c, os_w = o_strides[1], o_strides[4]
-    pix = sw * x_strides[4]
+    pix = sw * cg  # == the input's pixel stride: merged rows are contiguous channels-last
     w_block = wf.shape[0] // n_kb  # one group
     # Regions: [0, left) on a copy (when there is left padding), full blocks on the input up
     # to ``middle``, then the rest: on the input where it stays inside, else on copies.
@@ -369,51 +385,39 @@ def _merged_row(start_offset, acc, taps, w_taps, edge_taps, count, edges, edge_s
     for i in range(count):
         taps[i] += start_offset  # absolute offsets of the window rows' column 0
         edge_taps[i] = i * edge_span * cg
+    segments = ZERO
     slabs = ZERO
-    if left > 0:
-        _fill_edge(edges, ZERO, ZERO, _edge_width(left), count, taps, xf, x_strides,
-                   pads_before, w_, cg, sw, edge_span)
-        slabs = ONE
-    ow0 = middle
-    while ow0 < ow_:  # the same walk as the block loop below
+    ow0 = ZERO
+    while ow0 < ow_:
         pixels = min(BLOCK_PIXELS, ow_ - ow0)
-        if ow0 + pixels > ow_hi:
-            _fill_edge(edges, slabs, ow0, _edge_width(pixels), count, taps, xf, x_strides,
-                       pads_before, w_, cg, sw, edge_span)
+        if ow0 < left or ow0 >= middle and ow0 + pixels > ow_hi:  # a zero-padded copy
+            if ow0 < left:
+                pixels = left
+            width = _edge_width(pixels)
+            _fill_edge(edges, slabs, ow0, width, count, taps, xf, x_strides, pads_before, w_,
+                       cg, sw, edge_span)
+            plan[5 * segments] = 1
+            plan[5 * segments + 1] = slabs * count * edge_span * cg
             slabs += 1
-            ow0 += pixels
         else:
-            ow0 += _block_width(pixels)
+            width = _block_width(pixels)
+            pixels = width
+            plan[5 * segments] = 0
+            plan[5 * segments + 1] = start_offset + (ow0 * sw - pads_before[2]) * cg
+        plan[5 * segments + 2] = width
+        plan[5 * segments + 3] = pixels
+        plan[5 * segments + 4] = ow0
+        segments += 1
+        ow0 += pixels
     for i in range(count):
         taps[i] -= start_offset
     for blk in range(n_kb):
         k0 = blk * kb
         k_count = min(kb, k_ - k0)
         wbase = blk * w_block
-        if left > 0:
-            _run_block(_edge_width(left), acc, edges, ZERO, edge_taps, w_taps, count, sw * cg, ONE,
-                       channels, wf, wbase)
-            _store(acc, left, kb, k_count, out, out_row, os_c, os_w, bias, k0, act, zero)
-        for ow0 in range(left, middle, BLOCK_PIXELS):
-            _run_block(FULL, acc, xf, start_offset + (ow0 * sw - pads_before[2])
-                       * x_strides[4], taps, w_taps, count, pix, ONE, channels, wf, wbase)
-            _store(acc, FULL, kb, k_count, out, out_row + ow0 * os_w, os_c, os_w, bias,
-                   k0, act, zero)
-        slab = ONE if left > 0 else ZERO
-        ow0 = middle
-        while ow0 < ow_:
-            pixels = min(BLOCK_PIXELS, ow_ - ow0)
-            if ow0 + pixels > ow_hi:
-                _run_block(_edge_width(pixels), acc, edges, slab * count * edge_span * cg,
-                           edge_taps, w_taps, count, sw * cg, ONE, channels, wf, wbase)
-                _store(acc, pixels, kb, k_count, out, out_row + ow0 * os_w, os_c, os_w, bias,
-                       k0, act, zero)
-                slab += 1
-                ow0 += pixels
-            else:
-                width = _block_width(pixels)
-                _run_block(width, acc, xf, start_offset + (ow0 * sw - pads_before[2])
-                           * x_strides[4], taps, w_taps, count, pix, ONE, channels, wf, wbase)
-                _store(acc, width, kb, k_count, out, out_row + ow0 * os_w, os_c, os_w, bias,
-                       k0, act, zero)
-                ow0 += width
+        for seg in range(segments):
+            on_copy = plan[5 * seg]
+            _micro(plan[5 * seg + 2], acc, addresses[on_copy], plan[5 * seg + 1],
+                   addresses[2 + on_copy], w_taps, count, pix, ONE, channels, wf, wbase)
+            _store(acc, plan[5 * seg + 3], kb, k_count, out, out_row + plan[5 * seg + 4] * os_w,
+                   os_c, os_w, bias, k0, act, zero)

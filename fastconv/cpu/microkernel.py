@@ -101,32 +101,46 @@ def make_microkernel(block_pixels: int, vector_bytes: int):
     @intrinsic
     def micro(typingctx, acc, x, x_base, taps, w_taps, n_taps, pixel_stride, channel_stride,
               n_channels, w, w_base):
-        if not (isinstance(x, types.Array) and isinstance(w, types.Array)
-                and isinstance(acc, types.Array) and x.dtype == w.dtype == acc.dtype
-                and x.dtype in (types.float32, types.float64)):
+        # ``x`` is an array, or the address of its first element (an integer: callers that
+        # pick one of two sources per block select plain integers, with no reference counting;
+        # and ``taps`` likewise an int64 array or its address).
+        x_is_address = isinstance(x, types.Integer)
+        taps_is_address = isinstance(taps, types.Integer)
+        if not ((x_is_address or isinstance(x, types.Array) and x.dtype == w.dtype)
+                and isinstance(w, types.Array) and isinstance(acc, types.Array)
+                and w.dtype == acc.dtype and w.dtype in (types.float32, types.float64)):
             return None
-        sig = types.void(acc, x, types.intp, taps, w_taps, types.intp, types.intp, types.intp,
-                         types.intp, w, types.intp)
+        x_type = types.intp if x_is_address else x
+        taps_type = types.intp if taps_is_address else taps
+        sig = types.void(acc, x_type, types.intp, taps_type, w_taps, types.intp, types.intp,
+                         types.intp, types.intp, w, types.intp)
 
-        kb = vector_bytes // (4 if x.dtype == types.float32 else 8)
+        kb = vector_bytes // (4 if w.dtype == types.float32 else 8)
 
         def codegen(context, builder, signature, args):
             (acc_v, x_v, x_base_v, taps_v, w_taps_v, n_taps_v, pix_v, chan_v, nch_v, w_v,
              w_base_v) = args
             arrays = [context.make_array(t)(context, builder, v) for t, v in
-                      zip((signature.args[0], signature.args[1], signature.args[3],
-                           signature.args[4], signature.args[9]),
-                          (acc_v, x_v, taps_v, w_taps_v, w_v))]
-            acc_a, x_a, taps_a, w_taps_a, w_a = arrays
-            scalar, vector, align = vector_types(context, signature.args[1].dtype, kb)
+                      zip((signature.args[0], signature.args[4], signature.args[9]),
+                          (acc_v, w_taps_v, w_v))]
+            acc_a, w_taps_a, w_a = arrays
+            scalar, vector, align = vector_types(context, signature.args[9].dtype, kb)
             fma = declare_fma(builder, vector)
             intp = context.get_value_type(types.intp)
-            x_ptr = builder.gep(x_a.data, [x_base_v])
+            if x_is_address:
+                x_data = builder.inttoptr(x_v, scalar.as_pointer())
+            else:
+                x_data = context.make_array(signature.args[1])(context, builder, x_v).data
+            x_ptr = builder.gep(x_data, [x_base_v])
+            if taps_is_address:
+                taps_data = builder.inttoptr(taps_v, intp.as_pointer())
+            else:
+                taps_data = context.make_array(signature.args[3])(context, builder, taps_v).data
             w_start = builder.gep(w_a.data, [w_base_v])
             zero = ir.Constant(vector, None)
 
             def tap_body(b, t, accs):
-                tap_ptr = b.gep(x_ptr, [b.load(b.gep(taps_a.data, [t]))])
+                tap_ptr = b.gep(x_ptr, [b.load(b.gep(taps_data, [t]))])
                 w_first = b.gep(w_start, [b.load(b.gep(w_taps_a.data, [t]))])
 
                 def channel_body(b2, c, inner):
@@ -259,7 +273,7 @@ def make_planar_microkernel(block_rows: int, vector_bytes: int):
 
             def tap_body(b, t, carried):
                 w_cur, *accs = carried
-                tap_ptr = b.gep(x_ptr, [b.load(b.gep(taps_a.data, [t]))])
+                tap_ptr = b.gep(x_ptr, [b.load(b.gep(taps_data, [t]))])
 
                 def channel_body(b2, c, inner):
                     w_ptr, *accs2 = inner
