@@ -273,7 +273,7 @@ def make_planar_microkernel(block_rows: int, vector_bytes: int):
 
             def tap_body(b, t, carried):
                 w_cur, *accs = carried
-                tap_ptr = b.gep(x_ptr, [b.load(b.gep(taps_data, [t]))])
+                tap_ptr = b.gep(x_ptr, [b.load(b.gep(taps_a.data, [t]))])
 
                 def channel_body(b2, c, inner):
                     w_ptr, *accs2 = inner
