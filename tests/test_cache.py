@@ -167,6 +167,24 @@ def test_stale_cache_from_changed_source_is_recompiled(scratch):
     assert not any("global_pool" in line for line in _loaded(second)), second
 
 
+def test_cache_is_stale_when_a_module_the_kernel_imports_changes(scratch):
+    """Numba keys a cache entry on its function's own file only; fastconv adds a digest of the
+    whole package, so editing a module the kernels import (here the IR micro-kernels, which
+    ``pool.py`` does not define) also recompiles instead of loading stale machine code."""
+    package_root = _copy_package(scratch / "site")
+    cache = scratch / "cache"
+    env = _env(FASTCONV_CACHE_DIR=cache, PYTHONPATH=package_root)
+    _check_result(_run(env, scratch))
+    again = _run(env, scratch)
+    assert any("global_pool" in line for line in _loaded(again)), again  # warm: loaded
+    helpers = package_root / "fastconv" / "cpu" / "microkernel.py"
+    helpers.write_text(helpers.read_text() + "\n# edited after the cache was written\n")
+    edited = _run(env, scratch)
+    _check_result(edited)
+    assert not any("global_pool" in line for line in _loaded(edited)), edited
+    assert _saved(edited), edited
+
+
 def _populate(cache):
     out = _run(_env(NUMBA_CACHE_DIR=cache), cache.parent)
     _check_result(out)

@@ -1,18 +1,39 @@
-"""Make Numba's on-disk kernel cache fail soft: a corrupt cache file means recompile.
+"""Make Numba's on-disk kernel cache fail soft and aware of the package's other modules.
 
 Numba raises (UnpicklingError, EOFError, ...) when a ``.nbi`` index or ``.nbc`` data file is
 truncated or garbled, e.g. after a crash mid-write or a disk-full event, and the error escapes
 the call. We treat any failure to read a cache entry as a cache miss: the kernel is compiled
 again and the entry rewritten. This only changes what happens when the cache is unreadable.
+
+Numba also keys a cached kernel on its own source file only, so editing a module it imports
+(the IR micro-kernels, the config) would leave a stale kernel in the cache: a real bug hid
+that way during development. fastconv's kernels are therefore keyed on a digest of every
+source file of the package as well.
 """
+
+import functools
+import hashlib
+import pathlib
 
 from numba.core import caching
 
 _PATCHED = "_fastconv_fail_soft"
+_PACKAGE = pathlib.Path(__file__).resolve().parent.parent
+
+
+@functools.lru_cache(maxsize=None)
+def package_digest():
+    """A digest of the package's Python sources (the kernels and what they import)."""
+    digest = hashlib.sha256()
+    for path in sorted(_PACKAGE.rglob("*.py")):
+        digest.update(str(path.relative_to(_PACKAGE)).encode())
+        digest.update(path.read_bytes())
+    return digest.hexdigest()[:16]
 
 
 def make_cache_fail_soft():
-    """Install the fail-soft cache reads once per process (idempotent)."""
+    """Install the fail-soft cache reads and the package-wide source key once per process
+    (idempotent)."""
     if getattr(caching.Cache, _PATCHED, False):
         return
     load_index = caching.IndexDataCacheFile._load_index
@@ -30,6 +51,15 @@ def make_cache_fail_soft():
         except Exception:  # corrupt or unloadable entry: compile instead
             return None
 
+    init = caching.Cache.__init__
+
+    def _init(self, py_func):
+        init(self, py_func)
+        if getattr(py_func, "__module__", "").startswith("fastconv."):
+            cache_file = self._cache_file
+            cache_file._source_stamp = (cache_file._source_stamp, package_digest())
+
     caching.IndexDataCacheFile._load_index = _load_index
     caching.Cache.load_overload = _load_overload
+    caching.Cache.__init__ = _init
     setattr(caching.Cache, _PATCHED, True)
