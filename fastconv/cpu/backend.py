@@ -228,13 +228,14 @@ def run_conv_winograd(problem):
     the data: the transforms would spread it across a tile).
     """
     g = problem.geometry
-    x = to_channels_last(problem.x, problem.channels_first)
+    x = np.ascontiguousarray(problem.x)
     out = np.empty(problem.out_shape, problem.dtype)
     fused = problem.activation if problem.activation <= RELU6 else 0
     sizes = np.array([out.shape[0], problem.w.shape[4], *_spatial(out, problem.channels_first)],
                      dtype=np.int64)
     with parallel_region(_conv_microseconds(problem, 50)):
-        finite = conv3x3_winograd(x, transform_filters(problem.w, problem.dtype),
+        finite = conv3x3_winograd(x, problem.channels_first,
+                                  transform_filters(problem.w, problem.dtype),
                                   _bias_or_empty(problem.bias, problem.dtype), out.reshape(-1),
                                   _element_strides(out, problem.channels_first), sizes,
                                   np.array([before for before, _ in g.pads], dtype=np.int64),

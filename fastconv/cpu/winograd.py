@@ -25,7 +25,8 @@ import numpy as np
 from numba import njit, prange
 
 from .conv_blocked import ONE, VECTOR_BYTES, _block_width, _run_block, _target_has_avx512
-from .winograd_transforms import make_input_transform, make_output_transform
+from .winograd_transforms import (make_input_transform, make_output_transform,
+                                  make_stage_transpose)
 
 # One vector register of channels per transform step (16 inputs of a tile stay in registers).
 _TRANSFORM_BYTES = 64 if _target_has_avx512() else 32
@@ -36,6 +37,7 @@ TILES_PER_JOB, MIN_JOBS = 48, 8
 #: Input depth slices one job transforms (it covers that many output depths, less T - 1).
 SLICES_PER_JOB = 8
 output_transform = make_output_transform(_TRANSFORM_BYTES)
+stage_transpose = make_stage_transpose(_TRANSFORM_BYTES)
 
 def transform_filters(w, dtype):
     """(T, 3, 3, C, K) filters -> U packed (n_kblocks, 16, T, C, KB) with ``U[.., 4 i + j, t,
@@ -82,9 +84,33 @@ def _pack_transformed(w, packed):
             _row_transform(packed, blk, 12, c, lane, d0, d1, d2)
 
 
+@njit(cache=True, nogil=True)
+def _fill_slab(slab, xf, n, dz, y0, slab_h, slab_w, pad_left, c_, d_, h_, w_, zero):
+    """``slab[r, col, c] = x[n, c, dz, y0 + r, col - pad_left]`` (channels-first ``x``), zero
+    outside the input: input rows transposed to channels-last by :func:`stage_transpose`."""
+    plane = d_ * h_ * w_
+    width = min(w_, slab_w - pad_left)  # input columns the slab holds
+    for r in range(slab_h):
+        row = r * slab_w * c_
+        if 0 <= y0 + r < h_ and width > 0:
+            for i in range(pad_left * c_):
+                slab[row + i] = zero
+            for i in range((pad_left + width) * c_, slab_w * c_):
+                slab[row + i] = zero
+            stage_transpose(xf, ((n * c_ * d_ + dz) * h_ + y0 + r) * w_, c_, plane, width, slab,
+                            row + pad_left * c_, c_)
+        else:
+            for i in range(slab_w * c_):
+                slab[row + i] = zero
+
+
 @njit(parallel=True, cache=True, nogil=True)
-def conv3x3_winograd(x, u, bias, out, o_strides, out_sizes, pads_before, act):
-    """Winograd F(2x2, 3x3) of channels-last ``x`` (N, D, H, W, C), unpadded, into ``out``.
+def conv3x3_winograd(x, x_first, u, bias, out, o_strides, out_sizes, pads_before, act):
+    """Winograd F(2x2, 3x3) of ``x``, unpadded, into ``out``.
+
+    ``x`` is channels-last (N, D, H, W, C), or channels-first (N, C, D, H, W) when
+    ``x_first``: then each job first transposes the input rows it reads into a zero-padded
+    channels-last slab, in registers (no separate transpose pass over the input).
 
     The filters are (T, 3, 3): the T depth taps (stride and dilation 1; T = 1 for conv2d) are
     summed in the Winograd domain, as more terms of each tile's product. ``u`` comes from
@@ -95,7 +121,10 @@ def conv3x3_winograd(x, u, bias, out, o_strides, out_sizes, pads_before, act):
     was not finite before the activation: the caller must then recompute the layer with a
     direct kernel (the transforms spread NaN and infinity across a tile).
     """
-    n_, d_, h_, w_, c_ = x.shape
+    if x_first:
+        n_, c_, d_, h_, w_ = x.shape
+    else:
+        n_, d_, h_, w_, c_ = x.shape
     n_kb, _, t_, _, kb = u.shape
     k_, od_, oh_, ow_ = out_sizes[1], out_sizes[2], out_sizes[3], out_sizes[4]
     os_n, os_c, os_d, os_h, os_w = (o_strides[0], o_strides[1], o_strides[2], o_strides[3],
@@ -135,8 +164,19 @@ def conv3x3_winograd(x, u, bias, out, o_strides, out_sizes, pads_before, act):
         stage = np.empty(2 * rows * ow_ * kb if staged else 0, dtype=x.dtype)
         taps = np.arange(t_) * slice_size  # the depth taps, as the micro-kernel's taps
         w_taps = np.arange(t_) * (c_ * kb)
+        # Channels-first input: the job's rows of one slice, channels-last and zero-padded.
+        slab_h, slab_w = 2 * rows + 2, 2 * tw_ + 2
+        slab = np.empty(slab_h * slab_w * c_ if x_first else 0, dtype=x.dtype)
         for sl in range(slices):
             dz = od0 - pad_front + sl
+            if x_first and 0 <= dz < d_:
+                _fill_slab(slab, xf, n, dz, 2 * th0 - pad_top, slab_h, slab_w, pad_left, c_, d_,
+                           h_, w_, zero)
+                for tile in range(tiles):
+                    v_base = sl * slice_size + tile * c_
+                    input_transform(slab, ((2 * (tile // tw_)) * slab_w + 2 * (tile % tw_)) * c_,
+                                    slab_w * c_, c_, c_, v, v_base, tiles * c_)
+                continue
             for tile in range(tiles):
                 h0 = 2 * (th0 + tile // tw_) - pad_top
                 w0 = 2 * (tile % tw_) - pad_left
@@ -190,6 +230,10 @@ def conv3x3_winograd(x, u, bias, out, o_strides, out_sizes, pads_before, act):
                 if staged:
                     for local_row in range(min(2 * rows, oh_ - 2 * th0)):
                         o_row = n * os_n + od * os_d + (2 * th0 + local_row) * os_h
+                        if os_w == 1:  # channels-first rows: tiles transposed in registers
+                            stage_transpose(stage, local_row * ow_ * kb, ow_, kb, count, out,
+                                            o_row + k0 * os_c, os_c)
+                            continue
                         for j in range(count):
                             o = o_row + (k0 + j) * os_c
                             src = local_row * ow_ * kb + j

@@ -212,3 +212,109 @@ def make_output_transform(vector_bytes: int):
         return sig, codegen
 
     return transform
+
+
+def _transpose_square(builder, rows):
+    """Transpose ``len(rows)`` vectors of as many lanes (a power of two) with two-input shuffles:
+    at each stage the elements whose index bit ``s`` differs from their row's bit ``s`` swap."""
+    n = len(rows)
+    i32 = ir.IntType(32)
+    s = 1
+    while s < n:
+        low = ir.Constant(ir.VectorType(i32, n), [p if not p & s else n + p - s for p in range(n)])
+        high = ir.Constant(ir.VectorType(i32, n), [p + s if not p & s else n + p for p in range(n)])
+        new = list(rows)
+        for i in range(n):
+            if i & s:
+                continue
+            new[i] = builder.shuffle_vector(rows[i], rows[i + s], low)
+            new[i + s] = builder.shuffle_vector(rows[i], rows[i + s], high)
+        rows = new
+        s *= 2
+    return rows
+
+
+@functools.lru_cache(maxsize=None)
+def make_stage_transpose(vector_bytes: int):
+    """Return ``transpose(stage, src, pixels, pixel_step, channels, out, dst, channel_step)``.
+
+    Writes ``out[dst + j * channel_step + p] = stage[src + p * pixel_step + j]`` for
+    ``p < pixels`` and ``j < channels``: a channels-last block (pixels of one output row, a
+    block of channels) to channels-first rows, or channels-first rows to a channels-last block,
+    in L x L tiles transposed in registers, with masked loads and stores for partial tiles.
+    """
+
+    @intrinsic
+    def transpose(typingctx, stage, src, pixels, pixel_step, channels, out, dst, channel_step):
+        if not (isinstance(stage, types.Array) and isinstance(out, types.Array)
+                and stage.dtype == out.dtype and stage.dtype in (types.float32, types.float64)):
+            return None
+        sig = types.void(stage, types.intp, types.intp, types.intp, types.intp, out, types.intp,
+                         types.intp)
+        lanes = _lanes(stage.dtype, vector_bytes)
+
+        def codegen(context, builder, signature, args):
+            stage_v, src_v, pixels_v, pstep_v, channels_v, out_v, dst_v, cstep_v = args
+            stage_a = context.make_array(signature.args[0])(context, builder, stage_v)
+            out_a = context.make_array(signature.args[5])(context, builder, out_v)
+            _, vector, align = vector_types(context, signature.args[0].dtype, lanes)
+            intp = context.get_value_type(types.intp)
+            lanes_c = ir.Constant(intp, lanes)
+            zero = ir.Constant(vector, None)
+            n_channel_tiles = builder.sdiv(builder.add(channels_v, ir.Constant(intp, lanes - 1)),
+                                           lanes_c)
+            n_pixel_tiles = builder.sdiv(builder.add(pixels_v, ir.Constant(intp, lanes - 1)),
+                                         lanes_c)
+            lane_ids = ir.Constant(ir.VectorType(intp, lanes), list(range(lanes)))
+
+            def channel_tile(b, ct, carried):
+                j0 = b.mul(ct, lanes_c)
+                # Loads stop at ``channels`` (the source row may end at the array's end).
+                load_mask = b.icmp_signed("<", lane_ids, splat(b, b.sub(channels_v, j0),
+                                                               ir.VectorType(intp, lanes)))
+
+                def pixel_tile(b2, pt, inner):
+                    p0 = b2.mul(pt, lanes_c)
+                    left = b2.sub(pixels_v, p0)  # pixels in this tile (may exceed L)
+                    rows = []
+                    for i in range(lanes):  # pixel p0 + i, channels j0 .. j0 + L
+                        inside = b2.icmp_signed("<", ir.Constant(intp, i), left)
+                        with b2.if_else(inside) as (then, otherwise):
+                            with then:
+                                offset = b2.add(b2.add(src_v, b2.mul(b2.add(p0, ir.Constant(
+                                    intp, i)), pstep_v)), j0)
+                                loaded = _masked_load(b2, b2.bitcast(
+                                    b2.gep(stage_a.data, [offset]), vector.as_pointer()),
+                                    load_mask, vector, align)
+                                then_block = b2.block
+                            with otherwise:
+                                other_block = b2.block
+                        row = b2.phi(vector)
+                        row.add_incoming(loaded, then_block)
+                        row.add_incoming(zero, other_block)
+                        rows.append(row)
+                    columns = _transpose_square(b2, rows)
+                    mask = b2.icmp_signed("<", lane_ids, splat(b2, left, ir.VectorType(intp,
+                                                                                         lanes)))
+                    whole = b2.icmp_signed(">=", left, lanes_c)
+                    for j, column in enumerate(columns):  # channel j0 + j, pixels p0 .. p0 + L
+                        channel = b2.add(j0, ir.Constant(intp, j))
+                        with b2.if_then(b2.icmp_signed("<", channel, channels_v)):
+                            target = b2.bitcast(b2.gep(out_a.data, [b2.add(b2.add(
+                                dst_v, b2.mul(channel, cstep_v)), p0)]), vector.as_pointer())
+                            with b2.if_else(whole) as (then, otherwise):
+                                with then:
+                                    b2.store(column, target, align=align)
+                                with otherwise:
+                                    _masked_store(b2, column, target, mask, align)
+                    return []
+
+                _loop(b, n_pixel_tiles, [], pixel_tile, "pixels")
+                return []
+
+            _loop(builder, n_channel_tiles, [], channel_tile, "channels")
+            return context.get_dummy_value()
+
+        return sig, codegen
+
+    return transpose
