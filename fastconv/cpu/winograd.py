@@ -73,9 +73,12 @@ def _pack_transformed(w, packed):
         c = job % channels
         for lane in range(min(kb, k_ - blk * kb)):
             k = blk * kb + lane
-            a0, a1, a2 = np.float64(w[0, 0, c, k]), np.float64(w[0, 1, c, k]), np.float64(w[0, 2, c, k])
-            b0, b1, b2 = np.float64(w[1, 0, c, k]), np.float64(w[1, 1, c, k]), np.float64(w[1, 2, c, k])
-            d0, d1, d2 = np.float64(w[2, 0, c, k]), np.float64(w[2, 1, c, k]), np.float64(w[2, 2, c, k])
+            a0, a1, a2 = (np.float64(w[0, 0, c, k]), np.float64(w[0, 1, c, k]),
+                          np.float64(w[0, 2, c, k]))
+            b0, b1, b2 = (np.float64(w[1, 0, c, k]), np.float64(w[1, 1, c, k]),
+                          np.float64(w[1, 2, c, k]))
+            d0, d1, d2 = (np.float64(w[2, 0, c, k]), np.float64(w[2, 1, c, k]),
+                          np.float64(w[2, 2, c, k]))
             _row_transform(packed, blk, 0, c, lane, a0, a1, a2)
             _row_transform(packed, blk, 4, c, lane, 0.5 * (a0 + b0 + d0), 0.5 * (a1 + b1 + d1),
                            0.5 * (a2 + b2 + d2))

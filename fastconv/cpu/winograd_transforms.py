@@ -176,7 +176,8 @@ def make_output_transform(vector_bytes: int):
                 t = [b.fsub(b.fsub(mm[4 + c], mm[8 + c]), mm[12 + c]) for c in range(4)]
                 with b.if_else(has_bias) as (then, otherwise):
                     with then:
-                        loaded = _vector_access(b, vector, align, mask)[0](b.gep(bias_ptr, [offset]))
+                        load_bias = _vector_access(b, vector, align, mask)[0]
+                        loaded = load_bias(b.gep(bias_ptr, [offset]))
                         then_block = b.block
                     with otherwise:
                         otherwise_block = b.block
@@ -206,7 +207,8 @@ def make_output_transform(vector_bytes: int):
             (bad,) = _over_channel_vectors(builder, count_v, lanes, intp, [zero], step)
             total = ir.Constant(scalar, 0.0)
             for lane in range(lanes):
-                total = builder.fadd(total, builder.extract_element(bad, ir.Constant(ir.IntType(32), lane)))
+                lane_index = ir.Constant(ir.IntType(32), lane)
+                total = builder.fadd(total, builder.extract_element(bad, lane_index))
             return total
 
         return sig, codegen
