@@ -50,6 +50,10 @@ else:
 # runs as a few power-of-two blocks, which keeps compile time down (each width is a separate
 # unrolled kernel) at a small cost on the last pixels of a row.
 micro_full = make_microkernel(BLOCK_PIXELS, VECTOR_BYTES)
+micro_8, micro_4, micro_2, micro_1 = (make_microkernel(width, VECTOR_BYTES)
+                                      for width in (8, 4, 2, 1))
+store_block = make_block_store(VECTOR_BYTES)
+
 # Integer constants passed to the helpers below as plain int64, not as Numba literals: a
 # literal argument makes Numba compile the callee once more for each value (and again when
 # type inference widens it), which multiplied the first call's compile time.
@@ -58,9 +62,6 @@ ZERO, ONE, FULL = np.int64(0), np.int64(1), np.int64(BLOCK_PIXELS)
 ROW_CHUNKS = 64
 #: Zero-padded column copies per row: the left edge and up to two blocks at the right end.
 EDGE_REGIONS = 3
-micro_8, micro_4, micro_2, micro_1 = (make_microkernel(width, VECTOR_BYTES)
-                                      for width in (8, 4, 2, 1))
-store_block = make_block_store(VECTOR_BYTES)
 
 
 def block_channels(dtype):
@@ -205,7 +206,8 @@ def conv_blocked(xf, x_strides, in_sizes, pads_before, wp, t_, r_, s_, merged, b
     wf = wp.reshape(-1)
     zero = np.zeros(1, dtype=out.dtype)[0]
     # Output columns whose whole window row is inside the input; the others (a few at each
-    # end when there is padding) run one pixel at a time with their out-of-range taps dropped.
+    # end when there is padding) read zero-padded column copies (channels-last rows) or run
+    # one pixel at a time with their out-of-range taps dropped.
     ow_lo = max(0, min(ow_, -(-pads_before[2] // sw)))
     ow_hi = max(ow_lo, min(ow_, (w_ - 1 - (s_ - 1) * dw + pads_before[2]) // sw + 1))
     edge_span = (BLOCK_PIXELS - 1) * sw + (s_ - 1) * dw + 1  # input columns of a block
