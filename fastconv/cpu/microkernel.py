@@ -191,35 +191,20 @@ def make_block_store(vector_bytes: int):
             acc_a = context.make_array(signature.args[0])(context, builder, acc_v)
             out_a = context.make_array(signature.args[2])(context, builder, out_v)
             bias_a = context.make_array(signature.args[5])(context, builder, bias_v)
-            scalar, vector, align = vector_types(context, signature.args[0].dtype, kb)
+            _, vector, align = vector_types(context, signature.args[0].dtype, kb)
             intp = context.get_value_type(types.intp)
-            zero = ir.Constant(vector, None)
-            six = ir.Constant(vector, [6.0] * kb)
-            n_bias = builder.extract_value(bias_a.shape, 0)
-            has_bias = builder.icmp_signed(">", n_bias, ir.Constant(intp, 0))
+            has_bias = builder.icmp_signed(">", builder.extract_value(bias_a.shape, 0),
+                                           ir.Constant(intp, 0))
             bias_ptr = builder.bitcast(builder.gep(bias_a.data, [bias_base_v]), vector.as_pointer())
-            # Only dereference bias when present (an empty array's pointer may be anything).
-            with builder.if_else(has_bias) as (then, otherwise):
-                with then:
-                    loaded = builder.load(bias_ptr, align=align)
-                    then_block = builder.block
-                with otherwise:
-                    otherwise_block = builder.block
-            bias_vec = builder.phi(vector)
-            bias_vec.add_incoming(loaded, then_block)
-            bias_vec.add_incoming(zero, otherwise_block)
+            bias_vec = load_if(builder, has_bias, lambda: builder.load(bias_ptr, align=align),
+                               ir.Constant(vector, None))
             acc_ptr = builder.bitcast(acc_a.data, vector.as_pointer())
             out_ptr = builder.gep(out_a.data, [out_base_v])
-            relu = builder.icmp_signed(">=", act_v, ir.Constant(intp, 1))
-            relu6 = builder.icmp_signed("==", act_v, ir.Constant(intp, 2))
+            flags = activation_flags(builder, act_v)
 
             def row(b, i, carried):
                 value = b.load(b.gep(acc_ptr, [i]), align=align)
-                value = b.fadd(value, bias_vec)
-                clipped = b.select(b.fcmp_ordered("<", value, zero), zero, value)
-                value = b.select(relu, clipped, value)
-                capped = b.select(b.fcmp_ordered(">", value, six), six, value)
-                value = b.select(relu6, capped, value)
+                value = fused_activation(b, b.fadd(value, bias_vec), flags)
                 target = b.bitcast(b.gep(out_ptr, [b.mul(i, stride_v)]), vector.as_pointer())
                 b.store(value, target, align=align)
                 return []
@@ -323,6 +308,56 @@ def _masked_store(builder, value, pointer, mask, align):
     builder.call(function, [value, pointer, ir.Constant(i32, align), mask])
 
 
+def lanes_below(builder, limit, lanes):
+    """The mask of the lanes ``i < limit`` of a ``lanes``-wide vector (``limit`` an integer)."""
+    index = ir.VectorType(limit.type, lanes)
+    return builder.icmp_signed("<", ir.Constant(index, list(range(lanes))),
+                               splat(builder, limit, index))
+
+
+def store_partial(builder, value, pointer, whole, mask, align):
+    """Store vector ``value`` at ``pointer``: every lane when ``whole`` (an i1) holds, else
+    the lanes of ``mask`` only (the rest of the memory may be another thread's)."""
+    with builder.if_else(whole) as (then, otherwise):
+        with then:
+            builder.store(value, pointer, align=align)
+        with otherwise:
+            _masked_store(builder, value, pointer, mask, align)
+
+
+def load_if(builder, condition, load, default):
+    """``load()`` where ``condition`` (an i1) holds, else ``default``: for pointers that must
+    not be dereferenced otherwise (an empty array's data, a row past the end)."""
+    with builder.if_else(condition) as (then, otherwise):
+        with then:
+            loaded = load()
+            then_block = builder.block
+        with otherwise:
+            otherwise_block = builder.block
+    value = builder.phi(default.type)
+    value.add_incoming(loaded, then_block)
+    value.add_incoming(default, otherwise_block)
+    return value
+
+
+def activation_flags(builder, act):
+    """(relu, relu6) as i1 values from the activation code ``act`` (see ``activation.py``)."""
+    return (builder.icmp_signed(">=", act, ir.Constant(act.type, 1)),
+            builder.icmp_signed("==", act, ir.Constant(act.type, 2)))
+
+
+def fused_activation(builder, value, flags):
+    """relu (``flags[0]``) or relu6 (``flags[1]``) of vector ``value`` as selects: ``v < 0`` is
+    false for NaN, so NaN passes through as in ``tf.nn.relu``."""
+    relu, relu6 = flags
+    zero = ir.Constant(value.type, None)
+    six = ir.Constant(value.type, [6.0] * value.type.count)
+    clipped = builder.select(builder.fcmp_ordered("<", value, zero), zero, value)
+    value = builder.select(relu, clipped, value)
+    capped = builder.select(builder.fcmp_ordered(">", value, six), six, value)
+    return builder.select(relu6, capped, value)
+
+
 @functools.lru_cache(maxsize=None)
 def make_planar_store(vector_bytes: int):
     """Return an intrinsic ``store(acc, rows, width, out, out_base, row_stride, bias, bias_base,
@@ -353,15 +388,10 @@ def make_planar_store(vector_bytes: int):
             bias_a = context.make_array(signature.args[6])(context, builder, bias_v)
             scalar, vector, align = vector_types(context, signature.args[0].dtype, lanes)
             intp = context.get_value_type(types.intp)
-            zero = ir.Constant(vector, None)
-            six = ir.Constant(vector, [6.0] * lanes)
             has_bias = builder.icmp_signed(">", builder.extract_value(bias_a.shape, 0),
                                            ir.Constant(intp, 0))
-            relu = builder.icmp_signed(">=", act_v, ir.Constant(intp, 1))
-            relu6 = builder.icmp_signed("==", act_v, ir.Constant(intp, 2))
-            lane_ids = ir.Constant(ir.VectorType(intp, lanes), list(range(lanes)))
-            width_vec = splat(builder, width_v, ir.VectorType(intp, lanes))
-            mask = builder.icmp_signed("<", lane_ids, width_vec)
+            flags = activation_flags(builder, act_v)
+            mask = lanes_below(builder, width_v, lanes)
             full = builder.icmp_signed(">=", width_v, ir.Constant(intp, lanes))
             acc_ptr = builder.bitcast(acc_a.data, vector.as_pointer())
             out_ptr = builder.gep(out_a.data, [out_base_v])
@@ -369,27 +399,11 @@ def make_planar_store(vector_bytes: int):
 
             def row(b, i, carried):
                 value = b.load(b.gep(acc_ptr, [i]), align=align)
-                # Only dereference bias when present (an empty array's pointer may be anything).
-                with b.if_else(has_bias) as (then, otherwise):
-                    with then:
-                        loaded = b.load(b.gep(bias_ptr, [i]))
-                        then_block = b.block
-                    with otherwise:
-                        otherwise_block = b.block
-                bias_i = b.phi(scalar)
-                bias_i.add_incoming(loaded, then_block)
-                bias_i.add_incoming(ir.Constant(scalar, 0.0), otherwise_block)
-                value = b.fadd(value, splat(b, bias_i, vector))
-                clipped = b.select(b.fcmp_ordered("<", value, zero), zero, value)
-                value = b.select(relu, clipped, value)
-                capped = b.select(b.fcmp_ordered(">", value, six), six, value)
-                value = b.select(relu6, capped, value)
+                bias_i = load_if(b, has_bias, lambda: b.load(b.gep(bias_ptr, [i])),
+                                 ir.Constant(scalar, 0.0))
+                value = fused_activation(b, b.fadd(value, splat(b, bias_i, vector)), flags)
                 target = b.bitcast(b.gep(out_ptr, [b.mul(i, stride_v)]), vector.as_pointer())
-                with b.if_else(full) as (then, otherwise):
-                    with then:
-                        b.store(value, target, align=align)
-                    with otherwise:
-                        _masked_store(b, value, target, mask, align)
+                store_partial(b, value, target, full, mask, align)
                 return []
 
             _loop(builder, rows_v, [], row, "store")

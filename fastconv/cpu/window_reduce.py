@@ -6,8 +6,8 @@ computes, for every channel ``c < n_channels``::
     out[out_base + c] = REDUCE(x[x_base + offsets[i] + c] for i in range(n_cells))
 
 with REDUCE = max (mode 0: start at ``count``, which the caller sets to the dtype's lowest
-value, and let NaN never win, as TF's CPU kernel does) or sum divided by ``count`` (mode 1). Channels go in whole vectors
-(plus a scalar tail), each output is stored once, and the running value lives in a register:
+value, and let NaN never win, as TF's CPU kernel does) or sum divided by ``count`` (mode 1).
+Channels go in whole vectors (plus a scalar tail), each output is stored once, and the running value lives in a register:
 pooling is memory-bound, and this keeps it at one load per input cell and one store per output.
 Numba's loop vectoriser would not do this for us: the reduction runs across the *outer* loop.
 """
@@ -20,7 +20,8 @@ import llvmlite.ir as ir
 from numba import types
 from numba.extending import intrinsic
 
-from .microkernel import _loop, _masked_load, _masked_store, declare_fma, splat, vector_types
+from .microkernel import (_loop, _masked_load, _masked_store, declare_fma, lanes_below, splat,
+                          vector_types)
 
 #: Bytes per vector step: 64 = one zmm or two ymm registers, several steps in flight.
 VECTOR_BYTES = 64
@@ -243,12 +244,9 @@ def make_pair_max_rows(vector_bytes: int = VECTOR_BYTES):
             # are the common case for small feature maps).
             rest = builder.sub(count_v, builder.mul(n_vectors, ir.Constant(intp, lanes)))
             with builder.if_then(builder.icmp_signed(">", rest, ir.Constant(intp, 0))):
-                def lanes_below(limit, n):
-                    ids = ir.Constant(ir.VectorType(intp, n), list(range(n)))
-                    return builder.icmp_signed("<", ids, splat(builder, limit,
-                                                               ir.VectorType(intp, n)))
-                pool(builder, n_vectors, lanes_below(builder.mul(rest, ir.Constant(intp, 2)),
-                                                     2 * lanes), lanes_below(rest, lanes))
+                pool(builder, n_vectors,
+                     lanes_below(builder, builder.mul(rest, ir.Constant(intp, 2)), 2 * lanes),
+                     lanes_below(builder, rest, lanes))
             return count_v
 
         return sig, codegen

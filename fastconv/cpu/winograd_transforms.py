@@ -15,7 +15,8 @@ import llvmlite.ir as ir
 from numba import types
 from numba.extending import intrinsic
 
-from .microkernel import _loop, _masked_load, _masked_store, splat, vector_types
+from .microkernel import (_loop, _masked_load, _masked_store, activation_flags, fused_activation,
+                          lanes_below, load_if, store_partial, vector_types)
 
 
 def _vector_access(builder, vector, align, mask):
@@ -51,9 +52,7 @@ def _over_channel_vectors(builder, count, lanes, intp, carried, step):
     rest = builder.sub(count, offset)
     before = builder.block
     with builder.if_then(builder.icmp_signed(">", rest, ir.Constant(intp, 0))):
-        lane_ids = ir.Constant(ir.VectorType(intp, lanes), list(range(lanes)))
-        mask = builder.icmp_signed("<", lane_ids, splat(builder, rest, ir.VectorType(intp, lanes)))
-        tail_values = step(builder, offset, mask, carried)
+        tail_values = step(builder, offset, lanes_below(builder, rest, lanes), carried)
         tail_block = builder.block
     merged = []
     for value, tail_value in zip(carried, tail_values):
@@ -154,14 +153,12 @@ def make_output_transform(vector_bytes: int):
             scalar, vector, align = vector_types(context, signature.args[0].dtype, lanes)
             intp = context.get_value_type(types.intp)
             zero = ir.Constant(vector, None)
-            six = ir.Constant(vector, [6.0] * lanes)
             m_ptr = builder.gep(m_a.data, [m_base_v])
             out_ptr = builder.gep(out_a.data, [base_v])
             bias_ptr = builder.gep(bias_a.data, [k0_v])
             has_bias = builder.icmp_signed(">", builder.extract_value(bias_a.shape, 0),
                                            ir.Constant(intp, 0))
-            relu = builder.icmp_signed(">=", act_v, ir.Constant(intp, 1))
-            relu6 = builder.icmp_signed("==", act_v, ir.Constant(intp, 2))
+            flags = activation_flags(builder, act_v)
             row2 = builder.trunc(row2_v, ir.IntType(1)) if row2_v.type != ir.IntType(1) else row2_v
             col2 = builder.trunc(col2_v, ir.IntType(1)) if col2_v.type != ir.IntType(1) else col2_v
 
@@ -174,27 +171,13 @@ def make_output_transform(vector_bytes: int):
                              align=align) for xi in range(16)]
                 s = [b.fadd(b.fadd(mm[c], mm[4 + c]), mm[8 + c]) for c in range(4)]
                 t = [b.fsub(b.fsub(mm[4 + c], mm[8 + c]), mm[12 + c]) for c in range(4)]
-                with b.if_else(has_bias) as (then, otherwise):
-                    with then:
-                        load_bias = _vector_access(b, vector, align, mask)[0]
-                        loaded = load_bias(b.gep(bias_ptr, [offset]))
-                        then_block = b.block
-                    with otherwise:
-                        otherwise_block = b.block
-                bias_vec = b.phi(vector)
-                bias_vec.add_incoming(loaded, then_block)
-                bias_vec.add_incoming(zero, otherwise_block)
+                bias_vec = load_if(b, has_bias, lambda: load(b.gep(bias_ptr, [offset])), zero)
                 ys = [b.fadd(b.fsub(b.fsub(r[1], r[2]), r[3]) if second else
                              b.fadd(b.fadd(r[0], r[1]), r[2]), bias_vec)
                       for r in (s, t) for second in (False, True)]
                 total = b.fadd(b.fadd(ys[0], ys[1]), b.fadd(ys[2], ys[3]))
                 bad = b.fadd(bad, b.fmul(total, zero))  # NaN once anything was not finite
-                results = []
-                for y in ys:
-                    clipped = b.select(b.fcmp_ordered("<", y, zero), zero, y)
-                    y = b.select(relu, clipped, y)
-                    capped = b.select(b.fcmp_ordered(">", y, six), six, y)
-                    results.append(b.select(relu6, capped, y))
+                results = [fused_activation(b, y, flags) for y in ys]
                 store(results[0], b.gep(out_ptr, [offset]))
                 with b.if_then(col2):
                     store(results[1], b.gep(out_ptr, [b.add(w_v, offset)]))
@@ -262,53 +245,37 @@ def make_stage_transpose(vector_bytes: int):
             _, vector, align = vector_types(context, signature.args[0].dtype, lanes)
             intp = context.get_value_type(types.intp)
             lanes_c = ir.Constant(intp, lanes)
-            zero = ir.Constant(vector, None)
             n_channel_tiles = builder.sdiv(builder.add(channels_v, ir.Constant(intp, lanes - 1)),
                                            lanes_c)
             n_pixel_tiles = builder.sdiv(builder.add(pixels_v, ir.Constant(intp, lanes - 1)),
                                          lanes_c)
-            lane_ids = ir.Constant(ir.VectorType(intp, lanes), list(range(lanes)))
 
             def channel_tile(b, ct, carried):
                 j0 = b.mul(ct, lanes_c)
                 # Loads stop at ``channels`` (the source row may end at the array's end).
-                load_mask = b.icmp_signed("<", lane_ids, splat(b, b.sub(channels_v, j0),
-                                                               ir.VectorType(intp, lanes)))
+                load_mask = lanes_below(b, b.sub(channels_v, j0), lanes)
 
                 def pixel_tile(b2, pt, inner):
                     p0 = b2.mul(pt, lanes_c)
                     left = b2.sub(pixels_v, p0)  # pixels in this tile (may exceed L)
-                    rows = []
-                    for i in range(lanes):  # pixel p0 + i, channels j0 .. j0 + L
-                        inside = b2.icmp_signed("<", ir.Constant(intp, i), left)
-                        with b2.if_else(inside) as (then, otherwise):
-                            with then:
-                                offset = b2.add(b2.add(src_v, b2.mul(b2.add(p0, ir.Constant(
-                                    intp, i)), pstep_v)), j0)
-                                loaded = _masked_load(b2, b2.bitcast(
-                                    b2.gep(stage_a.data, [offset]), vector.as_pointer()),
-                                    load_mask, vector, align)
-                                then_block = b2.block
-                            with otherwise:
-                                other_block = b2.block
-                        row = b2.phi(vector)
-                        row.add_incoming(loaded, then_block)
-                        row.add_incoming(zero, other_block)
-                        rows.append(row)
+                    def load_row(i):  # pixel p0 + i, channels j0 .. j0 + L
+                        offset = b2.add(b2.add(src_v, b2.mul(b2.add(p0, ir.Constant(intp, i)),
+                                                             pstep_v)), j0)
+                        pointer = b2.bitcast(b2.gep(stage_a.data, [offset]), vector.as_pointer())
+                        return _masked_load(b2, pointer, load_mask, vector, align)
+
+                    rows = [load_if(b2, b2.icmp_signed("<", ir.Constant(intp, i), left),
+                                    lambda i=i: load_row(i), ir.Constant(vector, None))
+                            for i in range(lanes)]
                     columns = _transpose_square(b2, rows)
-                    mask = b2.icmp_signed("<", lane_ids, splat(b2, left, ir.VectorType(intp,
-                                                                                         lanes)))
+                    mask = lanes_below(b2, left, lanes)
                     whole = b2.icmp_signed(">=", left, lanes_c)
                     for j, column in enumerate(columns):  # channel j0 + j, pixels p0 .. p0 + L
                         channel = b2.add(j0, ir.Constant(intp, j))
                         with b2.if_then(b2.icmp_signed("<", channel, channels_v)):
                             target = b2.bitcast(b2.gep(out_a.data, [b2.add(b2.add(
                                 dst_v, b2.mul(channel, cstep_v)), p0)]), vector.as_pointer())
-                            with b2.if_else(whole) as (then, otherwise):
-                                with then:
-                                    b2.store(column, target, align=align)
-                                with otherwise:
-                                    _masked_store(b2, column, target, mask, align)
+                            store_partial(b2, column, target, whole, mask, align)
                     return []
 
                 _loop(b, n_pixel_tiles, [], pixel_tile, "pixels")
