@@ -117,8 +117,9 @@ def conv3x3_winograd(x, x_first, u, bias, out, o_strides, out_sizes, pads_before
 
     The filters are (T, 3, 3): the T depth taps (stride and dilation 1; T = 1 for conv2d) are
     summed in the Winograd domain, as more terms of each tile's product. ``u`` comes from
-    :func:`transform_filters`. ``out`` is the flat output, channels-last or channels-first:
-    ``o_strides`` are its element strides as (batch, channel, depth, height, width) and
+    :func:`transform_filters`. ``out`` is the flat output, channels-last or channels-first
+    (then with contiguous rows, a unit width stride): ``o_strides`` are its element strides as
+    (batch, channel, depth, height, width) and
     ``out_sizes`` is (N, K, OD, OH, OW); ``pads_before`` is (front, top, left). ``act`` is
     applied when it is relu or relu6 (others are the caller's). Returns False when some output
     was not finite before the activation: the caller must then recompute the layer with a
@@ -233,13 +234,7 @@ def conv3x3_winograd(x, x_first, u, bias, out, o_strides, out_sizes, pads_before
                 if staged:
                     for local_row in range(min(2 * rows, oh_ - 2 * th0)):
                         o_row = n * os_n + od * os_d + (2 * th0 + local_row) * os_h
-                        if os_w == 1:  # channels-first rows: tiles transposed in registers
-                            stage_transpose(stage, local_row * ow_ * kb, ow_, kb, count, out,
-                                            o_row + k0 * os_c, os_c)
-                            continue
-                        for j in range(count):
-                            o = o_row + (k0 + j) * os_c
-                            src = local_row * ow_ * kb + j
-                            for ow in range(ow_):
-                                out[o + ow * os_w] = stage[src + ow * kb]
+                        # Tiles transposed in registers into contiguous channels-first rows.
+                        stage_transpose(stage, local_row * ow_ * kb, ow_, kb, count, out,
+                                        o_row + k0 * os_c, os_c)
     return bad.max() == 0
