@@ -29,6 +29,16 @@ def _window(o, stride, pad, k, size):
     return max(start, 0), stop
 
 
+@njit(inline="always", cache=True)
+def _typed_constants(cells, start, like):
+    """The cell counts 0..``cells`` and, at index ``cells + 1``, the start value, in ``like``'s
+    dtype (averages divide in the data's dtype, as TF does). Made once per call: an allocation
+    per plane or output row costs as much as pooling a small one."""
+    typed = np.arange(cells + 2).astype(like.dtype)
+    typed[cells + 1] = start
+    return typed
+
+
 @njit(parallel=True, cache=True, nogil=True)
 def pool_ndhwc(x, out, kd, kh, kw, sd, sh, sw, pd, ph, pw, mode, lowest):
     """Max (``mode == MAX``, TF's CPU semantics) or average pooling of ``x`` into ``out``.
@@ -41,9 +51,7 @@ def pool_ndhwc(x, out, kd, kh, kw, sd, sh, sw, pd, ph, pw, mode, lowest):
     _, od_, oh_, ow_, _ = out.shape
     xf = x.reshape(-1)
     of = out.reshape(-1)
-    # The start value and the cell counts 0..window in the data's dtype, made once.
-    typed = np.arange(kd * kh * kw + 2).astype(x.dtype)
-    typed[kd * kh * kw + 1] = lowest
+    typed = _typed_constants(kd * kh * kw, lowest, x)
     rows = n_ * od_ * oh_
     chunks = min(rows, ROW_CHUNKS)  # scratch allocated per chunk: allocation is not free
     for chunk in prange(chunks):
@@ -112,14 +120,13 @@ def pool_ncdhw(x, out, kd, kh, kw, sd, sh, sw, pd, ph, pw, mode, lowest):
     """
     n_, c_, d_, h_, w_ = x.shape
     _, _, od_, oh_, ow_ = out.shape
+    typed = _typed_constants(kd * kh * kw, lowest if mode == MAX else 0, x)
+    init = typed[kd * kh * kw + 1]
     for plane in prange(n_ * c_):
         n = plane // c_
         c = plane % c_
-        # Buffers per plane, not per output row: allocations would dominate small rows.
+        # A buffer per plane, not per output row: allocations would dominate small rows.
         row = np.empty(w_, dtype=x.dtype)
-        typed = np.empty(1, dtype=x.dtype)
-        typed[0] = lowest if mode == MAX else 0
-        init = typed[0]
         for od in range(od_):
             d0, d1 = _window(od, sd, pd, kd, d_)
             for oh in range(oh_):
@@ -150,8 +157,7 @@ def pool_ncdhw(x, out, kd, kh, kw, sd, sh, sw, pd, ph, pw, mode, lowest):
                     else:
                         for w in range(w0, w1):
                             acc += row[w]
-                        typed[0] = rows * (w1 - w0)
-                        dst[ow] = acc / typed[0]
+                        dst[ow] = acc / typed[rows * (w1 - w0)]
 
 
 #: Channels-first windows up to this size (and stride) get a kernel compiled for their shape.
@@ -178,10 +184,7 @@ def planar_fixed_kernel(kh, kw, sh, sw):
         of = out.reshape(-1)
         lo = min(-(-pw // SW), ow_)
         hi = max(min((w_ + pw - KW) // SW + 1, ow_), lo)
-        # The start value and the cell counts 0..KH*KW in the data's dtype, made once: an
-        # allocation per plane costs as much as pooling a small plane.
-        typed = np.arange(KH * KW + 2).astype(x.dtype)
-        typed[KH * KW + 1] = lowest if mode == MAX else 0
+        typed = _typed_constants(KH * KW, lowest if mode == MAX else 0, x)
         init = typed[KH * KW + 1]
         for plane in prange(p_):
             for oh in range(oh_):
