@@ -1,5 +1,7 @@
 """Array layouts for the CPU kernels: channels-first <-> channels-last copies and zero padding."""
 
+import math
+
 import numpy as np
 from numba import njit, prange
 
@@ -32,14 +34,12 @@ def transpose_last_two(x, out):
 def _move_channels(x5, to_last):
     """A C-contiguous copy of 5-D ``x5`` with its channel axis moved to the end (or back)."""
     shape = x5.shape
-    if to_last:
-        rows, cols, new_shape = shape[1], int(np.prod(shape[2:])), (shape[0], *shape[2:], shape[1])
-    else:
-        rows, cols, new_shape = int(np.prod(shape[1:4])), shape[4], (shape[0], shape[4], *shape[1:4])
+    axes = (0, 2, 3, 4, 1) if to_last else (0, 4, 1, 2, 3)
+    # Per image, a (rows, cols) matrix becomes (cols, rows).
+    rows, cols = (shape[1], math.prod(shape[2:])) if to_last else (math.prod(shape[1:4]), shape[4])
     if x5.size < _PARALLEL_TRANSPOSE_MIN or 1 in (rows, cols) or x5.dtype.kind != "f":
-        axes = (0, 2, 3, 4, 1) if to_last else (0, 4, 1, 2, 3)
         return np.ascontiguousarray(x5.transpose(axes))
-    out = np.empty(new_shape, dtype=x5.dtype)
+    out = np.empty(tuple(shape[axis] for axis in axes), dtype=x5.dtype)
     with parallel_region():
         transpose_last_two(np.ascontiguousarray(x5).reshape(shape[0], rows, cols),
                            out.reshape(shape[0], cols, rows))

@@ -58,6 +58,11 @@ def _loop(builder, count, carried, body, name):
     return phis
 
 
+def vector_lanes(dtype, vector_bytes):
+    """Lanes of a ``vector_bytes`` vector of Numba float ``dtype`` (float32 or float64)."""
+    return vector_bytes // (4 if dtype == types.float32 else 8)
+
+
 def vector_types(context, dtype, lanes):
     """(scalar IR type, vector IR type of ``lanes``, element alignment) for a float dtype."""
     scalar = context.get_value_type(dtype)
@@ -115,7 +120,7 @@ def make_microkernel(block_pixels: int, vector_bytes: int):
         sig = types.void(acc, x_type, types.intp, taps_type, w_taps, types.intp, types.intp,
                          types.intp, types.intp, w, types.intp)
 
-        kb = vector_bytes // (4 if w.dtype == types.float32 else 8)
+        kb = vector_lanes(w.dtype, vector_bytes)
 
         def codegen(context, builder, signature, args):
             (acc_v, x_v, x_base_v, taps_v, w_taps_v, n_taps_v, pix_v, chan_v, nch_v, w_v,
@@ -184,7 +189,7 @@ def make_block_store(vector_bytes: int):
             return None
         sig = types.void(acc, types.intp, out, types.intp, types.intp, bias, types.intp,
                          types.intp)
-        kb = vector_bytes // (4 if acc.dtype == types.float32 else 8)
+        kb = vector_lanes(acc.dtype, vector_bytes)
 
         def codegen(context, builder, signature, args):
             acc_v, width_v, out_v, out_base_v, stride_v, bias_v, bias_base_v, act_v = args
@@ -241,7 +246,7 @@ def make_planar_microkernel(block_rows: int, vector_bytes: int):
                 and x.dtype in (types.float32, types.float64)):
             return None
         sig = types.void(acc, x, types.intp, taps, types.intp, types.intp, w, types.intp)
-        lanes = vector_bytes // (4 if x.dtype == types.float32 else 8)
+        lanes = vector_lanes(x.dtype, vector_bytes)
 
         def codegen(context, builder, signature, args):
             acc_v, x_v, x_base_v, taps_v, plane_v, nch_v, w_v, w_base_v = args
@@ -378,7 +383,7 @@ def make_planar_store(vector_bytes: int):
             return None
         sig = types.void(acc, types.intp, types.intp, out, types.intp, types.intp, bias,
                          types.intp, types.intp)
-        lanes = vector_bytes // (4 if acc.dtype == types.float32 else 8)
+        lanes = vector_lanes(acc.dtype, vector_bytes)
 
         def codegen(context, builder, signature, args):
             (acc_v, rows_v, width_v, out_v, out_base_v, stride_v, bias_v, bias_base_v,

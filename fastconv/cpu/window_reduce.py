@@ -7,8 +7,9 @@ computes, for every channel ``c < n_channels``::
 
 with REDUCE = max (mode 0: start at ``count``, which the caller sets to the dtype's lowest
 value, and let NaN never win, as TF's CPU kernel does) or sum divided by ``count`` (mode 1).
-Channels go in whole vectors (plus a scalar tail), each output is stored once, and the running value lives in a register:
-pooling is memory-bound, and this keeps it at one load per input cell and one store per output.
+Channels go in whole vectors (plus a scalar tail), each output is stored once, and the running
+value lives in a register: pooling is memory-bound, and this keeps it at one load per input cell
+and one store per output.
 Numba's loop vectoriser would not do this for us: the reduction runs across the *outer* loop.
 """
 
@@ -21,7 +22,7 @@ from numba import types
 from numba.extending import intrinsic
 
 from .microkernel import (_loop, _masked_load, _masked_store, declare_fma, lanes_below, splat,
-                          vector_types)
+                          vector_lanes, vector_types)
 
 #: Bytes per vector step: 64 = one zmm or two ymm registers, several steps in flight.
 VECTOR_BYTES = 64
@@ -39,7 +40,7 @@ def make_window_reduce(vector_bytes: int = VECTOR_BYTES):
             return None
         sig = types.void(x, types.intp, offsets, types.intp, out, types.intp, types.intp,
                          types.intp, x.dtype)
-        lanes = vector_bytes // (4 if x.dtype == types.float32 else 8)
+        lanes = vector_lanes(x.dtype, vector_bytes)
 
         def codegen(context, builder, signature, args):
             x_v, x_base_v, off_v, n_cells_v, out_v, out_base_v, n_ch_v, mode_v, count_v = args
@@ -113,7 +114,7 @@ def make_window_dot(vector_bytes: int = VECTOR_BYTES):
                 and x.dtype in (types.float32, types.float64)):
             return None
         sig = types.void(x, types.intp, taps, w_taps, types.intp, w, out, types.intp, types.intp)
-        lanes = vector_bytes // (4 if x.dtype == types.float32 else 8)
+        lanes = vector_lanes(x.dtype, vector_bytes)
 
         def codegen(context, builder, signature, args):
             x_v, x_base_v, taps_v, w_taps_v, n_taps, w_v, out_v, out_base_v, n_ch_v = args
@@ -199,7 +200,7 @@ def make_pair_max_rows(vector_bytes: int = VECTOR_BYTES):
                 and x.dtype == out.dtype and x.dtype in (types.float32, types.float64)):
             return None
         sig = types.intp(x, types.intp, types.intp, out, types.intp, types.intp, lowest)
-        lanes = vector_bytes // (4 if x.dtype == types.float32 else 8)
+        lanes = vector_lanes(x.dtype, vector_bytes)
 
         def codegen(context, builder, signature, args):
             x_v, row0_v, row1_v, out_v, out_base_v, count_v, lowest_v = args

@@ -16,7 +16,7 @@ from numba import types
 from numba.extending import intrinsic
 
 from .microkernel import (_loop, _masked_load, _masked_store, activation_flags, fused_activation,
-                          lanes_below, load_if, store_partial, vector_types)
+                          lanes_below, load_if, store_partial, vector_lanes, vector_types)
 
 
 def _vector_access(builder, vector, align, mask):
@@ -63,10 +63,6 @@ def _over_channel_vectors(builder, count, lanes, intp, carried, step):
     return merged
 
 
-def _lanes(dtype, vector_bytes):
-    return vector_bytes // (4 if dtype == types.float32 else 8)
-
-
 @functools.lru_cache(maxsize=None)
 def make_input_transform(vector_bytes: int):
     """Return ``transform(src, base, row_step, col_step, channels, v, v_base, xi_step)``.
@@ -83,7 +79,7 @@ def make_input_transform(vector_bytes: int):
             return None
         sig = types.void(src, types.intp, types.intp, types.intp, types.intp, v, types.intp,
                          types.intp)
-        lanes = _lanes(src.dtype, vector_bytes)
+        lanes = vector_lanes(src.dtype, vector_bytes)
 
         def codegen(context, builder, signature, args):
             src_v, base_v, row_v, col_v, count_v, v_v, v_base_v, xi_v = args
@@ -142,7 +138,7 @@ def make_output_transform(vector_bytes: int):
             return None
         sig = m.dtype(m, types.intp, types.intp, types.intp, out, types.intp, types.intp,
                       types.intp, types.boolean, types.boolean, bias, types.intp, types.intp)
-        lanes = _lanes(m.dtype, vector_bytes)
+        lanes = vector_lanes(m.dtype, vector_bytes)
 
         def codegen(context, builder, signature, args):
             (m_v, m_base_v, xi_v, count_v, out_v, base_v, h_v, w_v, row2_v, col2_v, bias_v,
@@ -236,7 +232,7 @@ def make_stage_transpose(vector_bytes: int):
             return None
         sig = types.void(stage, types.intp, types.intp, types.intp, types.intp, out, types.intp,
                          types.intp)
-        lanes = _lanes(stage.dtype, vector_bytes)
+        lanes = vector_lanes(stage.dtype, vector_bytes)
 
         def codegen(context, builder, signature, args):
             stage_v, src_v, pixels_v, pstep_v, channels_v, out_v, dst_v, cstep_v = args
