@@ -112,6 +112,18 @@ def _unprivileged_prefix():
     pytest.skip("running as root without setpriv/runuser: cannot make a directory read-only")
 
 
+def _skip_unless_interpreter_runs_as(prefix, cwd):
+    """Skip, saying why, when the unprivileged user cannot run this interpreter with NumPy and
+    Numba: a clone or virtual environment inside a folder only its owner may enter (a root
+    user's home, any ``mktemp -d`` folder) is out of that user's reach."""
+    probe = subprocess.run([*prefix, sys.executable, "-c", "import numpy, numba"], cwd=cwd,
+                           capture_output=True, text=True, timeout=60)
+    if probe.returncode != 0:
+        reason = (probe.stderr.strip().splitlines() or [f"exit {probe.returncode}"])[-1]
+        pytest.skip(f"user nobody cannot run {sys.executable} with NumPy and Numba (a folder "
+                    f"on its path is private to its owner: {reason})")
+
+
 def test_read_only_package_directory_falls_back_to_the_user_cache(scratch):
     """The package directory cannot be written (another user owns it, or it is chmod a-w):
     Numba's per-user cache directory takes the kernels, and a second process loads them."""
@@ -125,6 +137,7 @@ def test_read_only_package_directory_falls_back_to_the_user_cache(scratch):
         prefix = []
     else:  # root-owned package copy; the unprivileged user owns only its home
         os.chown(home, NOBODY, NOBODY)
+        _skip_unless_interpreter_runs_as(prefix, home)
     env = _env(HOME=home, XDG_CACHE_HOME=home / ".cache", PYTHONPATH=package_root)
     probe = subprocess.run([*prefix, "sh", "-c", f"touch {package_root / 'fastconv'}/probe"],
                            capture_output=True, timeout=30)

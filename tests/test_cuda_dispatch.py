@@ -96,3 +96,77 @@ def test_error_names_the_reason():
         CALLS["conv2d"]()
     assert reason in str(info.value)
     assert "NUMBA_ENABLE_CUDASIM" in str(info.value)
+
+
+class DynamicLibNotFoundError(RuntimeError):
+    """Stands in for numba-cuda's error when libcudart (or libnvrtc) cannot be loaded."""
+
+
+class _FakeCuda:
+    """A ``numba.cuda`` whose every question fails the way a broken install does."""
+
+    def __init__(self, available):
+        self._available = available
+
+    def is_available(self):
+        if isinstance(self._available, Exception):
+            raise self._available
+        return self._available
+
+    def current_context(self):
+        raise RuntimeError("CUDA_ERROR_NO_DEVICE: no CUDA-capable device is detected")
+
+
+class _RaisingFinder:
+    """A meta-path finder that makes ``import numba.cuda`` raise ``error``."""
+
+    def __init__(self, error):
+        self.error = error
+
+    def find_spec(self, name, path=None, target=None):
+        if name == "numba.cuda":
+            raise self.error
+        return None
+
+
+def _missing_cuda(monkeypatch, how):
+    import numba
+
+    from fastconv.cuda import launch
+
+    monkeypatch.setattr(launch, "_AVAILABLE", False)
+    monkeypatch.delattr(numba, "cuda", raising=False)
+    for name in [m for m in sys.modules if m == "numba.cuda" or m.startswith("numba.cuda.")]:
+        monkeypatch.delitem(sys.modules, name)
+    if how == "no numba-cuda":
+        monkeypatch.setitem(sys.modules, "numba.cuda", None)  # import raises ImportError
+    elif how == "no libcudart on import":
+        monkeypatch.setattr(sys, "meta_path", [_RaisingFinder(
+            DynamicLibNotFoundError("libcudart.so.12: cannot open shared object file"))]
+            + sys.meta_path)
+    else:
+        fake = _FakeCuda({"no libcudart on use": DynamicLibNotFoundError("libcudart.so.12"),
+                          "no driver or device": False}[how])
+        monkeypatch.setitem(sys.modules, "numba.cuda", fake)
+        monkeypatch.setattr(numba, "cuda", fake, raising=False)
+
+
+MISSING = ("no numba-cuda", "no libcudart on import", "no libcudart on use",
+           "no driver or device")
+
+
+@pytest.mark.parametrize("how", MISSING)
+def test_is_available_is_false_for_every_way_cuda_can_be_missing(monkeypatch, how):
+    import fastconv.cuda
+
+    _missing_cuda(monkeypatch, how)
+    assert fastconv.cuda.is_available() is False
+
+
+@pytest.mark.parametrize("how", MISSING)
+def test_device_cuda_explains_every_way_cuda_can_be_missing(monkeypatch, how):
+    import fastconv.cuda.backend  # noqa: F401  (loaded before CUDA goes missing)
+    _missing_cuda(monkeypatch, how)
+    with pytest.raises(RuntimeError, match=r"device='cuda' was requested but the CUDA backend "
+                                           r"cannot run: numba\.cuda"):
+        CALLS["conv2d"]()

@@ -19,10 +19,15 @@ import numpy as np
 from ..dispatch import Implementation, register
 from . import launch
 
+#: Why the kernel modules failed to import (None when they did): numba-cuda missing
+#: (ImportError) or a CUDA library it loads missing (a RuntimeError such as
+#: ``DynamicLibNotFoundError``). Every run then raises require_cuda's explanation instead.
+IMPORT_ERROR = None
 try:
     from .conv import launch_conv
     from .pool import launch_global_pool, launch_pool, launch_zero_pad
-except ImportError:  # no numba.cuda: every run raises require_cuda's RuntimeError instead
+except Exception as _error:  # noqa: BLE001 - any failure here means "no CUDA kernels"
+    IMPORT_ERROR = _error
     launch_conv = launch_global_pool = launch_pool = launch_zero_pad = None
 
 

@@ -14,7 +14,12 @@ _AVAILABLE = False  # set once a GPU (or the simulator) answered; never reset
 
 
 def cuda_unavailable_reason():
-    """Return None when numba.cuda can run kernels here, else a sentence saying why not."""
+    """Return None when numba.cuda can run kernels here, else a sentence saying why not.
+
+    Every way CUDA can be missing gives a sentence, never an exception: no ``numba-cuda``
+    (ImportError), no CUDA runtime library (numba-cuda's ``DynamicLibNotFoundError``, a
+    RuntimeError, raised on import or on first use), no driver, no device.
+    """
     global _AVAILABLE
     if _AVAILABLE:
         return None
@@ -23,10 +28,24 @@ def cuda_unavailable_reason():
     except ImportError as exc:  # numba-cuda missing (or too old a numba)
         return (f"numba.cuda could not be imported ({exc}); install the CUDA extra with "
                 f"`pip install 'fastconv[cuda]'`")
-    if not cuda.is_available():
+    except Exception as exc:  # a CUDA library numba-cuda loads on import is missing
+        return f"numba.cuda failed to import ({_describe(exc)})"
+    try:
+        usable = cuda.is_available()
+    except Exception as exc:  # no libcudart / libnvrtc: raised instead of answering False
+        return f"numba.cuda cannot load the CUDA libraries ({_describe(exc)})"
+    if not usable:
         return f"numba.cuda found no usable GPU ({_driver_error(cuda)})"
+    from . import backend
+
+    if backend.IMPORT_ERROR is not None:  # the kernel modules need what this CUDA lacks
+        return f"the CUDA kernels failed to import ({_describe(backend.IMPORT_ERROR)})"
     _AVAILABLE = True
     return None
+
+
+def _describe(exc):
+    return f"{type(exc).__name__}: {' '.join(str(exc).split())}"
 
 
 def _driver_error(cuda):
