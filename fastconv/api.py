@@ -12,8 +12,8 @@ import numpy as np
 from . import dispatch
 from .problems import (ConvProblem, GlobalPoolProblem, PadProblem, PoolProblem, pad_to_3d,
                        layout_shape)
-from .shapes import (LAYOUTS, as_int, normalize_window, parse_data_format, parse_padding,
-                     window_geometry)
+from .shapes import (LAYOUTS, as_int, check_int32, normalize_window, parse_data_format,
+                     parse_padding, window_geometry)
 from .validation import (activation_code, array_dtype, as_host_array, check_device,
                          check_float_dtype, check_rank, check_same_dtype, is_device_array)
 
@@ -384,6 +384,7 @@ def _output_shape(output_shape, batch, out_channels, channels_first):
                          f"out_channels ({out_channels})")
     if min(spatial) < 1:
         raise ValueError(f"output_shape spatial sizes must be positive, got {list(values)}")
+    check_int32(spatial, "output_shape")
     return values
 
 
@@ -545,6 +546,7 @@ def _zero_pad_pairs(padding):
         pairs = [(value, value), (value, value)]
     if min(min(pair) for pair in pairs) < 0:
         raise ValueError(f"padding must be non-negative, got {padding!r}")
+    check_int32(sum(pairs, ()), "padding")
     return tuple(pairs)
 
 

@@ -18,6 +18,16 @@ from dataclasses import dataclass
 #: data_format strings per number of spatial dimensions: (channels-last, channels-first).
 LAYOUTS = {1: ("NWC", "NCW"), 2: ("NHWC", "NCHW"), 3: ("NDHWC", "NCDHW")}
 _KERAS_FORMATS = {"channels_last": False, "channels_first": True}
+#: The largest window size, stride, dilation, padding or output size accepted: TF's attributes
+#: are int32, and every index a kernel computes from two of them then fits in int64.
+INT32_MAX = 2**31 - 1
+
+
+def check_int32(values, name):
+    """Raise ValueError naming ``name`` when an entry of ``values`` exceeds :data:`INT32_MAX`."""
+    for v in values:
+        if v > INT32_MAX:
+            raise ValueError(f"{name} must be at most {INT32_MAX} (TF's int32 limit), got {v}")
 
 
 def as_int(value, name):
@@ -100,6 +110,7 @@ def normalize_window(value, n_spatial, name, channels_first=False, allow_none_de
     for v in values:
         if v < 1:
             raise ValueError(f"{name} must be positive (>= 1), got {values}")
+    check_int32(values, name)
     return tuple(values)
 
 
@@ -216,6 +227,7 @@ def parse_padding(padding, n_spatial, channels_first, allow_explicit=True, name=
     for before, after in pairs:
         if before < 0 or after < 0:
             raise ValueError(f"{name} must be non-negative, got {padding!r}")
+        check_int32((before, after), name)
     return tuple(pairs)
 
 

@@ -258,6 +258,26 @@ def _error_cases():
           r"Negative dimension size.*size 7.*size 6"),
         c("valid-too-small-max_pool3d", lambda: mp3(X3, [5, 1, 1], 1, "VALID"), ValueError,
           r"Negative dimension size.*size 5.*size 4"),
+        # sizes beyond TF's int32 limit (TF's testRawAvgPoolLargeKsizeRaiseError and friends)
+        c("huge-ksize-avg_pool2d", lambda: ap2(X2, [1, 2**63 - 1, 1, 1], 1, "SAME"), ValueError,
+          r"ksize must be at most 2147483647 \(TF's int32 limit\), got 9223372036854775807"),
+        c("huge-ksize-max_pool2d", lambda: mp2(X2, [1, 2**63 - 1, 1, 1], 1, "SAME"), ValueError,
+          r"ksize must be at most 2147483647"),
+        c("int32+1-ksize-max_pool3d", lambda: mp3(X3, 2**31, 1, "SAME"), ValueError,
+          r"ksize must be at most 2147483647.*got 2147483648"),
+        c("huge-strides-conv2d", lambda: conv2d(X2, W2, 2**31, "SAME"), ValueError,
+          r"strides must be at most 2147483647"),
+        c("huge-strides-avg_pool1d", lambda: ap1(X1, 2, 2**40, "SAME"), ValueError,
+          r"strides must be at most 2147483647"),
+        c("huge-dilations-conv1d", lambda: conv1d(X1, W1, 1, "SAME", dilations=2**31), ValueError,
+          r"dilations must be at most 2147483647"),
+        c("huge-explicit-padding-conv2d",
+          lambda: conv2d(X2, W2, 1, [[0, 0], [2**31, 0], [0, 0], [0, 0]]), ValueError,
+          r"padding must be at most 2147483647"),
+        c("huge-output_shape", lambda: tr(X2, TW, (1, 2**31, 5, 2), 1, "SAME"), ValueError,
+          r"output_shape must be at most 2147483647"),
+        c("huge-zero_pad2d", lambda: zp(X2, 2**31), ValueError,
+          r"padding must be at most 2147483647"),
     ]
 
 
@@ -265,6 +285,37 @@ def _error_cases():
 def test_bad_input_raises(call, error, match):
     with pytest.raises(error, match=match):
         call()
+
+
+@pytest.mark.parametrize("pool", ["max_pool2d", "avg_pool2d"])
+@pytest.mark.parametrize("data_format", ["NHWC", "NCHW"])
+def test_int32_max_window_answers_without_window_sized_tables(pool, data_format, rng):
+    """TF accepts ksize up to 2**31 - 1 and answers at once: the clipped window is the whole
+    column. Tables sized by the window (16 GiB here) would exhaust memory instead."""
+    x = rng.standard_normal((2, 5, 4, 3)).astype(F32)
+    xin = x.transpose(0, 3, 1, 2) if data_format == "NCHW" else x
+    ksize = [1, 1, 2**31 - 1, 1] if data_format == "NCHW" else [1, 2**31 - 1, 1, 1]
+    y = getattr(fastconv, pool)(xin, ksize, 1, "SAME", data_format)
+    y = y.transpose(0, 2, 3, 1) if data_format == "NCHW" else y
+    column = x.max(axis=1) if pool == "max_pool2d" else x.mean(axis=1)
+    np.testing.assert_allclose(y, np.broadcast_to(column[:, None], x.shape), rtol=1e-6)
+
+
+@pytest.mark.parametrize("data_format", ["NHWC", "NCHW"])
+def test_huge_dilation_same_padding_allocates_no_padded_copy(data_format, rng):
+    """SAME padding of a 3x3 filter dilated 2**30 is 2**30 cells a side: only the centre tap
+    ever reads the input. No padded copy is made (it would need ~10**18 elements); a NaN in a
+    corner tap meets the padding everywhere, so every output of that channel is NaN, as TF's
+    zero-padded sum gives."""
+    x = rng.standard_normal((1, 6, 5, 2)).astype(F32)
+    w = rng.standard_normal((3, 3, 2, 3)).astype(F32)
+    w[0, 2, 1, 2] = np.nan
+    xin = x.transpose(0, 3, 1, 2) if data_format == "NCHW" else x
+    y = fastconv.conv2d(xin, w, 1, "SAME", data_format, dilations=2**30)
+    y = y.transpose(0, 2, 3, 1) if data_format == "NCHW" else y
+    expected = x @ w[1, 1]
+    expected[..., 2] = np.nan
+    np.testing.assert_allclose(y, expected, rtol=1e-5, atol=1e-6)
 
 
 def test_validation_runs_before_any_kernel(monkeypatch):

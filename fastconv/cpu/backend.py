@@ -87,13 +87,6 @@ def _element_strides(array, channels_first):
     return result
 
 
-def _pad_spatial(x, pads, channels_first):
-    """The kernels' padded input: the array itself (contiguous) when there is no padding."""
-    if not any(sum(pads, ())):
-        return np.ascontiguousarray(x)
-    return pad_spatial(x, pads, channels_first)
-
-
 @_skips_empty
 def run_conv_blocked(problem):
     """Register-blocked convolution in the caller's layout (no transposes for NCHW)."""
@@ -107,11 +100,29 @@ def run_conv_blocked(problem):
              problem.bias, out, channels_first, out.reshape(-1),
              _element_strides(out, channels_first), _spatial(out, channels_first), g.strides,
              g.dilations, problem.activation, _conv_microseconds(problem, 50))
+    if any(pads_before):
+        _nan_where_nonfinite_taps_meet_padding(problem, out)
     return out
 
 
 #: Inputs up to this size (cache-resident) are zero-padded by a copy (measured in RESULTS.md).
 PAD_COPY_MAX_ELEMENTS = 1 << 18
+#: Algorithms that read a zero-padded copy of the input run only while that copy holds at most
+#: this many times the elements of the input and output together (plus PAD_COPY_MAX_ELEMENTS):
+#: SAME padding with a huge dilation would otherwise allocate far more than the op's own size.
+PAD_COPY_MAX_RATIO = 4
+
+
+def _padded_elements(problem, pads):
+    """Elements of ``problem.x`` zero-padded by ``pads`` (three (before, after) pairs)."""
+    spatial = _spatial(problem.x, problem.channels_first)
+    batch, channels = problem.x.shape[0], problem.x.shape[1 if problem.channels_first else 4]
+    return batch * channels * math.prod(n + a + b for n, (a, b) in zip(spatial, pads))
+
+
+def _padded_copy_is_bounded(problem, pads):
+    limit = PAD_COPY_MAX_RATIO * (problem.x.size + math.prod(problem.out_shape))
+    return _padded_elements(problem, pads) <= limit + PAD_COPY_MAX_ELEMENTS
 
 
 def _input_and_padding(problem, pads):
@@ -119,13 +130,35 @@ def _input_and_padding(problem, pads):
 
     The kernel skips taps that fall into the padding instead of reading a padded copy, which
     is the same sum unless a filter holds inf or NaN: TF's kernels then give NaN (0 * inf)
-    where such a tap meets the padding, so those filters get a real zero-padded copy. Small
-    inputs get one too: copying them costs less than the kernel's edge handling per row.
+    where such a tap meets the padding, so those filters get a real zero-padded copy (or, when
+    that copy would be unbounded, :func:`_nan_where_nonfinite_taps_meet_padding` afterwards).
+    Small inputs get one too: copying them costs less than the kernel's edge handling per row.
     """
-    if any(sum(pads, ())) and (problem.x.size <= PAD_COPY_MAX_ELEMENTS
-                               or not np.isfinite(problem.w).all()):
+    if any(sum(pads, ())) and (_padded_elements(problem, pads) <= PAD_COPY_MAX_ELEMENTS
+                               or (not np.isfinite(problem.w).all()
+                                   and _padded_copy_is_bounded(problem, pads))):
         return pad_spatial(problem.x, pads, problem.channels_first), [0, 0, 0]
     return np.ascontiguousarray(problem.x), [before for before, _ in pads]
+
+
+def _nan_where_nonfinite_taps_meet_padding(problem, out):
+    """Set NaN where a filter tap holding inf or NaN reads the zero padding (0 * inf), as a
+    padded copy would give: for a plain conv that :func:`_input_and_padding` ran unpadded."""
+    g = problem.geometry
+    w = problem.w  # (T, R, S, Cg, K)
+    bad = ~np.isfinite(w).all(axis=3)  # (T, R, S, K)
+    if not bad.any() or not any(sum(g.pads, ())):
+        return
+    out_cl = np.moveaxis(out, 1, -1) if problem.channels_first else out  # a view
+    for t, r, s_, k in zip(*np.nonzero(bad)):
+        outside = None
+        for axis, tap in enumerate((t, r, s_)):
+            positions = (np.arange(g.out_sizes[axis]) * g.strides[axis] - g.pads[axis][0]
+                         + tap * g.dilations[axis])
+            mask = (positions < 0) | (positions >= g.in_sizes[axis])
+            mask = mask.reshape([-1 if i == axis else 1 for i in range(3)])
+            outside = mask if outside is None else outside | mask
+        out_cl[:, np.broadcast_to(outside, g.out_sizes), k] = np.nan
 
 
 def _spatial(array, channels_first):
@@ -217,7 +250,8 @@ def _planar_pays_off(problem):
 
 def _planar_applies(problem):
     return (problem.kind == "conv" and problem.channels_first and problem.groups == 1
-            and problem.geometry.strides[2] == 1)
+            and problem.geometry.strides[2] == 1
+            and _padded_copy_is_bounded(problem, problem.geometry.pads))
 
 
 @_skips_empty
@@ -348,7 +382,17 @@ def run_zero_pad(problem):
     return pad_spatial(problem.x, problem.pads, problem.channels_first)
 
 
-register(Implementation("conv", "cpu", "direct", run_conv_direct))
+def _direct_applies(problem):
+    g = problem.geometry
+    if problem.kind == "transpose":  # reads the input spread by the strides and padded
+        pads = tuple(((k - 1) * d, (k - 1) * d) for k, d in zip(g.kernel, g.dilations))
+        return _padded_elements(problem, pads) * math.prod(g.strides) <= (
+            PAD_COPY_MAX_RATIO * (problem.x.size + math.prod(problem.out_shape))
+            + PAD_COPY_MAX_ELEMENTS)
+    return _padded_copy_is_bounded(problem, g.pads)
+
+
+register(Implementation("conv", "cpu", "direct", run_conv_direct, _direct_applies))
 register(Implementation("conv", "cpu", "blocked", run_conv_blocked, priority=10,
                         pays_off=_blocked_pays_off))
 register(Implementation("conv", "cpu", "planar", run_conv_planar, _planar_applies, priority=12,

@@ -30,6 +30,13 @@ def _window(o, stride, pad, k, size):
 
 
 @njit(inline="always", cache=True)
+def _max_cells(kd, kh, kw, d_, h_, w_):
+    """The most real cells a window clipped to the input can hold: what per-window tables
+    need (a window larger than the input must not size them: ksize may be up to 2**31 - 1)."""
+    return min(kd, d_) * min(kh, h_) * min(kw, w_)
+
+
+@njit(inline="always", cache=True)
 def _typed_constants(cells, start, like):
     """The cell counts 0..``cells`` and, at index ``cells + 1``, the start value, in ``like``'s
     dtype (averages divide in the data's dtype, as TF does). Made once per call: an allocation
@@ -51,11 +58,12 @@ def pool_ndhwc(x, out, kd, kh, kw, sd, sh, sw, pd, ph, pw, mode, lowest):
     _, od_, oh_, ow_, _ = out.shape
     xf = x.reshape(-1)
     of = out.reshape(-1)
-    typed = _typed_constants(kd * kh * kw, lowest, x)
+    max_cells = _max_cells(kd, kh, kw, d_, h_, w_)
+    typed = _typed_constants(max_cells, lowest, x)
     rows = n_ * od_ * oh_
     chunks = min(rows, ROW_CHUNKS)  # scratch allocated per chunk: allocation is not free
     for chunk in prange(chunks):
-        offsets = np.empty(kd * kh * kw, dtype=np.intp)
+        offsets = np.empty(max_cells, dtype=np.intp)
         for job in range(chunk * rows // chunks, (chunk + 1) * rows // chunks):
             n = job // (od_ * oh_)
             od = (job // oh_) % od_
@@ -70,7 +78,7 @@ def pool_ndhwc(x, out, kd, kh, kw, sd, sh, sw, pd, ph, pw, mode, lowest):
                         for w in range(w0, w1):
                             offsets[cells] = (((n * d_ + d) * h_ + h) * w_ + w) * c_
                             cells += 1
-                scalar = typed[kd * kh * kw + 1] if mode == MAX else typed[cells]
+                scalar = typed[max_cells + 1] if mode == MAX else typed[cells]
                 reduce_window(xf, 0, offsets, cells, of, (job * ow_ + ow) * c_, c_, mode,
                               scalar)
 
@@ -120,8 +128,9 @@ def pool_ncdhw(x, out, kd, kh, kw, sd, sh, sw, pd, ph, pw, mode, lowest):
     """
     n_, c_, d_, h_, w_ = x.shape
     _, _, od_, oh_, ow_ = out.shape
-    typed = _typed_constants(kd * kh * kw, lowest if mode == MAX else 0, x)
-    init = typed[kd * kh * kw + 1]
+    max_cells = _max_cells(kd, kh, kw, d_, h_, w_)
+    typed = _typed_constants(max_cells, lowest if mode == MAX else 0, x)
+    init = typed[max_cells + 1]
     for plane in prange(n_ * c_):
         n = plane // c_
         c = plane % c_
