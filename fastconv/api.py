@@ -25,6 +25,33 @@ __all__ = [
 
 _FILTER_LAYOUT = {1: "(W, in_channels, out_channels)", 2: "(H, W, in_channels, out_channels)",
                   3: "(D, H, W, in_channels, out_channels)"}
+_TORCH_TO_TF_AXES = {1: "(2, 1, 0)", 2: "(2, 3, 1, 0)", 3: "(2, 3, 4, 1, 0)"}
+
+
+def _torch_layout_advice(w_shape, channels, n_spatial, channels_first):
+    """A sentence for filters that read as PyTorch's (out, in/groups, *kernel) layout."""
+    if not channels_first or channels % w_shape[1]:
+        return ""
+    return (f"; filters of shape {tuple(w_shape)} look like PyTorch's (out_channels, "
+            f"in_channels, *kernel) layout: fastconv takes TF's {_FILTER_LAYOUT[n_spatial]} in "
+            f"every data_format (convert with w.transpose{_TORCH_TO_TF_AXES[n_spatial]})")
+
+
+def _warn_if_torch_layout(w_shape, channels, n_spatial, channels_first):
+    """Warn when channels-first filters fit both layouts and only PyTorch's reading gives a
+    cubic kernel: (8, 3, 3, 3) with 3 input channels is an 8x3 kernel to TF, a 3x3 one to
+    PyTorch, and both run."""
+    if not channels_first or w_shape[1] != channels:
+        return
+    torch_kernel, tf_kernel = w_shape[2:], w_shape[:n_spatial]
+    if len(set(torch_kernel)) == 1 and len(set(tf_kernel)) > 1:
+        import warnings
+
+        warnings.warn(f"filters of shape {tuple(w_shape)} are read as TF's "
+                      f"{_FILTER_LAYOUT[n_spatial]} (a {'x'.join(map(str, tf_kernel))} kernel), "
+                      f"the layout fastconv uses in every data_format; if they are PyTorch's "
+                      f"(out_channels, in_channels, *kernel), convert them with "
+                      f"w.transpose{_TORCH_TO_TF_AXES[n_spatial]}", UserWarning, stacklevel=4)
 
 
 # ----------------------------------------------------------------------------- arguments
@@ -110,11 +137,14 @@ def _conv(n_spatial, input, filters, strides, padding, data_format, dilations, b
         raise ValueError(f"filters must have non-zero sizes, got shape {tuple(w.shape)}")
     if channels % group_in:
         raise ValueError(f"input has {channels} channels, which is not a multiple of the "
-                         f"filters' in_channels ({group_in}); filters shape {tuple(w.shape)}")
+                         f"filters' in_channels ({group_in}); filters shape {tuple(w.shape)}"
+                         + _torch_layout_advice(w.shape, channels, n_spatial, channels_first))
     groups = channels // group_in
     if out_channels % groups:
         raise ValueError(f"filters' out_channels ({out_channels}) must be a multiple of the number "
-                         f"of groups ({groups} = {channels} input channels / {group_in})")
+                         f"of groups ({groups} = {channels} input channels / {group_in})"
+                         + _torch_layout_advice(w.shape, channels, n_spatial, channels_first))
+    _warn_if_torch_layout(tuple(w.shape), channels, n_spatial, channels_first)
     if bias is not None:
         bias = _data(bias, "bias", device, dtype)
         check_same_dtype(dtype, "input", array_dtype(bias), "bias")
@@ -149,7 +179,8 @@ def conv1d(input, filters, stride, padding, data_format="NWC", dilations=None, *
     input : array_like (N, W, C) or (N, C, W) for ``data_format="NCW"``
         float32 or float64.
     filters : array_like (K_w, C // groups, out_channels)
-        Grouped when ``C`` is a multiple of the filters' in_channels.
+        TF's layout in every ``data_format`` (PyTorch's ``(out, in, K_w)`` weights:
+        ``w.transpose(2, 1, 0)``); grouped when ``C`` is a multiple of the filters' in_channels.
     stride : int or sequence
         An int, ``[s]`` or TF's ``[1, s, 1]``.
     padding : {"SAME", "VALID"} or list of pairs
@@ -189,7 +220,9 @@ def conv2d(input, filters, strides, padding, data_format="NHWC", dilations=None,
     input : array_like (N, H, W, C), or (N, C, H, W) for ``data_format="NCHW"``
         float32 or float64. NCHW works on the CPU too (TF refuses it there).
     filters : array_like (K_h, K_w, C // groups, out_channels)
-        TF's filter layout; grouped when ``C`` is a multiple of the filters' in_channels.
+        TF's filter layout, in every ``data_format`` (NCHW too; PyTorch's ``(out, in, K_h,
+        K_w)`` weights: ``w.transpose(2, 3, 1, 0)``); grouped when ``C`` is a multiple of the
+        filters' in_channels.
     strides : int or sequence
         An int, ``[s_h, s_w]`` or TF's 4-element form with 1 on batch and channels.
     padding : {"SAME", "VALID"} or list of pairs
@@ -228,6 +261,7 @@ def conv3d(input, filters, strides, padding, data_format="NDHWC", dilations=None
     ----------
     input : array_like (N, D, H, W, C), or (N, C, D, H, W) for ``data_format="NCDHW"``
     filters : array_like (K_d, K_h, K_w, C // groups, out_channels)
+        TF's layout in every ``data_format`` (PyTorch's weights: ``w.transpose(2, 3, 4, 1, 0)``).
     strides : int or sequence
         An int, 3 values, or TF's 5-element form.
     padding : {"SAME", "VALID"} or list of pairs
@@ -263,7 +297,9 @@ def depthwise_conv2d(input, filter, strides, padding, data_format="NHWC", dilati
     ----------
     input : array_like (N, H, W, C) or (N, C, H, W)
     filter : array_like (K_h, K_w, C, M)
-        M is the channel multiplier.
+        M is the channel multiplier; this layout in every ``data_format`` (PyTorch's
+        depthwise weights ``(C * M, 1, K_h, K_w)``: ``w.reshape(C, M, K_h, K_w).transpose(2, 3,
+        0, 1)``).
     strides : int or sequence
         An int, 2 values or TF's 4-element form.
     padding : {"SAME", "VALID"} or list of pairs
@@ -310,7 +346,8 @@ def conv2d_transpose(input, filters, output_shape, strides, padding="SAME", data
     ----------
     input : array_like (N, H, W, in_channels) or channels-first
     filters : array_like (K_h, K_w, out_channels, in_channels)
-        TF's layout: note output channels come before input channels.
+        TF's layout in every ``data_format``: note output channels come before input channels
+        (PyTorch's ``(in, out, K_h, K_w)`` weights: ``w.transpose(2, 3, 1, 0)``).
     output_shape : sequence of 4 ints (or 2 spatial sizes)
         The shape of the result; conv2d with the same arguments must map it back to
         ``input``'s spatial shape.

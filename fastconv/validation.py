@@ -43,6 +43,8 @@ def as_host_array(value, name):
     """
     if value is None:
         raise TypeError(f"{name} must be an array, got None")
+    if type(value).__module__.startswith("torch") and hasattr(value, "detach"):
+        value = value.detach()  # an nn.Parameter / tensor that requires grad refuses numpy()
     if is_device_array(value) and not isinstance(value, np.ndarray):
         copy_to_host = getattr(value, "copy_to_host", None) or getattr(value, "get", None)
         if copy_to_host is not None:

@@ -490,3 +490,74 @@ def test_numpy_integer_scalars_and_arrays_as_window_arguments(rng, assert_exact)
     expected = fastconv.max_pool2d(x, [2, 3], [2, 3], "VALID")
     got = fastconv.max_pool2d(x, np.array([2, 3]), (np.int64(2), np.int32(3)), "VALID")
     assert_exact(got, expected, F64)
+
+
+# ----------------------------------------------------------------------------- PyTorch habits
+
+class _TorchDtype:
+    def __str__(self):
+        return "torch.float32"
+
+
+class _FakeTorchTensor:
+    """Behaves like a CPU ``torch.Tensor`` for fastconv: NumPy conversion is refused while it
+    requires grad (torch's RuntimeError), allowed after ``.detach()``."""
+
+    __module__ = "torch"
+
+    def __init__(self, array, requires_grad=True):
+        self._array, self.requires_grad = array, requires_grad
+        self.shape, self.dtype = array.shape, _TorchDtype()
+
+    def detach(self):
+        return _FakeTorchTensor(self._array, requires_grad=False)
+
+    def __array__(self, dtype=None, copy=None):
+        if self.requires_grad:
+            raise RuntimeError("Can't call numpy() on Tensor that requires grad. Use "
+                               "tensor.detach().numpy() instead.")
+        return self._array if dtype is None else self._array.astype(dtype)
+
+
+@pytest.mark.parametrize("data_format", ["NHWC", "NCHW"])
+def test_tensors_that_require_grad_are_read_through_detach(data_format, rng, assert_close):
+    x = rng.standard_normal((2, 6, 6, 3)).astype(F32)
+    w = rng.standard_normal((3, 3, 3, 4)).astype(F32)
+    b = rng.standard_normal(4).astype(F32)
+    if data_format == "NCHW":
+        x = np.ascontiguousarray(x.transpose(0, 3, 1, 2))
+    expected = fastconv.conv2d(x, w, 1, "SAME", data_format, bias=b, activation="relu")
+    got = fastconv.conv2d(_FakeTorchTensor(x), _FakeTorchTensor(w), 1, "SAME", data_format,
+                          bias=_FakeTorchTensor(b), activation="relu")
+    assert_close(got, expected, F32)
+    assert_close(fastconv.max_pool2d(_FakeTorchTensor(x), 2, 2, "VALID", data_format),
+                 fastconv.max_pool2d(x, 2, 2, "VALID", data_format), F32)
+
+
+def test_real_torch_parameter_is_accepted(rng, assert_close):
+    torch = pytest.importorskip("torch")
+    w = rng.standard_normal((3, 3, 1, 4)).astype(F32)
+    x = rng.standard_normal((1, 1, 8, 8)).astype(F32)
+    parameter = torch.nn.Parameter(torch.from_numpy(w))
+    assert_close(fastconv.conv2d(torch.from_numpy(x), parameter, 1, "SAME", "NCHW"),
+                 fastconv.conv2d(x, w, 1, "SAME", "NCHW"), F32)
+
+
+def test_pytorch_layout_filters_that_only_fit_that_way_name_the_layout():
+    """The seed notebook's nn.Conv2d(1, 32, 3) weight is (32, 1, 3, 3)."""
+    x = np.zeros((2, 1, 28, 28), F32)
+    with pytest.raises(ValueError, match=r"look like PyTorch's \(out_channels, in_channels, "
+                                         r"\*kernel\) layout: fastconv takes TF's \(H, W, "
+                                         r"in_channels, out_channels\) in every data_format "
+                                         r"\(convert with w\.transpose\(2, 3, 1, 0\)\)"):
+        fastconv.conv2d(x, np.zeros((32, 1, 3, 3), F32), 1, "SAME", "NCHW")
+    with pytest.raises(ValueError, match=r"w\.transpose\(2, 1, 0\)"):
+        fastconv.conv1d(np.zeros((2, 4, 9), F32), np.zeros((8, 2, 3), F32), 1, "SAME", "NCW")
+
+
+def test_filters_that_fit_both_layouts_warn_with_channels_first():
+    x = np.zeros((2, 3, 16, 16), F32)
+    with pytest.warns(UserWarning, match=r"read as TF's \(H, W, in_channels, out_channels\) "
+                                         r"\(a 8x3 kernel\).*w\.transpose\(2, 3, 1, 0\)"):
+        y = fastconv.conv2d(x, np.zeros((8, 3, 3, 3), F32), 1, "SAME", "NCHW")
+    assert y.shape == (2, 3, 16, 16)  # TF's reading: 3 output channels
