@@ -153,3 +153,57 @@ def test_first_op_of_a_process_from_a_warm_cache(tmp_path):
                              text=True, timeout=600)
         assert run.returncode == 0, run.stderr[-2000:]
         assert run.stdout.strip() == "ok"
+
+
+# ----------------------------------------------------------------------------- BLAS on our threads
+
+def _gemm_case(rng, batch=2, pixels=32 * 32):
+    x = rng.standard_normal((batch, 16, pixels // 32, 32)).astype(np.float32)
+    w = rng.standard_normal((1, 1, 16, 24)).astype(np.float32)
+    return x, w
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_channels_first_1x1_runs_blas_single_threaded_on_fastconv_threads(monkeypatch, rng,
+                                                                           threads):
+    """The NCHW 1x1 conv's matrix products see BLAS limited to one thread (no pool that spins
+    after the call) and use at most ``fastconv.get_num_threads()`` threads of ours."""
+    from threadpoolctl import threadpool_info
+
+    from fastconv.cpu import blas
+    from fastconv.dispatch import select
+
+    x, w = _gemm_case(rng)
+    seen = []
+    matmul = np.matmul
+
+    def recording_matmul(*args, **kwargs):
+        blas_threads = [lib["num_threads"] for lib in threadpool_info()
+                        if lib["user_api"] == "blas"]
+        seen.append((threading.current_thread().name, tuple(blas_threads)))
+        return matmul(*args, **kwargs)
+
+    monkeypatch.setattr(blas.np, "matmul", recording_matmul)
+    monkeypatch.setattr(blas, "MIN_COLUMNS_PER_JOB", 1)
+    previous = fastconv.get_num_threads()
+    fastconv.set_num_threads(min(threads, previous))
+    try:
+        y = fastconv.conv2d(x, w, 1, "VALID", "NCHW")
+    finally:
+        fastconv.set_num_threads(previous)
+    expected = np.einsum("nchw,ck->nkhw", x, w[0, 0])
+    np.testing.assert_allclose(y, expected, rtol=1e-4, atol=1e-4)
+    assert seen, "the 1x1 NCHW conv did not go through fastconv.cpu.blas"
+    assert all(set(counts) <= {1} for _, counts in seen), seen
+    assert len({name for name, _ in seen}) <= min(threads, previous), seen
+    assert len(seen) == (1 if min(threads, previous) == 1 else 2), seen
+
+
+def test_batched_matmul_splits_columns_of_a_single_image(rng):
+    from fastconv.cpu.blas import batched_matmul
+
+    a = rng.standard_normal((5, 7))
+    b = rng.standard_normal((1, 7, 1000))
+    out = np.empty((1, 5, 1000))
+    batched_matmul(a, b, out, threads=3)
+    np.testing.assert_allclose(out, a @ b, rtol=1e-12)

@@ -15,6 +15,7 @@ from ..dispatch import Implementation, register
 from .conv import conv_direct_ndhwc, pad_ndhwc
 from .conv_blocked import block_channels, conv_blocked_strided
 from .activation import RELU6, bias_activation_ncp
+from .blas import batched_matmul
 from .conv_planar import conv_planar, pad_for_planar
 from .depthwise import depthwise_ndhwc
 from .layout import channels_last_shape, from_channels_last, pad_spatial, to_channels_last
@@ -222,12 +223,13 @@ def run_conv_planar(problem):
 
 @_skips_empty
 def run_conv_gemm(problem):
-    """Channels-first 1x1 stride-1 conv: one BLAS matrix product per image (W^T @ X[n])."""
+    """Channels-first 1x1 stride-1 conv: one BLAS matrix product per image (W^T @ X[n]), BLAS
+    on one thread per share and the shares on fastconv's threads (see :mod:`.blas`)."""
     batch, channels = problem.x.shape[:2]
     out = np.empty(problem.out_shape, problem.dtype)
     out3 = out.reshape(batch, out.shape[1], -1)
     weights = np.ascontiguousarray(problem.w.reshape(channels, -1).T, dtype=problem.dtype)
-    np.matmul(weights, np.ascontiguousarray(problem.x).reshape(batch, channels, -1), out=out3)
+    batched_matmul(weights, np.ascontiguousarray(problem.x).reshape(batch, channels, -1), out3)
     if problem.bias is not None or problem.activation:
         with parallel_region(out.size / 1e3):
             bias_activation_ncp(out3, _bias_or_empty(problem.bias, problem.dtype),
