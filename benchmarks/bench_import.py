@@ -24,8 +24,10 @@ _SETUP = """
 import os, subprocess, sys, tempfile
 cache = tempfile.mkdtemp(prefix="fastconv-asv-cache-")
 os.environ["NUMBA_CACHE_DIR"] = os.environ["FASTCONV_CACHE_DIR"] = cache
+os.environ["FASTCONV_COMPILE"] = {mode!r}
 if {warm}:
-    subprocess.run([sys.executable, "-c", {prepare!r} + "; call()"], check=True)
+    subprocess.run([sys.executable, "-c", {prepare!r} + "; call()"], check=True,
+                   env=dict(os.environ, FASTCONV_COMPILE="sync"))
 {prepare}
 """
 
@@ -41,9 +43,14 @@ def timeraw_import_fastconv_cpu():
 
 
 class FirstCall:
-    """The first call of an op in a fresh process, with an empty or a filled disk cache."""
+    """The first call of an op in a fresh process, with an empty or a filled disk cache.
 
-    params = [list(FIRST_CALL_CASES), ["cold", "warm"]]
+    ``cold``: empty cache, the default policy (NumPy answers while a background process
+    compiles); ``cold-sync``: empty cache, ``FASTCONV_COMPILE=sync`` (the compile time itself);
+    ``warm``: the kernels load from the disk cache.
+    """
+
+    params = [list(FIRST_CALL_CASES), ["cold", "cold-sync", "warm"]]
     param_names = ["op", "disk_cache"]
     repeat = 3
     number = 1
@@ -51,4 +58,5 @@ class FirstCall:
 
     def timeraw_first_call(self, op, disk_cache):
         prepare = _PREPARE.format(name=FIRST_CALL_CASES[op])
-        return "call()", _SETUP.format(prepare=prepare, warm=disk_cache == "warm")
+        mode = "sync" if disk_cache == "cold-sync" else "background"
+        return "call()", _SETUP.format(prepare=prepare, warm=disk_cache == "warm", mode=mode)

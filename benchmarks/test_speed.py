@@ -10,7 +10,9 @@ Options: ``--benchmark-group-by=group`` (default here), ``-k mnist`` to select w
 ``--benchmark-json out.json`` to save.
 """
 
-from fastconv import workloads
+from fastconv import config, workloads
+
+config.COMPILE = "sync"  # time the kernels, not NumPy standing in during a background compile
 
 # No module-level `import pytest`: asv imports every module in benchmarks/ while discovering its
 # suites, in an environment without pytest. The parametrisation is done by the hook below.

@@ -15,7 +15,9 @@ Examples
 """
 
 import importlib
+import logging
 
+from . import config
 from .api import (avg_pool1d, avg_pool2d, avg_pool3d, conv1d, conv2d, conv2d_transpose, conv3d,
                   depthwise_conv2d, global_avg_pool2d, global_max_pool2d, max_pool1d, max_pool2d,
                   max_pool3d, zero_pad2d)
@@ -32,6 +34,14 @@ __all__ = [
 ]
 
 _LAZY_MODULES = {"cpu", "cuda", "reference", "dispatch", "cli"}
+
+# What compiles, when and for how long is logged here (INFO); silent unless configured.
+logging.getLogger(__name__).addHandler(logging.NullHandler())
+if config.LOG_LEVEL:
+    _handler = logging.StreamHandler()
+    _handler.setFormatter(logging.Formatter("fastconv: %(message)s"))
+    logging.getLogger(__name__).addHandler(_handler)
+    logging.getLogger(__name__).setLevel(config.LOG_LEVEL.upper())
 
 
 def set_num_threads(n):

@@ -1,9 +1,11 @@
-"""The ``fastconv`` command line: ``fastconv compare`` and ``fastconv ceilings``.
+"""The ``fastconv`` command line: ``fastconv compare``, ``fastconv warmup``, ``fastconv ceilings``.
 
 ``fastconv compare`` runs the benchmark workloads (:mod:`fastconv.workloads`) through fastconv
 and TensorFlow in one process, checks the results are equal, times both side by side and prints
 a table; it exits with status 1 when any case differs or fails. ``fastconv ceilings`` prints
-what this machine reaches at best (numpy sgemm GFLOP/s, parallel copy GB/s).
+what this machine reaches at best (numpy sgemm GFLOP/s, parallel copy GB/s). ``fastconv warmup``
+compiles the kernels of the common CNN layers (the workloads; ``--ops`` to choose) into the
+disk cache ahead of time, one process per core, with a progress bar.
 
 Examples
 --------
@@ -12,6 +14,8 @@ Examples
     fastconv compare --ops conv2d,max_pool2d --layout NHWC --json out.json --plot out.png
     fastconv compare --cases 'mnist_*' --dtype float64
     fastconv compare --goals               # add issue 3's goals table
+    fastconv warmup                        # the common CNN set, float32, both layouts
+    fastconv warmup --ops conv2d,max_pool2d --dtype all
     fastconv ceilings
 """
 
@@ -63,6 +67,17 @@ def _parser():
     compare.add_argument("--list", action="store_true", help="list the selected cases and exit")
     compare.add_argument("--debug", action="store_true", help="print tracebacks of failing cases")
     commands.add_parser("ceilings", help="measure numpy sgemm GFLOP/s and parallel-copy GB/s")
+    warm = commands.add_parser(
+        "warmup", help="compile the kernels of the common CNN layers ahead of time",
+        description="Compile the kernels that the benchmark workloads (the common CNN layers) "
+                    "need into the disk cache, one process per core, so that later first "
+                    "calls load them instead of compiling. Kernels already cached are skipped.")
+    warm.add_argument("--ops", help="comma-separated op names or families (default: all)")
+    warm.add_argument("--cases", help="comma-separated case names or patterns")
+    warm.add_argument("--dtype", default="float32", help="float32, float64 or all")
+    warm.add_argument("--layout", default="all", help="NHWC, NCHW or all")
+    warm.add_argument("--jobs", type=int, help="worker processes (default: one per core)")
+    warm.add_argument("--list", action="store_true", help="list what would compile and exit")
     return parser
 
 
@@ -98,8 +113,9 @@ def _check_cuda(parser):
 
 
 def _compare(parser, args):
-    from . import compare, timing, workloads
+    from . import compare, config, timing, workloads
 
+    config.COMPILE = "sync"  # time the kernels, never the NumPy tier of first calls
     compare.SHOW_TRACEBACKS = args.debug
     cases = workloads.select(ops=_split(args.ops), quick=args.quick, names=_split(args.cases))
     job_list = compare.jobs(cases, _layouts(parser, args.layout), _dtypes(parser, args.dtype))
@@ -154,6 +170,29 @@ def _ceilings():
     return 0
 
 
+def _warmup(parser, args):
+    from . import workloads
+    from .cpu import compiling, warmup
+
+    cases = workloads.select(ops=_split(args.ops), names=_split(args.cases))
+    if not cases:
+        parser.error("no workload matches --ops/--cases; see `fastconv compare --list`")
+    layouts, dtypes = _layouts(parser, args.layout), _dtypes(parser, args.dtype)
+    if args.list:
+        for key, *_ in warmup.needed_jobs(cases, layouts, dtypes):
+            state = "cached" if compiling._on_disk(key) else "to compile"
+            print(f"{compiling.describe(key):48s} {state}")
+        return 0
+    times = warmup.warmup(cases, layouts, dtypes, args.jobs)
+    for what, seconds in sorted(times.items(), key=lambda item: -item[1]):
+        print(f"{what:48s} {seconds:6.1f} s")
+    failed = [what for what, seconds in times.items() if seconds != seconds]
+    print(f"{len(times) - len(failed)} kernel sets compiled"
+          + (f", {len(failed)} failed: {', '.join(failed)}" if failed else "")
+          + ("" if times else " (everything was cached already)"))
+    return 1 if failed else 0
+
+
 def main(argv=None):
     """Entry point of the ``fastconv`` console script; returns the exit status."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
@@ -163,6 +202,8 @@ def main(argv=None):
         return _compare(parser, args)
     if args.command == "ceilings":
         return _ceilings()
+    if args.command == "warmup":
+        return _warmup(parser, args)
     parser.print_help()
     return 2
 

@@ -16,6 +16,15 @@ def _int(name, default):
 #: to a per-user cache directory when the package directory is read-only).
 CACHE_DIR = os.environ.get("FASTCONV_CACHE_DIR", "")
 
+#: What a compiled kernel's first call in a process does when the kernel is not in the disk
+#: cache yet: "background" computes with NumPy while a background process compiles it;
+#: "sync" compiles it in the calling thread (see fastconv.cpu.compiling).
+COMPILE = os.environ.get("FASTCONV_COMPILE", "background")
+
+#: Log level for the ``fastconv`` logger's own stderr handler ("info", "debug", ...); empty
+#: adds no handler (the application's logging configuration decides, as usual).
+LOG_LEVEL = os.environ.get("FASTCONV_LOG", "")
+
 #: Numba threading layer: "auto" prefers tbb, then omp (both safe under concurrent Python
 #: threads); "tbb", "omp" or "workqueue" force one.
 THREADING_LAYER = os.environ.get("FASTCONV_THREADING_LAYER", "auto")

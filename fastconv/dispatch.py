@@ -105,6 +105,11 @@ def use_algorithm(name: str | None):
         _forced.name = previous
 
 
+def forced_algorithm() -> str | None:
+    """The algorithm forced with :func:`use_algorithm` in this thread, or None."""
+    return getattr(_forced, "name", None)
+
+
 def select(family: str, device: str, problem) -> Implementation:
     """Return the implementation that will run ``problem``."""
     _ensure_backend(device)
@@ -127,6 +132,37 @@ def select(family: str, device: str, problem) -> Implementation:
     raise ValueError(f"no {family} implementation on {device} accepts this problem")
 
 
+@contextlib.contextmanager
+def capture_problems():
+    """Record the problems that ops in this thread would run, instead of running them.
+
+    Inside the block every op returns zeros of its result's shape and appends
+    ``(family, device, problem)`` to the yielded list: ``fastconv warmup`` learns this way
+    which kernels a call needs without computing it.
+
+    Examples
+    --------
+    >>> import numpy as np, fastconv
+    >>> from fastconv.dispatch import capture_problems
+    >>> with capture_problems() as seen:
+    ...     y = fastconv.max_pool2d(np.ones((1, 4, 4, 1), np.float32), 2, 2, "VALID")
+    >>> [family for family, _, _ in seen], y.shape
+    (['max_pool'], (1, 2, 2, 1))
+    """
+    previous = getattr(_forced, "capture", None)
+    _forced.capture = []
+    try:
+        yield _forced.capture
+    finally:
+        _forced.capture = previous
+
+
 def run(family: str, device: str, problem):
     """Run ``problem`` with the chosen implementation and return its output."""
+    captured = getattr(_forced, "capture", None)
+    if captured is not None:
+        import numpy as np
+
+        captured.append((family, device, problem))
+        return np.zeros(problem.out_shape, problem.dtype)
     return select(family, device, problem).run(problem)

@@ -20,6 +20,9 @@ import zlib
 from types import SimpleNamespace
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # before anything can import TensorFlow
+# The suite checks the compiled kernels: their first calls compile here, not in a background
+# process with NumPy standing in (tests/test_compiling.py checks that policy itself).
+os.environ.setdefault("FASTCONV_COMPILE", "sync")
 
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402

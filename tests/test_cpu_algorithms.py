@@ -36,7 +36,7 @@ def _force(name):
     return dispatch.use_algorithm(name)
 
 
-@pytest.mark.parametrize("algorithm", ["direct", "blocked", "reference"])
+@pytest.mark.parametrize("algorithm", ["direct", "blocked", "numpy", "reference"])
 @pytest.mark.parametrize("layout", ["NHWC", "NCHW"])
 @pytest.mark.parametrize("dtype", [F32, F64])
 @pytest.mark.parametrize("index", range(len(CONV2D_CASES)))
@@ -239,7 +239,7 @@ def test_conv3d_algorithms_match_tf(algorithm, layout, rand, tfo, assert_close):
     assert_close(np.moveaxis(got, 1, -1) if layout == "NCDHW" else got, expected, F64)
 
 
-@pytest.mark.parametrize("algorithm", ["depthwise", "direct", "blocked", "reference"])
+@pytest.mark.parametrize("algorithm", ["depthwise", "direct", "blocked", "numpy", "reference"])
 @pytest.mark.parametrize("layout", ["NHWC", "NCHW"])
 @pytest.mark.parametrize("dtype", [F32, F64])
 def test_depthwise_algorithms_match_tf(algorithm, layout, dtype, rand, tfo, assert_close):
@@ -254,7 +254,7 @@ def test_depthwise_algorithms_match_tf(algorithm, layout, dtype, rand, tfo, asse
     assert_close(np.moveaxis(got, 1, -1) if channels_first else got, expected, dtype)
 
 
-@pytest.mark.parametrize("algorithm", ["direct", "blocked", "reference"])
+@pytest.mark.parametrize("algorithm", ["direct", "blocked", "numpy", "reference"])
 @pytest.mark.parametrize("dtype", [F32, F64])
 @pytest.mark.parametrize("strides,padding", [((2, 2), "SAME"), ((3, 2), "VALID"),
                                              ((1, 1), "SAME")])
@@ -272,7 +272,8 @@ def test_conv2d_transpose_algorithms_match_tf(algorithm, dtype, strides, padding
 
 @pytest.mark.parametrize("kind", ["max", "avg"])
 @pytest.mark.parametrize("algorithm,layout", [("direct", "NHWC"), ("direct", "NCHW"),
-                                              ("planar", "NCHW"), ("reference", "NHWC")])
+                                              ("planar", "NCHW"), ("numpy", "NHWC"),
+                                              ("numpy", "NCHW"), ("reference", "NHWC")])
 @pytest.mark.parametrize("dtype", [F32, F64])
 @pytest.mark.parametrize("window", [((3, 3), (2, 2), "SAME"), ((2, 3), (1, 2), "VALID")])
 def test_pool_algorithms_match_tf(kind, algorithm, layout, dtype, window, rand, tfo,

@@ -12,12 +12,15 @@ import math
 import numpy as np
 
 from ..dispatch import Implementation, register
+from . import numpy_ops
+from .compiling import compiled
 from .conv import conv_direct_ndhwc, pad_ndhwc
 from .conv_blocked import block_channels, conv_blocked_strided
 from .activation import RELU6, bias_activation_ncp
 from .blas import batched_matmul
 from .conv_planar import conv_planar, pad_for_planar
 from .depthwise import depthwise_ndhwc
+from .numpy_ops import nan_where_nonfinite_taps_meet_padding
 from .layout import channels_last_shape, from_channels_last, pad_spatial, to_channels_last
 from .pool import AVG as POOL_AVG
 from .pool import MAX as POOL_MAX
@@ -101,8 +104,9 @@ def run_conv_blocked(problem):
              problem.bias, out, channels_first, out.reshape(-1),
              _element_strides(out, channels_first), _spatial(out, channels_first), g.strides,
              g.dilations, problem.activation, _conv_microseconds(problem, 50))
-    if any(pads_before):
-        _nan_where_nonfinite_taps_meet_padding(problem, out)
+    if any(pads_before):  # the padding was skipped, not read: 0 * inf taps give NaN there
+        nan_where_nonfinite_taps_meet_padding(
+            np.moveaxis(out, 1, -1) if channels_first else out, problem.w, g)
     return out
 
 
@@ -132,7 +136,8 @@ def _input_and_padding(problem, pads):
     The kernel skips taps that fall into the padding instead of reading a padded copy, which
     is the same sum unless a filter holds inf or NaN: TF's kernels then give NaN (0 * inf)
     where such a tap meets the padding, so those filters get a real zero-padded copy (or, when
-    that copy would be unbounded, :func:`_nan_where_nonfinite_taps_meet_padding` afterwards).
+    that copy would be unbounded, :func:`.numpy_ops.nan_where_nonfinite_taps_meet_padding`
+    afterwards).
     Small inputs get one too: copying them costs less than the kernel's edge handling per row.
     """
     if any(sum(pads, ())) and (_padded_elements(problem, pads) <= PAD_COPY_MAX_ELEMENTS
@@ -140,26 +145,6 @@ def _input_and_padding(problem, pads):
                                    and _padded_copy_is_bounded(problem, pads))):
         return pad_spatial(problem.x, pads, problem.channels_first), [0, 0, 0]
     return np.ascontiguousarray(problem.x), [before for before, _ in pads]
-
-
-def _nan_where_nonfinite_taps_meet_padding(problem, out):
-    """Set NaN where a filter tap holding inf or NaN reads the zero padding (0 * inf), as a
-    padded copy would give: for a plain conv that :func:`_input_and_padding` ran unpadded."""
-    g = problem.geometry
-    w = problem.w  # (T, R, S, Cg, K)
-    bad = ~np.isfinite(w).all(axis=3)  # (T, R, S, K)
-    if not bad.any() or not any(sum(g.pads, ())):
-        return
-    out_cl = np.moveaxis(out, 1, -1) if problem.channels_first else out  # a view
-    for t, r, s_, k in zip(*np.nonzero(bad)):
-        outside = None
-        for axis, tap in enumerate((t, r, s_)):
-            positions = (np.arange(g.out_sizes[axis]) * g.strides[axis] - g.pads[axis][0]
-                         + tap * g.dilations[axis])
-            mask = (positions < 0) | (positions >= g.in_sizes[axis])
-            mask = mask.reshape([-1 if i == axis else 1 for i in range(3)])
-            outside = mask if outside is None else outside | mask
-        out_cl[:, np.broadcast_to(outside, g.out_sizes), k] = np.nan
 
 
 def _spatial(array, channels_first):
@@ -394,20 +379,35 @@ def _direct_applies(problem):
     return _padded_copy_is_bounded(problem, g.pads)
 
 
-register(Implementation("conv", "cpu", "direct", run_conv_direct, _direct_applies))
-register(Implementation("conv", "cpu", "blocked", run_conv_blocked, priority=10,
-                        pays_off=_blocked_pays_off))
-register(Implementation("conv", "cpu", "planar", run_conv_planar, _planar_applies, priority=12,
-                        pays_off=_planar_pays_off))
-register(Implementation("conv", "cpu", "gemm", run_conv_gemm, _gemm_applies, priority=13))
-register(Implementation("conv", "cpu", "winograd", run_conv_winograd, _winograd_applies,
-                        priority=15, pays_off=_winograd_pays_off))
-register(Implementation("conv", "cpu", "depthwise", run_conv_depthwise, _depthwise_applies,
-                        priority=20))
-register(Implementation("max_pool", "cpu", "direct", run_pool_direct))
-register(Implementation("avg_pool", "cpu", "direct", run_pool_direct))
+def _planar_pool_window(problem):
+    """The window and stride compiled into the planar pooling kernel, when it uses one."""
+    g = problem.geometry
+    if g.in_sizes[0] == 1 and max(g.kernel[1:] + g.strides[1:]) <= FIXED_WINDOW_MAX:
+        return g.kernel[1:] + g.strides[1:]
+    return ()
+
+
+def _register(family, name, run, applies=None, extra=None, **options):
+    """Register a compiled algorithm; its first calls follow :mod:`.compiling`'s policy."""
+    if applies is not None:
+        options["applies"] = applies
+    register(Implementation(family, "cpu", name, compiled(family, name, extra)(run), **options))
+
+
+_register("conv", "direct", run_conv_direct, _direct_applies)
+_register("conv", "blocked", run_conv_blocked, priority=10, pays_off=_blocked_pays_off)
+_register("conv", "planar", run_conv_planar, _planar_applies, priority=12,
+          pays_off=_planar_pays_off)
+_register("conv", "gemm", run_conv_gemm, _gemm_applies, priority=13)
+_register("conv", "winograd", run_conv_winograd, _winograd_applies, priority=15,
+          pays_off=_winograd_pays_off)
+_register("conv", "depthwise", run_conv_depthwise, _depthwise_applies, priority=20)
 for _family in ("max_pool", "avg_pool"):
-    register(Implementation(_family, "cpu", "planar", run_pool_planar, _is_channels_first,
-                            priority=10))
-register(Implementation("global_pool", "cpu", "direct", run_global_pool))
-register(Implementation("zero_pad", "cpu", "direct", run_zero_pad))
+    _register(_family, "direct", run_pool_direct)
+    _register(_family, "planar", run_pool_planar, _is_channels_first, _planar_pool_window,
+              priority=10)
+_register("global_pool", "direct", run_global_pool)
+_register("zero_pad", "direct", run_zero_pad)
+# The first-call tier (plain NumPy, nothing to compile): chosen by the policy, or when forced.
+for _family, _run in numpy_ops.BY_FAMILY.items():
+    register(Implementation(_family, "cpu", "numpy", _skips_empty(_run), auto=False))

@@ -1,0 +1,329 @@
+"""First calls: compile the kernel here, or compute with NumPy while it compiles elsewhere.
+
+A compiled kernel's first call in a new environment costs Numba's compilation: 2-13 s per
+kernel, 32 s for a CNN's first calls (issue 10), where TensorFlow's import and first calls
+take about 3 s. Every CPU implementation is therefore wrapped by :func:`compiled`, which keys
+each call on what decides the machine code Numba builds for it (the op family, the algorithm,
+dtype, layout, the read-only flags of the arrays, and what an algorithm adds, such as a window
+shape compiled in) and, the first time a key is seen in a process:
+
+* ``FASTCONV_COMPILE=background`` (the default): when a marker on disk says the kernels of
+  this key are in Numba's disk cache, it runs them (they load in milliseconds). Otherwise it
+  hands the problem, with zeros for data, to a background process
+  (:mod:`.compile_worker`, at low priority) that compiles the kernels into the disk cache, and
+  computes this call with :mod:`.numpy_ops` (TF's semantics, no compilation). Later calls of
+  the key keep using NumPy until the worker says it is done, then run the kernels. The worker
+  outlives the process that started it until its queue is empty, so the next process starts
+  warm.
+* ``FASTCONV_COMPILE=sync`` (and any algorithm forced with ``dispatch.use_algorithm``, as the
+  tests do): the kernels compile in the calling thread on the first call, as plain Numba does.
+
+Either way, what compiled and how long it took is logged on the ``fastconv`` logger (INFO;
+nothing is printed unless the application configures logging, or ``FASTCONV_LOG=info``).
+``fastconv warmup`` compiles a chosen set of kernels ahead of time.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import logging
+import os
+import pickle
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, replace
+
+import numpy as np
+
+from .. import config, dispatch
+from . import numpy_ops
+
+log = logging.getLogger("fastconv")
+
+#: Problems whose stand-in (zeros of the same shapes) would exceed this many bytes are sent
+#: to the worker with batch 1 (the kernels' types do not depend on the batch).
+STAND_IN_MAX_BYTES = 64 << 20
+
+_lock = threading.Lock()
+_ready: set = set()  # keys whose kernels are compiled here or cached on disk
+_pending: dict = {}  # marker name -> key, sent to the worker and not done yet
+_failed: set = set()  # keys the worker could not compile: compiled here instead
+_worker = {"process": None, "pid": None}
+
+
+# ----------------------------------------------------------------------------- keys and markers
+
+def _readonly(array):
+    """Whether a kernel sees ``array`` as read-only: only a C-contiguous read-only array stays
+    so through the backends' ``np.ascontiguousarray`` (anything else is copied)."""
+    return array is not None and array.flags.c_contiguous and not array.flags.writeable
+
+
+def compile_key(family, name, problem, extra=()):
+    """What decides the machine code a call of algorithm ``name`` compiles."""
+    arrays = (problem.x, getattr(problem, "w", None), getattr(problem, "bias", None))
+    key = (family, name, np.dtype(problem.dtype).name, bool(problem.channels_first),
+           getattr(problem, "kind", None), tuple(_readonly(a) for a in arrays))
+    if family == "conv":  # activations and bias choose extra passes in some algorithms
+        key += (problem.activation, problem.bias is None)
+    return key + tuple(extra)
+
+
+def describe(key):
+    """A short text for logs: ``conv/winograd (float32, channels-last)``."""
+    family, name, dtype, channels_first = key[:4]
+    layout = "channels-first" if channels_first else "channels-last"
+    return f"{family}/{name} ({dtype}, {layout})"
+
+
+@functools.lru_cache(maxsize=1)
+def _marker_dir():
+    """Beside Numba's cache of fastconv's CPU kernels (the package's ``__pycache__``, or
+    Numba's per-user directory when the package is read-only, or ``NUMBA_CACHE_DIR``)."""
+    from .pool import global_pool_nsc
+
+    return os.path.join(global_pool_nsc._cache._cache_path, "fastconv-compiled")
+
+
+@functools.lru_cache(maxsize=1)
+def _machine():
+    """What Numba keys its cache on besides the source: its version and the target CPU."""
+    import llvmlite.binding as llvm
+    import numba
+
+    from .cache import package_digest
+
+    cpu = numba.config.CPU_NAME or llvm.get_host_cpu_name()
+    features = numba.config.CPU_FEATURES or llvm.get_host_cpu_features().flatten()
+    return (numba.__version__, cpu, features, package_digest(), config.REGISTER_BLOCK)
+
+
+def marker_name(key):
+    return hashlib.sha256(repr((_machine(), key)).encode()).hexdigest()[:24]
+
+
+def _marker_path(key):
+    return os.path.join(_marker_dir(), marker_name(key))
+
+
+def _on_disk(key):
+    try:
+        return os.path.exists(_marker_path(key))
+    except Exception:  # no cache directory at all: nothing is on disk
+        return False
+
+
+def _write_marker(key):
+    """Record that ``key``'s kernels are in the disk cache (fail-soft: read-only installs)."""
+    try:
+        os.makedirs(_marker_dir(), exist_ok=True)
+        with open(_marker_path(key), "w") as fh:
+            fh.write(describe(key) + "\n")
+    except OSError:
+        pass
+
+
+# ----------------------------------------------------------------------------- compile here
+
+def _compile_here(key, run, problem):
+    """Run the kernels in this thread (compiling or loading them); log what compiled."""
+    from numba.core import event
+
+    start = time.perf_counter()
+    with event.install_recorder("numba:compile") as recorder:
+        out = run(problem)
+    seconds = time.perf_counter() - start
+    compiled = sorted({data.data["dispatcher"].py_func.__name__
+                       for _, data in recorder.buffer
+                       if data.is_start and "dispatcher" in data.data})
+    if compiled:
+        log.info("%s compiled in %.1f s: %s", describe(key), seconds, ", ".join(compiled))
+    else:
+        log.debug("%s loaded from the disk cache in %.2f s", describe(key), seconds)
+    with _lock:
+        _ready.add(key)
+    _write_marker(key)
+    return out
+
+
+# ----------------------------------------------------------------------------- the worker
+
+@dataclass(frozen=True)
+class Zeros:
+    """Stands for an array in a job sent to the worker: zeros of this shape and dtype (with the
+    read-only flag a kernel would see), made there. Sending the zeros themselves would block
+    the caller on the pipe while the worker is busy compiling."""
+
+    shape: tuple
+    dtype: str
+    readonly: bool
+
+    @classmethod
+    def like(cls, array, batch=None):
+        if array is None:
+            return None
+        shape = tuple(array.shape)
+        if batch is not None:
+            shape = (batch,) + shape[1:]
+        return cls(shape, np.dtype(array.dtype).str, _readonly(array))
+
+    def make(self):
+        zeros = np.zeros(self.shape, dtype=np.dtype(self.dtype))
+        zeros.flags.writeable = not self.readonly
+        return zeros
+
+
+def stand_in(problem):
+    """The problem with :class:`Zeros` for its arrays (batch 1 when large), or None when even
+    batch 1 would be too large to compute in the worker."""
+    nbytes = problem.x.nbytes + np.prod(problem.out_shape) * np.dtype(problem.dtype).itemsize
+    batch = None
+    if nbytes > STAND_IN_MAX_BYTES:
+        batch = 1
+        nbytes //= max(1, problem.x.shape[0])
+        if nbytes > STAND_IN_MAX_BYTES:
+            return None
+    fields = {"x": Zeros.like(problem.x, batch)}
+    if hasattr(problem, "w"):
+        fields["w"] = Zeros.like(problem.w)
+        fields["bias"] = Zeros.like(problem.bias)
+    if batch is not None:
+        fields["out_shape"] = (1,) + tuple(problem.out_shape[1:])
+    return replace(problem, **fields)
+
+
+def materialise(problem):
+    """The worker's side of :func:`stand_in`: the :class:`Zeros` made into arrays."""
+    fields = {name: getattr(problem, name).make() for name in ("x", "w", "bias")
+              if isinstance(getattr(problem, name, None), Zeros)}
+    return replace(problem, **fields)
+
+
+def _read_replies(process):
+    """The worker's stdout: ``done <marker>`` or ``failed <marker> <why>`` per job."""
+    for line in process.stdout:
+        parts = line.decode(errors="replace").split(maxsplit=2)
+        if len(parts) < 2:
+            continue
+        with _lock:
+            key = _pending.pop(parts[1], None)
+            if key is None:
+                continue
+            if parts[0] == "done":
+                _ready.add(key)
+            else:
+                _failed.add(key)
+        if parts[0] == "done":
+            log.info("%s compiled in the background; switching from NumPy to it", describe(key))
+        else:
+            log.warning("%s failed to compile in the background (%s); compiling in this "
+                        "process instead", describe(key), parts[2].strip() if len(parts) > 2
+                        else "no reason given")
+
+
+def _start_worker():
+    """The worker process of this process (a forked child starts its own)."""
+    process = _worker["process"]
+    if process is not None and _worker["pid"] == os.getpid() and process.poll() is None:
+        return process
+    env = dict(os.environ, FASTCONV_COMPILE="sync")
+    process = subprocess.Popen([sys.executable, "-m", "fastconv.cpu.compile_worker"],
+                               stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                               stderr=subprocess.DEVNULL, env=env)
+    threading.Thread(target=_read_replies, args=(process,), daemon=True,
+                     name="fastconv-compile-replies").start()
+    _worker.update(process=process, pid=os.getpid())
+    return process
+
+
+def _submit(key, family, name, problem):
+    """Send ``problem``'s stand-in to the worker; False when it cannot go there."""
+    job = stand_in(problem)
+    if job is None:
+        return False
+    marker = marker_name(key)
+    try:
+        with _lock:
+            process = _start_worker()
+            _pending[marker] = key
+            pickle.dump((marker, family, name, job), process.stdin,
+                        protocol=pickle.HIGHEST_PROTOCOL)
+            process.stdin.flush()
+    except (OSError, ValueError, pickle.PicklingError) as exc:
+        with _lock:
+            _pending.pop(marker, None)
+        log.info("%s: no background compilation (%s)", describe(key), exc)
+        return False
+    log.info("%s: compiling in the background (pid %d); NumPy computes meanwhile",
+             describe(key), process.pid)
+    return True
+
+
+def wait_for_background(timeout=None):
+    """Block until the worker has compiled everything sent to it; True when it has.
+
+    Examples
+    --------
+    >>> from fastconv.cpu import compiling
+    >>> compiling.wait_for_background(timeout=600)
+    True
+    """
+    deadline = None if timeout is None else time.monotonic() + timeout
+    while True:
+        with _lock:
+            if not _pending:
+                return True
+            process = _worker["process"]
+        if process is None or process.poll() is not None:
+            return not _pending
+        if deadline is not None and time.monotonic() > deadline:
+            return False
+        time.sleep(0.02)
+
+
+# ----------------------------------------------------------------------------- the policy
+
+def mode():
+    """``"background"`` or ``"sync"`` (``config.COMPILE``, from ``FASTCONV_COMPILE``)."""
+    return "sync" if config.COMPILE == "sync" else "background"
+
+
+def run(family, name, kernel_run, problem, extra=()):
+    """Run ``problem`` with the compiled kernels when they are ready, else per :func:`mode`."""
+    key = compile_key(family, name, problem, extra)
+    if key in _ready:
+        return kernel_run(problem)
+    if _on_disk(key):
+        with _lock:
+            _ready.add(key)
+        return kernel_run(problem)
+    if (mode() == "sync" or dispatch.forced_algorithm() is not None or key in _failed):
+        return _compile_here(key, kernel_run, problem)
+    with _lock:
+        waiting = marker_name(key) in _pending
+    if waiting or _submit(key, family, name, problem):
+        return numpy_ops.BY_FAMILY[family](problem)
+    return _compile_here(key, kernel_run, problem)
+
+
+def compiled(family, name, extra=None):
+    """Decorate a backend's ``run_*`` so its first calls follow this module's policy.
+
+    ``extra(problem)`` returns what else keys the compiled code (e.g. a window shape that is
+    compiled in). The undecorated function is ``.kernel_run``; ``.compile_key(problem)`` is
+    the key a call would have.
+    """
+    def decorate(kernel_run):
+        @functools.wraps(kernel_run)
+        def call(problem):
+            return run(family, name, kernel_run, problem, extra(problem) if extra else ())
+
+        call.kernel_run = kernel_run
+        call.compile_key = lambda problem: compile_key(family, name, problem,
+                                                       extra(problem) if extra else ())
+        return call
+
+    return decorate

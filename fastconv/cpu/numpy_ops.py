@@ -1,0 +1,203 @@
+"""Every CPU op in plain NumPy, vectorised, with nothing to compile: the first-call tier.
+
+A kernel's first call in a new environment would wait seconds for Numba to compile it (issue
+10: 32 s for a CNN's first calls). :mod:`.compiling` runs these functions instead while the
+kernels compile in a background process, so a new user's first calls cost about what
+TensorFlow's do. They follow the kernels' (TF's) semantics exactly; only the order of the
+floating-point sums differs (results agree to the suite's tolerance, not bit for bit).
+
+Each loop runs over kernel taps or window offsets, never over pixels, and only over the taps
+and offsets that reach the input: no padded copy is made, so SAME padding with a huge
+dilation or window costs what the input and output do. A tap holding inf or NaN that meets
+the padding gives NaN (0 * inf), as TF's zero-padded sum does
+(:func:`nan_where_nonfinite_taps_meet_padding`).
+
+Every function takes a problem from :mod:`fastconv.problems` and returns the result in the
+caller's layout, C-contiguous.
+"""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+
+from .activation import RELU, RELU6, SIGMOID, TANH
+
+
+def _channels_last(x5, channels_first):
+    return np.moveaxis(x5, 1, -1) if channels_first else x5
+
+
+def _in_layout(out_cl, channels_first):
+    return np.ascontiguousarray(np.moveaxis(out_cl, -1, 1) if channels_first else out_cl)
+
+
+def _reach(out_size, stride, pad, offset, in_size):
+    """Outputs ``o`` whose tap at ``offset`` reads inside the input, ``0 <= o*stride - pad +
+    offset < in_size``: returns (first output, count, first input index)."""
+    shift = offset - pad
+    first = max(0, -(-(-shift) // stride))
+    stop = min(out_size, -(-(in_size - shift) // stride))
+    count = max(0, stop - first)
+    return first, count, first * stride + shift
+
+
+def _tap_slices(g, offsets):
+    """The (output, input) spatial slices of one kernel tap, or None when it never reads the
+    input."""
+    out_slices, in_slices = [], []
+    for axis, j in enumerate(offsets):
+        first, count, start = _reach(g.out_sizes[axis], g.strides[axis], g.pads[axis][0],
+                                     j * g.dilations[axis], g.in_sizes[axis])
+        if count == 0:
+            return None
+        out_slices.append(slice(first, first + count))
+        in_slices.append(slice(start, start + (count - 1) * g.strides[axis] + 1, g.strides[axis]))
+    return tuple(out_slices), tuple(in_slices)
+
+
+def activate(values, code):
+    """The fused activations as the kernels compute them (sigmoid/tanh in float64, rounded)."""
+    if code == RELU:
+        return np.where(values < 0, 0, values).astype(values.dtype)  # NaN passes, as tf.nn.relu
+    if code == RELU6:
+        return np.where(values < 0, 0, np.where(values > 6, 6, values)).astype(values.dtype)
+    if code in (SIGMOID, TANH):
+        wide = values.astype(np.float64)
+        with np.errstate(over="ignore"):
+            result = 1 / (1 + np.exp(-wide)) if code == SIGMOID else np.tanh(wide)
+        return result.astype(values.dtype)
+    return values
+
+
+def nan_where_nonfinite_taps_meet_padding(out_cl, w, g):
+    """Set NaN in channels-last ``out_cl`` wherever a filter tap holding inf or NaN reads the
+    zero padding, as a zero-padded copy would give (0 * inf is NaN).
+
+    ``w`` is (T, R, S, Cg, K) and ``g`` the op's 3-D geometry.
+    """
+    bad = ~np.isfinite(w).all(axis=3)  # (T, R, S, K)
+    if not bad.any() or not any(sum(g.pads, ())):
+        return
+    for t, r, s, k in zip(*np.nonzero(bad)):
+        outside = np.zeros(g.out_sizes, dtype=bool)
+        for axis, tap in enumerate((t, r, s)):
+            positions = (np.arange(g.out_sizes[axis]) * g.strides[axis] - g.pads[axis][0]
+                         + tap * g.dilations[axis])
+            mask = (positions < 0) | (positions >= g.in_sizes[axis])
+            outside |= mask.reshape([-1 if i == axis else 1 for i in range(3)])
+        out_cl[:, outside, k] = np.nan
+
+
+def conv(problem):
+    """Convolution (``kind == "conv"``) or transposed convolution, tap by tap."""
+    if problem.kind == "transpose":
+        return _conv_transpose(problem)
+    g = problem.geometry
+    x = _channels_last(np.asarray(problem.x), problem.channels_first)
+    w = np.asarray(problem.w)
+    _, _, _, cg, k_total = w.shape
+    groups = problem.groups
+    kg = k_total // groups
+    out = np.zeros((x.shape[0], *g.out_sizes, k_total), dtype=problem.dtype)
+    for offsets in itertools.product(*(range(k) for k in g.kernel)):
+        slices = _tap_slices(g, offsets)
+        if slices is None:
+            continue
+        dst = out[(slice(None),) + slices[0]]
+        src = x[(slice(None),) + slices[1]]
+        taps = w[offsets]  # (Cg, K)
+        if groups == 1:
+            dst += src @ taps
+        elif cg == 1:  # depthwise: output c * M + m reads input channel c
+            shape = dst.shape[:-1] + (groups, kg)
+            dst.reshape(shape)[...] += src[..., :, None] * taps[0].reshape(groups, kg)
+        else:
+            for group in range(groups):
+                dst[..., group * kg:(group + 1) * kg] += (
+                    src[..., group * cg:(group + 1) * cg] @ taps[:, group * kg:(group + 1) * kg])
+    nan_where_nonfinite_taps_meet_padding(out, w, g)
+    if problem.bias is not None:
+        out += np.asarray(problem.bias, dtype=problem.dtype)
+    return _in_layout(activate(out, problem.activation), problem.channels_first)
+
+
+def _conv_transpose(problem):
+    """Scatter form: input pixel ``i`` adds ``x[i] @ w[offset].T`` at ``i*stride - pad +
+    offset*dilation`` of the output (the geometry is that of the forward conv)."""
+    g = problem.geometry
+    x = _channels_last(np.asarray(problem.x), problem.channels_first)
+    w = np.asarray(problem.w)  # (T, R, S, out, in)
+    out = np.zeros((x.shape[0], *g.in_sizes, w.shape[3]), dtype=problem.dtype)
+    for offsets in itertools.product(*(range(k) for k in g.kernel)):
+        slices = _tap_slices(g, offsets)
+        if slices is None:
+            continue
+        out[(slice(None),) + slices[1]] += x[(slice(None),) + slices[0]] @ w[offsets].T
+    return _in_layout(out, problem.channels_first)
+
+
+def _pool_axis(x, axis, size_out, k, stride, pad, reduce, fill):
+    """One separable pass of a clipped window along ``axis``: ``reduce`` over each window's
+    real cells, starting from ``fill``; also returns each output's count of real cells."""
+    n = x.shape[axis]
+    shape = list(x.shape)
+    shape[axis] = size_out
+    acc = np.full(shape, fill, dtype=x.dtype)
+    # Only offsets that reach the input matter: a window far larger than the input (ksize up
+    # to 2**31 - 1) loops over the input's cells, not the window's.
+    first_offset = max(0, pad - (size_out - 1) * stride)
+    for j in range(first_offset, min(k, pad + n)):
+        first, count, start = _reach(size_out, stride, pad, j, n)
+        if count:
+            dst = [slice(None)] * x.ndim
+            src = [slice(None)] * x.ndim
+            dst[axis] = slice(first, first + count)
+            src[axis] = slice(start, start + (count - 1) * stride + 1, stride)
+            view = acc[tuple(dst)]
+            reduce(view, x[tuple(src)], out=view)
+    starts = np.arange(size_out) * stride - pad
+    counts = np.minimum(starts + k, n) - np.maximum(starts, 0)
+    return acc, counts
+
+
+def pool(problem):
+    """Max (TF's CPU semantics: NaN never wins, floor at the dtype's lowest) or average
+    (divided by the count of real cells, in the data's dtype) pooling, one dim at a time."""
+    g = problem.geometry
+    x = _channels_last(np.asarray(problem.x), problem.channels_first)
+    is_max = problem.kind == "max"
+    dtype = np.dtype(problem.dtype)
+    fill = np.finfo(dtype).min if is_max else 0
+    reduce = np.fmax if is_max else np.add
+    counts = np.ones((1, 1, 1), dtype=np.int64)
+    out = x.astype(dtype, copy=False)
+    for axis in (2, 1, 0):  # width first: the cheapest order for channels-last data
+        out, per_axis = _pool_axis(out, axis + 1, g.out_sizes[axis], g.kernel[axis],
+                                   g.strides[axis], g.pads[axis][0], reduce, fill)
+        counts = counts * per_axis.reshape([-1 if i == axis else 1 for i in range(3)])
+    if not is_max:
+        out = out / counts[None, ..., None].astype(dtype)
+    return _in_layout(out.astype(dtype, copy=False), problem.channels_first)
+
+
+def global_pool(problem):
+    """Max (NaN propagates, as ``tf.reduce_max``) or mean over the spatial dims: (N, C)."""
+    x = _channels_last(np.asarray(problem.x), problem.channels_first)
+    n, channels = problem.out_shape
+    cells = x.reshape(n, -1, channels)
+    out = cells.max(axis=1) if problem.kind == "max" else cells.mean(axis=1)
+    return np.ascontiguousarray(out, dtype=problem.dtype)
+
+
+def zero_pad(problem):
+    """np.pad with zeros, in the data's layout."""
+    pads = [(0, 0)] + [tuple(p) for p in problem.pads]
+    pads = pads[:1] + [(0, 0)] + pads[1:] if problem.channels_first else pads + [(0, 0)]
+    return np.pad(np.asarray(problem.x), pads)
+
+
+#: family -> the NumPy function that computes it.
+BY_FAMILY = {"conv": conv, "max_pool": pool, "avg_pool": pool, "global_pool": global_pool,
+             "zero_pad": zero_pad}
