@@ -72,11 +72,30 @@ def compile_key(family, name, problem, extra=()):
     return key + tuple(extra)
 
 
+_ACTIVATION_NAMES = {0: "", 1: "relu", 2: "relu6", 3: "sigmoid", 4: "tanh"}
+
+
 def describe(key):
-    """A short text for logs: ``conv/winograd (float32, channels-last)``."""
-    family, name, dtype, channels_first = key[:4]
-    layout = "channels-first" if channels_first else "channels-last"
-    return f"{family}/{name} ({dtype}, {layout})"
+    """A short text for logs: ``conv/winograd (float32, channels-last, relu, bias)``."""
+    family, name, dtype, channels_first, kind, readonly = key[:6]
+    notes = [dtype, "channels-first" if channels_first else "channels-last"]
+    if kind == "transpose":
+        notes.append("transposed")
+    if family == "global_pool":
+        notes.append(kind)
+    notes += [f"read-only {what}" for what, flag in zip(("input", "filters", "bias"), readonly)
+              if flag]
+    rest = key[6:]
+    if family == "conv":
+        activation, no_bias = rest[:2]
+        notes += [_ACTIVATION_NAMES.get(activation, str(activation))] + ([] if no_bias
+                                                                          else ["bias"])
+        rest = rest[2:]
+    if len(rest) == 4:  # a pooling window and stride compiled in
+        notes.append(f"window {rest[0]}x{rest[1]} stride {rest[2]}x{rest[3]}")
+    elif rest:
+        notes.append(" ".join(map(str, rest)))
+    return f"{family}/{name} ({', '.join(note for note in notes if note)})"
 
 
 @functools.lru_cache(maxsize=1)

@@ -63,12 +63,20 @@ def warmup(cases, layouts=None, dtypes=("float32",), workers=None, stream=sys.st
     start = time.perf_counter()
 
     def send(proc):
-        key, family, name, problem = queue.pop(0)
+        """Give ``proc`` a job, or leave it idle (False). Variants of one algorithm (layouts,
+        activations) share most kernels: compiled at once by two workers they would be
+        compiled twice, so they go to one worker at a time."""
+        running = {key[:3] for key, _ in busy.values()}
+        index = next((i for i, job in enumerate(queue) if job[0][:3] not in running), None)
+        if index is None:
+            return False
+        key, family, name, problem = queue.pop(index)
         marker = compiling.marker_name(key)
         busy[proc] = (key, marker)
         pickle.dump((marker, family, name, compiling.stand_in(problem) or problem), proc.stdin,
                     protocol=pickle.HIGHEST_PROTOCOL)
         proc.stdin.flush()
+        return True
 
     def show(note=""):
         if stream is not None:
@@ -76,9 +84,7 @@ def warmup(cases, layouts=None, dtypes=("float32",), workers=None, stream=sys.st
                          f"{time.perf_counter() - start:5.1f} s {note[:60]:60s}")
             stream.flush()
 
-    for proc in procs:
-        if queue:
-            send(proc)
+    idle = [proc for proc in procs if not send(proc)]
     show()
     import selectors
 
@@ -99,8 +105,8 @@ def warmup(cases, layouts=None, dtypes=("float32",), workers=None, stream=sys.st
             ok = line[0] == "done"
             times[compiling.describe(key)] = float(line[2]) if ok else float("nan")
             show(compiling.describe(key) + ("" if ok else " FAILED: " + " ".join(line[2:])))
-            if queue:
-                send(proc)
+            idle.append(proc)
+            idle = [worker for worker in idle if not (queue and send(worker))]
     for proc in procs:
         proc.stdin.close()
         proc.wait()
