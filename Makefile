@@ -1,5 +1,5 @@
 # Two entry points, each creating .venv on first use:
-#   make demo  - install fastconv with TensorFlow and run `fastconv compare`
+#   make demo  - install fastconv with TensorFlow, compile the common kernels, run `fastconv compare`
 #   make test  - install the test extras and run the whole pytest suite
 PYTHON ?= python3
 VENV   := .venv
@@ -20,6 +20,7 @@ $(VENV)/.test-installed: pyproject.toml | $(BIN)/python
 	touch $@
 
 demo: $(VENV)/.demo-installed
+	$(BIN)/fastconv warmup
 	$(BIN)/fastconv compare
 
 test: $(VENV)/.test-installed

@@ -1,4 +1,4 @@
 """fastconv's benchmarks: asv suites (bench_*.py) and pytest-benchmark files (test_*.py).
 
-Every benchmark is a thin layer over :mod:`fastconv.workloads`; see docs_benchmarks.md.
+Every benchmark is a thin layer over :mod:`fastconv.workloads`; see docs/benchmarks.md.
 """

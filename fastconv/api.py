@@ -513,16 +513,27 @@ def _global_pool(kind, input, data_format, keepdims, device):
     return out
 
 
-def global_max_pool2d(input, data_format="NHWC", keepdims=False, *, device=None):
-    """Maximum over all spatial positions, as Keras ``GlobalMaxPooling2D`` (NaN propagates).
+_GLOBAL_DOC = {"max": ("Maximum", "GlobalMaxPooling2D", " (NaN propagates)", "[[6., 7.]]"),
+               "avg": ("Mean", "GlobalAveragePooling2D", "", "[[3., 4.]]")}
+
+
+def _make_global_pool(kind):
+    what, layer, nan, example = _GLOBAL_DOC[kind]
+
+    def global_pool(input, data_format="NHWC", keepdims=False, *, device=None):
+        return _global_pool(kind, input, data_format, keepdims, device)
+
+    global_pool.__name__ = global_pool.__qualname__ = f"global_{kind}_pool2d"
+    global_pool.__module__ = __name__
+    global_pool.__doc__ = f"""{what} over all spatial positions, as Keras ``{layer}``{nan}.
 
     Parameters
     ----------
     input : array_like (N, H, W, C) or (N, C, H, W)
-    data_format : {"NHWC", "NCHW", "channels_last", "channels_first"}
+    data_format : {{"NHWC", "NCHW", "channels_last", "channels_first"}}
     keepdims : bool
         Keep the spatial dims as size 1.
-    device : {None, "cpu", "cuda"}
+    device : {{None, "cpu", "cuda"}}
 
     Returns
     -------
@@ -533,35 +544,14 @@ def global_max_pool2d(input, data_format="NHWC", keepdims=False, *, device=None)
     --------
     >>> import numpy as np, fastconv
     >>> x = np.arange(8, dtype=np.float32).reshape(1, 2, 2, 2)
-    >>> fastconv.global_max_pool2d(x)
-    array([[6., 7.]], dtype=float32)
+    >>> fastconv.global_{kind}_pool2d(x)
+    array({example}, dtype=float32)
     """
-    return _global_pool("max", input, data_format, keepdims, device)
+    return global_pool
 
 
-def global_avg_pool2d(input, data_format="NHWC", keepdims=False, *, device=None):
-    """Mean over all spatial positions, as Keras ``GlobalAveragePooling2D``.
-
-    Parameters
-    ----------
-    input : array_like (N, H, W, C) or (N, C, H, W)
-    data_format : {"NHWC", "NCHW", "channels_last", "channels_first"}
-    keepdims : bool
-    device : {None, "cpu", "cuda"}
-
-    Returns
-    -------
-    ndarray
-        (N, C), or (N, 1, 1, C) / (N, C, 1, 1) with ``keepdims``.
-
-    Examples
-    --------
-    >>> import numpy as np, fastconv
-    >>> x = np.arange(8, dtype=np.float32).reshape(1, 2, 2, 2)
-    >>> fastconv.global_avg_pool2d(x)
-    array([[3., 4.]], dtype=float32)
-    """
-    return _global_pool("avg", input, data_format, keepdims, device)
+global_max_pool2d = _make_global_pool("max")
+global_avg_pool2d = _make_global_pool("avg")
 
 
 def _zero_pad_pairs(padding):

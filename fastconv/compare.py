@@ -15,11 +15,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from . import timing, workloads
-
-#: Allowed max abs error relative to the output's scale (max |TF result|, at least 1).
-TOLERANCE = {"float32": 1e-5, "float64": 1e-12}
-#: Ops whose results must match exactly (they only select or copy values).
-EXACT_OPS = {"max_pool1d", "max_pool2d", "max_pool3d", "global_max_pool2d", "zero_pad2d"}
+from .testing import EXACT_OPS, tolerance
 #: Print the traceback of a failing case (``fastconv compare --debug``).
 SHOW_TRACEBACKS = False
 
@@ -98,8 +94,8 @@ def run_case(case, layout="channels_last", dtype="float32", device="cpu", repeat
         tf_call, tf_numpy = workloads.prepare(case, "tensorflow", dtype, layout, device, arrays)
         got, want = fc_numpy(fc_call()), tf_numpy(tf_call())  # also compiles the JIT kernels
         result.max_abs_error = max_error(got, want)
-        scale = max(1.0, float(np.max(np.abs(want)))) if want.size else 1.0
-        result.tolerance = 0.0 if case.op in EXACT_OPS else TOLERANCE[dtype] * scale
+        result.tolerance = (0.0 if case.op in EXACT_OPS
+                            else tolerance(dtype, want) if want.size else tolerance(dtype, 0.0))
         result.equal = result.max_abs_error <= result.tolerance
         fc_seconds, tf_seconds = timing.time_pair(fc_call, tf_call, repeat, target)
         result.fastconv_ms, result.tf_ms = fc_seconds * 1e3, tf_seconds * 1e3

@@ -5,7 +5,7 @@ Every implementation registers itself here with the op family it serves (``"conv
 predicate that says whether it can compute a given problem (``applies``) and one that says
 whether it is worth choosing for it (``pays_off``, the rule derived from measurements).
 :func:`run` picks the highest-priority implementation for which both hold, unless the caller
-forced one with :func:`use_algorithm` (tests do this to check every algorithm against TF; a
+forced one with :func:`use_algorithm` (tests do this to check every algorithm against the oracle; a
 forced algorithm only needs to apply).
 
 The backends register lazily: ``fastconv.cpu`` / ``fastconv.cuda`` are imported only when a
@@ -33,7 +33,7 @@ class Implementation:
     run: Callable  # run(problem) -> output array
     applies: Callable = lambda problem: True  # can it compute this problem correctly?
     priority: int = 0  # higher wins among those that apply and pay off
-    auto: bool = True  # False: only used when forced (e.g. the slow NumPy oracle)
+    auto: bool = True  # False: only used when forced (e.g. the NumPy first-call tier)
     pays_off: Callable = lambda problem: True  # worth choosing automatically for this problem?
 
 
@@ -60,7 +60,6 @@ def _ensure_backend(device: str) -> None:
     with _load_lock:
         if device not in _loaded_backends:
             importlib.import_module(_BACKEND_MODULES[device])
-            importlib.import_module("fastconv.reference")  # the NumPy oracle (CPU algorithm)
             _loaded_backends.add(device)
 
 
@@ -92,7 +91,7 @@ def use_algorithm(name: str | None):
     --------
     >>> import numpy as np, fastconv
     >>> from fastconv.dispatch import use_algorithm
-    >>> with use_algorithm("reference"):
+    >>> with use_algorithm("numpy"):
     ...     y = fastconv.conv2d(np.ones((1, 4, 4, 1)), np.ones((3, 3, 1, 2)), 1, "SAME")
     >>> float(y[0, 1, 1, 0])
     9.0

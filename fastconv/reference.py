@@ -1,9 +1,17 @@
-"""A slow, obviously-correct NumPy oracle for every op.
+"""An independent NumPy oracle for every op: obviously correct, slow, and sharing nothing.
 
-The public functions here take the same arguments as ``fastconv.*`` and share its argument
-checks, but compute with plain NumPy in float64 (rounded to the input dtype at the end), one
-kernel offset or one window at a time. Tests check this oracle against TensorFlow and the fast
-kernels against both; when a kernel fails, the oracle shows what the right answer is.
+It imports nothing from fastconv: its argument forms, its SAME rule and its window view are
+written here again, so a bug in fastconv's shapes, validation, dispatch or kernels cannot hide
+in the oracle too (JAX's ``lax_reference.py`` and stumpy's ``tests/naive.py`` are the models).
+Every value is computed in float64 over a zero-padded copy (``np.pad``) viewed as windows
+(``sliding_window_view``), and rounded to the input's dtype at the end. TensorFlow's CPU
+result stays the definition: ``tests/test_reference.py`` checks this oracle against TF and the
+golden corpus; the rest of the suite checks fastconv against this oracle.
+
+Two layers: functions with fastconv's public signatures (``conv2d(input, filters, strides,
+padding, data_format="NHWC", dilations=None, *, bias=None, activation=None)``, ...), and the
+core they call, on channels-last arrays with normalised arguments (:func:`conv`,
+:func:`conv_transpose`, :func:`pool`, :func:`global_pool`, :func:`zero_pad`).
 
 Examples
 --------
@@ -17,152 +25,266 @@ array([[ 5.,  7.],
 
 from __future__ import annotations
 
-import functools
 import itertools
 
 import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
 
-from . import api
-from .dispatch import Implementation, register, use_algorithm
-
-
-def _channels_last(x5, channels_first):
-    return np.moveaxis(np.asarray(x5), 1, -1) if channels_first else np.asarray(x5)
+_CHANNELS_FIRST = {"NCW", "NCHW", "NCDHW", "channels_first"}
 
 
-def _layout(out5, channels_first):
-    return np.ascontiguousarray(np.moveaxis(out5, -1, 1) if channels_first else out5)
+# ----------------------------------------------------------------------------- arguments
+
+def _check_float(array, name):
+    if array.dtype not in (np.float32, np.float64):
+        raise TypeError(f"{name} must be float32 or float64, got {array.dtype}")
 
 
-def _activate(values, code):
-    if code == 1:
-        return np.where(values < 0, 0, values)  # keeps NaN, like tf.nn.relu
-    if code == 2:
+def _spatial_values(value, n, channels_first, default=None):
+    """An int, 1 value, n values or TF's n + 2 values (1 on batch and channels) -> n ints."""
+    if value is None:
+        value = default
+    values = [int(v) for v in np.atleast_1d(np.asarray(value)).ravel()]
+    if len(values) == 1:
+        return (values[0],) * n
+    if len(values) == n + 2:
+        return tuple(values[2:] if channels_first else values[1:-1])
+    return tuple(values)
+
+
+def _pads(padding, in_sizes, kernel, strides, dilations, channels_first):
+    """(before, after) per spatial dim: TF's SAME rule (odd cell after), VALID, or pairs."""
+    n = len(in_sizes)
+    if isinstance(padding, str):
+        if padding.upper() == "VALID":
+            return [(0, 0)] * n
+        pads = []
+        for size, k, s, d in zip(in_sizes, kernel, strides, dilations):
+            total = max((-(-size // s) - 1) * s + (k - 1) * d + 1 - size, 0)
+            pads.append((total // 2, total - total // 2))
+        return pads
+    pairs = [tuple(int(v) for v in pair) for pair in np.asarray(padding).tolist()]
+    if len(pairs) == n + 2:
+        pairs = pairs[2:] if channels_first else pairs[1:-1]
+    return pairs
+
+
+def _to_last(x, channels_first):
+    return np.moveaxis(x, 1, -1) if channels_first else x
+
+
+def _from_last(y, channels_first):
+    return np.ascontiguousarray(np.moveaxis(y, -1, 1) if channels_first else y)
+
+
+def _activate(values, activation):
+    if activation in (None, "linear"):
+        return values
+    if activation == "relu":
+        return np.where(values < 0, 0, values)  # NaN passes through, as in tf.nn.relu
+    if activation == "relu6":
         return np.where(values < 0, 0, np.where(values > 6, 6, values))
-    if code == 3:
-        return 1 / (1 + np.exp(-values))
-    if code == 4:
+    if activation == "sigmoid":
+        with np.errstate(over="ignore"):
+            return 1 / (1 + np.exp(-values))
+    if activation == "tanh":
         return np.tanh(values)
-    return values
+    raise ValueError(f"unknown activation {activation!r}")
 
 
-def conv_reference(problem):
-    """Convolution as a sum over kernel offsets of strided slices times a channel matrix."""
-    x = _channels_last(problem.x, problem.channels_first).astype(np.float64)
-    w = np.asarray(problem.w, dtype=np.float64)
-    g = problem.geometry
-    if problem.kind == "transpose":
-        return _layout(_transpose_reference(x, w, g).astype(problem.dtype), problem.channels_first)
-    pad_width = [(0, 0)] + [tuple(p) for p in g.pads] + [(0, 0)]
-    xp = np.pad(x, pad_width)
-    n = x.shape[0]
-    out_sizes = g.out_sizes
-    k_total = w.shape[-1]
-    groups, group_in = problem.groups, w.shape[-2]
-    group_out = k_total // groups
-    out = np.zeros((n,) + tuple(out_sizes) + (k_total,))
-    for offset in itertools.product(*(range(k) for k in g.kernel)):
-        window = tuple(slice(o * d, o * d + (size - 1) * s + 1, s)
-                       for o, d, s, size in zip(offset, g.dilations, g.strides, out_sizes))
-        patch = xp[(slice(None),) + window]
-        for group in range(groups):
-            cin = slice(group * group_in, (group + 1) * group_in)
-            cout = slice(group * group_out, (group + 1) * group_out)
-            out[..., cout] += patch[..., cin] @ w[offset][:, cout]
-    if problem.bias is not None:
-        out += np.asarray(problem.bias, dtype=np.float64)
-    out = _activate(out, problem.activation)
-    return _layout(out.astype(problem.dtype), problem.channels_first)
+def _windows(xp, kernel, strides, dilations):
+    """(N, *out, C, *kernel) view of the windows of padded channels-last ``xp``."""
+    n = len(kernel)
+    spans = [(k - 1) * d + 1 for k, d in zip(kernel, dilations)]
+    for axis, (span, size) in enumerate(zip(spans, xp.shape[1:1 + n])):
+        if span > size:
+            raise ValueError(f"Negative dimension size: a window of effective size {span} does "
+                             f"not fit spatial dimension {axis} of padded size {size}")
+    view = sliding_window_view(xp, spans, axis=tuple(range(1, n + 1)))
+    return view[(slice(None),) + tuple(slice(None, None, s) for s in strides) + (slice(None),)
+                + tuple(slice(None, None, d) for d in dilations)]
 
 
-def _transpose_reference(x, w, g):
-    """Scatter form of the transposed conv: every input pixel adds ``x @ w[offset].T`` once."""
-    n = x.shape[0]
-    out = np.zeros((n,) + tuple(g.in_sizes) + (w.shape[-2],))
-    for position in itertools.product(*(range(size) for size in x.shape[1:4])):
-        for offset in itertools.product(*(range(k) for k in g.kernel)):
-            target = tuple(p * s - before + o * d for p, s, (before, _), o, d in
-                           zip(position, g.strides, g.pads, offset, g.dilations))
-            if all(0 <= t < size for t, size in zip(target, g.in_sizes)):
-                out[(slice(None),) + target] += x[(slice(None),) + position] @ w[offset].T
-    return out
+# ----------------------------------------------------------------------------- the core
+
+def conv(x, w, strides, pads, dilations, bias=None, activation=None):
+    """Grouped convolution of channels-last ``x`` with (*kernel, C // groups, K) ``w``."""
+    n = x.ndim - 2
+    xp = np.pad(x.astype(np.float64), [(0, 0)] + list(pads) + [(0, 0)])
+    win = _windows(xp, w.shape[:n], strides, dilations)  # (N, *out, C, *kernel)
+    group_in, out_channels = w.shape[-2], w.shape[-1]
+    groups = x.shape[-1] // group_in
+    win = win.reshape(win.shape[:n + 1] + (groups, group_in) + win.shape[n + 2:])
+    wg = w.astype(np.float64).reshape(w.shape[:n] + (group_in, groups, out_channels // groups))
+    letters = "abc"[:n]
+    y = np.einsum(f"n{letters}gi{letters.upper()},{letters.upper()}igk->n{letters}gk", win, wg)
+    y = y.reshape(y.shape[:n + 1] + (out_channels,))
+    if bias is not None:
+        y = y + np.asarray(bias, np.float64)
+    return _activate(y, activation).astype(x.dtype)
 
 
-def _windows(g):
-    """Yield (output index, clipped input slices) for every output position."""
-    for index in itertools.product(*(range(size) for size in g.out_sizes)):
-        slices = []
-        for o, s, (before, _), k, size in zip(index, g.strides, g.pads, g.kernel, g.in_sizes):
-            start = o * s - before
-            slices.append(slice(max(start, 0), max(min(start + k, size), 0)))
-        yield index, tuple(slices)
+def conv_transpose(x, w, out_sizes, strides, pads, dilations):
+    """The gradient of :func:`conv` with respect to its input, for channels-last ``x``: every
+    input pixel adds ``x @ w[offset].T`` at ``position * stride - pad + offset * dilation``;
+    ``w`` is (*kernel, out_channels, in_channels)."""
+    n = x.ndim - 2
+    kernel = w.shape[:n]
+    before = [p[0] for p in pads]
+    full = [max((size - 1) * s + (k - 1) * d + 1, b + out)
+            for size, s, k, d, b, out in zip(x.shape[1:-1], strides, kernel, dilations, before,
+                                             out_sizes)]
+    y = np.zeros((x.shape[0], *full, w.shape[-2]))
+    xw = x.astype(np.float64)
+    for offset in itertools.product(*(range(k) for k in kernel)):
+        target = tuple(slice(o * d, o * d + (size - 1) * s + 1, s) for o, d, s, size in
+                       zip(offset, dilations, strides, x.shape[1:-1]))
+        y[(slice(None),) + target] += xw @ w[offset].astype(np.float64).T
+    crop = tuple(slice(b, b + out) for b, out in zip(before, out_sizes))
+    return y[(slice(None),) + crop].astype(x.dtype)
 
 
-def pool_reference(problem):
-    """Pooling one window at a time, with TF's CPU max semantics (NaN ignored, floor lowest)."""
-    x = _channels_last(problem.x, problem.channels_first)
-    g = problem.geometry
-    n, channels = x.shape[0], x.shape[-1]
-    out = np.empty((n,) + tuple(g.out_sizes) + (channels,), dtype=np.float64)
-    lowest = np.finfo(problem.dtype).min
-    for index, slices in _windows(g):
-        cells = x[(slice(None),) + slices].reshape(n, -1, channels).astype(np.float64)
-        if problem.kind == "max":
-            cells = np.where(np.isnan(cells), -np.inf, cells)
-            best = cells.max(axis=1, initial=-np.inf)
-            out[(slice(None),) + index] = np.maximum(best, lowest)
-        else:
-            out[(slice(None),) + index] = cells.sum(axis=1) / cells.shape[1]
-    return _layout(out.astype(problem.dtype), problem.channels_first)
+def pool(kind, x, ksize, strides, pads):
+    """TF's CPU pooling of channels-last ``x``: max starts from the dtype's lowest finite value
+    and a NaN never wins; average divides by the number of real (unpadded) cells."""
+    n = x.ndim - 2
+    width = [(0, 0)] + list(pads) + [(0, 0)]
+    cells = x.astype(np.float64)
+    axes = tuple(range(-n, 0))
+    ones = (1,) * n
+    if kind == "max":
+        padded = np.pad(np.where(np.isnan(cells), -np.inf, cells), width,
+                        constant_values=-np.inf)
+        y = _windows(padded, ksize, strides, ones).max(axis=axes)
+        return np.maximum(y, np.finfo(x.dtype).min).astype(x.dtype)
+    sums = _windows(np.pad(cells, width), ksize, strides, ones).sum(axis=axes)
+    counts = _windows(np.pad(np.ones(x.shape[:-1] + (1,)), width), ksize, strides, ones)
+    return (sums / counts.sum(axis=axes)).astype(x.dtype)
 
 
-def global_pool_reference(problem):
-    """np.max (NaN propagates, as tf.reduce_max) or np.mean over the spatial dims."""
-    x = _channels_last(problem.x, problem.channels_first).astype(np.float64)
-    n, channels = problem.out_shape
-    cells = x.reshape(n, -1, channels)
-    out = cells.max(axis=1) if problem.kind == "max" else cells.mean(axis=1)
-    return out.astype(problem.dtype)
+def global_pool(kind, x):
+    """Max (NaN propagates, as ``tf.reduce_max``) or mean over the spatial dims: (N, C)."""
+    cells = x.astype(np.float64).reshape(x.shape[0], -1, x.shape[-1])
+    return (cells.max(axis=1) if kind == "max" else cells.mean(axis=1)).astype(x.dtype)
 
 
-def zero_pad_reference(problem):
-    """np.pad with zeros."""
-    pads = [(0, 0)] + [tuple(p) for p in problem.pads]
-    pads = pads[:1] + [(0, 0)] + pads[1:] if problem.channels_first else pads + [(0, 0)]
-    return np.pad(np.asarray(problem.x), pads).astype(problem.dtype)
+def zero_pad(x, pads):
+    """Zeros around the spatial dims of channels-last ``x``."""
+    return np.pad(x, [(0, 0)] + [tuple(p) for p in pads] + [(0, 0)])
 
 
-# The oracle works on host arrays: it is a CPU algorithm (fastconv.reference.* force device="cpu").
-register(Implementation("conv", "cpu", "reference", conv_reference, auto=False))
-register(Implementation("max_pool", "cpu", "reference", pool_reference, auto=False))
-register(Implementation("avg_pool", "cpu", "reference", pool_reference, auto=False))
-register(Implementation("global_pool", "cpu", "reference", global_pool_reference, auto=False))
-register(Implementation("zero_pad", "cpu", "reference", zero_pad_reference, auto=False))
+# ----------------------------------------------------------------------------- public signatures
+
+def _conv_nd(n, input, filters, strides, padding, data_format, dilations, bias, activation):
+    first = data_format in _CHANNELS_FIRST
+    x = np.asarray(input)
+    _check_float(x, "input")
+    w = np.asarray(filters, dtype=x.dtype)
+    xl = _to_last(x, first)
+    strides = _spatial_values(strides, n, first)
+    dilations = _spatial_values(dilations, n, first, default=1)
+    pads = _pads(padding, xl.shape[1:-1], w.shape[:n], strides, dilations, first)
+    return _from_last(conv(xl, w, strides, pads, dilations, bias, activation), first)
 
 
-def _oracle(function):
-    @functools.wraps(function)
-    def oracle(*args, **kwargs):
-        kwargs.setdefault("device", "cpu")
-        with use_algorithm("reference"):
-            return function(*args, **kwargs)
-
-    oracle.__module__ = __name__
-    oracle.__doc__ = (f"NumPy oracle for :func:`fastconv.{function.__name__}` (same arguments).")
-    return oracle
+def conv1d(input, filters, stride, padding, data_format="NWC", dilations=None, *, bias=None,
+           activation=None, device=None):
+    """Oracle for :func:`fastconv.conv1d` (same arguments)."""
+    return _conv_nd(1, input, filters, stride, padding, data_format, dilations, bias, activation)
 
 
-conv1d = _oracle(api.conv1d)
-conv2d = _oracle(api.conv2d)
-conv3d = _oracle(api.conv3d)
-depthwise_conv2d = _oracle(api.depthwise_conv2d)
-conv2d_transpose = _oracle(api.conv2d_transpose)
-max_pool1d = _oracle(api.max_pool1d)
-max_pool2d = _oracle(api.max_pool2d)
-max_pool3d = _oracle(api.max_pool3d)
-avg_pool1d = _oracle(api.avg_pool1d)
-avg_pool2d = _oracle(api.avg_pool2d)
-avg_pool3d = _oracle(api.avg_pool3d)
-global_max_pool2d = _oracle(api.global_max_pool2d)
-global_avg_pool2d = _oracle(api.global_avg_pool2d)
-zero_pad2d = _oracle(api.zero_pad2d)
+def conv2d(input, filters, strides, padding, data_format="NHWC", dilations=None, *, bias=None,
+           activation=None, device=None):
+    """Oracle for :func:`fastconv.conv2d` (same arguments)."""
+    return _conv_nd(2, input, filters, strides, padding, data_format, dilations, bias,
+                    activation)
+
+
+def conv3d(input, filters, strides, padding, data_format="NDHWC", dilations=None, *, bias=None,
+           activation=None, device=None):
+    """Oracle for :func:`fastconv.conv3d` (same arguments)."""
+    return _conv_nd(3, input, filters, strides, padding, data_format, dilations, bias,
+                    activation)
+
+
+def depthwise_conv2d(input, filter, strides, padding, data_format="NHWC", dilations=None, *,
+                     device=None):
+    """Oracle for :func:`fastconv.depthwise_conv2d`: output channel ``c * M + m`` is input
+    channel ``c`` convolved with ``filter[..., c, m]``."""
+    w = np.asarray(filter)
+    grouped = w.reshape(w.shape[0], w.shape[1], 1, w.shape[2] * w.shape[3])
+    return conv2d(input, grouped, strides, padding, data_format, dilations)
+
+
+def conv2d_transpose(input, filters, output_shape, strides, padding="SAME", data_format="NHWC",
+                     dilations=None, *, device=None):
+    """Oracle for :func:`fastconv.conv2d_transpose` (same arguments)."""
+    first = data_format in _CHANNELS_FIRST
+    x = np.asarray(input)
+    _check_float(x, "input")
+    w = np.asarray(filters, dtype=x.dtype)
+    shape = [int(v) for v in np.asarray(output_shape).ravel()]
+    out_sizes = tuple(shape[-2:] if len(shape) == 2 else
+                      (shape[2:] if first else shape[1:3]))
+    strides = _spatial_values(strides, 2, first)
+    dilations = _spatial_values(dilations, 2, first, default=1)
+    pads = _pads(padding, out_sizes, w.shape[:2], strides, dilations, first)
+    return _from_last(conv_transpose(_to_last(x, first), w, out_sizes, strides, pads, dilations),
+                      first)
+
+
+def _pool_nd(kind, n, input, ksize, strides, padding, data_format):
+    first = data_format in _CHANNELS_FIRST
+    x = np.asarray(input)
+    _check_float(x, "input")
+    xl = _to_last(x, first)
+    ksize = _spatial_values(ksize, n, first)
+    strides = _spatial_values(strides, n, first)
+    pads = _pads(padding, xl.shape[1:-1], ksize, strides, (1,) * n, first)
+    return _from_last(pool(kind, xl, ksize, strides, pads), first)
+
+
+def _make_pool(kind, n, default_format):
+    def pool_op(input, ksize, strides, padding, data_format=default_format, *, device=None):
+        return _pool_nd(kind, n, input, ksize, strides, padding, data_format)
+
+    pool_op.__name__ = pool_op.__qualname__ = f"{kind}_pool{n}d"
+    pool_op.__doc__ = f"Oracle for :func:`fastconv.{kind}_pool{n}d` (same arguments)."
+    return pool_op
+
+
+max_pool1d, max_pool2d, max_pool3d = (_make_pool("max", n, f) for n, f in
+                                      ((1, "NWC"), (2, "NHWC"), (3, "NDHWC")))
+avg_pool1d, avg_pool2d, avg_pool3d = (_make_pool("avg", n, f) for n, f in
+                                      ((1, "NWC"), (2, "NHWC"), (3, "NDHWC")))
+
+
+def _global(kind, input, data_format, keepdims):
+    first = data_format in _CHANNELS_FIRST
+    x = np.asarray(input)
+    _check_float(x, "input")
+    y = global_pool(kind, _to_last(x, first))
+    if keepdims:
+        return y[:, :, None, None] if first else y[:, None, None, :]
+    return y
+
+
+def global_max_pool2d(input, data_format="NHWC", keepdims=False, *, device=None):
+    """Oracle for :func:`fastconv.global_max_pool2d` (same arguments)."""
+    return _global("max", input, data_format, keepdims)
+
+
+def global_avg_pool2d(input, data_format="NHWC", keepdims=False, *, device=None):
+    """Oracle for :func:`fastconv.global_avg_pool2d` (same arguments)."""
+    return _global("avg", input, data_format, keepdims)
+
+
+def zero_pad2d(input, padding=1, data_format="NHWC", *, device=None):
+    """Oracle for :func:`fastconv.zero_pad2d` (Keras' padding forms)."""
+    first = data_format in _CHANNELS_FIRST
+    x = np.asarray(input)
+    if np.ndim(padding) == 0:
+        pads = [(int(padding),) * 2] * 2
+    else:
+        pads = [(int(p),) * 2 if np.ndim(p) == 0 else tuple(int(v) for v in p) for p in padding]
+    return _from_last(zero_pad(_to_last(x, first), pads), first)

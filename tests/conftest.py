@@ -3,9 +3,11 @@
 * ``assert_close(actual, expected, dtype)`` / ``assert_exact(...)``: the suite's one tolerance rule
   (``max|a - b| <= tol * max(1, max|expected|)``, tol 1e-5 for float32 and 1e-12 for float64)
   and the exact rule for max pooling and copies; both check the dtype and the shape first.
-* ``tf``: TensorFlow, imported with ``TF_CPP_MIN_LOG_LEVEL=3``; tests that use it (or ``tfo``)
-  are marked ``tf`` automatically and skip cleanly when TensorFlow is not installed.
-* ``tfo``: TensorFlow computing every fastconv op, with the gaps of TF's CPU kernels filled by
+* ``oracle``: the expected values, from the independent NumPy oracle (``fastconv.reference``)
+  by default, from TensorFlow with ``FASTCONV_TEST_ORACLE=tf``; same interface either way.
+* ``tf``: TensorFlow, imported with ``TF_CPP_MIN_LOG_LEVEL=3``; tests that use it (or
+  ``tf_oracle``) are marked ``tf`` automatically and skip cleanly when TensorFlow is not installed.
+* ``tf_oracle``: TensorFlow computing every fastconv op, with the gaps of TF's CPU kernels filled by
   exact rewrites (channels-first via transposes, conv3d dilation via zero-inserted filters,
   float64 3-D pooling via ``tf.extract_volume_patches``, ...).
 * ``@pytest.mark.grid(dim=[values], ..., random=N, seed=S)``: parametrises a test's ``case``
@@ -44,10 +46,10 @@ else:
 #: tests/cuda runs in its own process with the CUDA simulator (see its conftest and the Makefile).
 collect_ignore = ["cuda"]
 
-TOLERANCE = {np.dtype(np.float32): 1e-5, np.dtype(np.float64): 1e-12}
+from fastconv.testing import TOLERANCE, assert_close, assert_exact  # noqa: E402,F401  (one rule)
 DTYPES = (np.float32, np.float64)
 LAYOUTS = {1: ("NWC", "NCW"), 2: ("NHWC", "NCHW"), 3: ("NDHWC", "NCDHW")}
-_TF_FIXTURES = {"tf", "tfo"}
+_TF_FIXTURES = {"tf", "tf_oracle"}
 
 
 # ----------------------------------------------------------------------------- pytest hooks
@@ -145,40 +147,6 @@ def case_id(case):
 
 
 # ----------------------------------------------------------------------------- comparisons
-
-def _prepare(actual, expected, dtype):
-    dtype = np.dtype(dtype)
-    assert isinstance(actual, np.ndarray), f"expected a NumPy array, got {type(actual).__name__}"
-    assert actual.dtype == dtype, f"dtype {actual.dtype}, expected {dtype}"
-    expected = np.asarray(expected)
-    assert actual.shape == expected.shape, f"shape {actual.shape}, expected {expected.shape}"
-    return dtype, expected
-
-
-def assert_close(actual, expected, dtype):
-    """Assert ``max|actual - expected| <= tol(dtype) * max(1, max|expected|)`` (NaN where NaN)."""
-    dtype, expected = _prepare(actual, expected, dtype)
-    a = np.asarray(actual, dtype=np.float64)
-    e = np.asarray(expected, dtype=np.float64)
-    np.testing.assert_array_equal(np.isnan(a), np.isnan(e), err_msg="NaN positions differ")
-    finite = ~np.isnan(e)
-    if not finite.any():
-        return
-    a, e = a[finite], e[finite]
-    with np.errstate(invalid="ignore"):
-        diff = np.where(a == e, 0.0, np.abs(a - e))  # equal infinities count as equal
-    scale = max(1.0, float(np.max(np.abs(e[np.isfinite(e)]), initial=0.0)))
-    worst = float(np.max(diff))
-    tol = TOLERANCE[dtype] * scale
-    assert worst <= tol, (f"max abs error {worst:.3e} > {tol:.3e} (tol {TOLERANCE[dtype]:g} x "
-                          f"scale {scale:.3g}) at flat index {int(np.argmax(diff))}")
-
-
-def assert_exact(actual, expected, dtype):
-    """Assert dtype, shape and bitwise-equal values (max pooling, padding, copies)."""
-    _, expected = _prepare(actual, expected, dtype)
-    np.testing.assert_array_equal(actual, expected.astype(actual.dtype))
-
 
 @pytest.fixture(name="assert_close")
 def assert_close_fixture():
@@ -290,8 +258,82 @@ def tf():
 
 
 @pytest.fixture(scope="session")
-def tfo(tf):
+def tf_oracle(tf):
+    """TensorFlow computing every op (tests that need TF itself: its float32 sums, its quirks)."""
     return TFOracle(tf)
+
+
+@pytest.fixture(scope="session")
+def oracle(request):
+    """The expected values of the suite: the independent NumPy oracle (``fastconv.reference``,
+    which imports nothing from fastconv and is itself checked against TF and the golden corpus
+    by tests/test_reference.py and tests/test_golden.py), so the suite means something without
+    TensorFlow. ``FASTCONV_TEST_ORACLE=tf`` checks everything against TF directly instead."""
+    if os.environ.get("FASTCONV_TEST_ORACLE") == "tf":
+        return request.getfixturevalue("tf_oracle")
+    return NumpyOracle()
+
+
+class NumpyOracle:
+    """:class:`TFOracle`'s interface over :mod:`fastconv.reference`'s core (caller's layout in
+    and out; normalised ``strides``/``ksize``/``dilations`` tuples and padding)."""
+
+    @staticmethod
+    def _pads(xl, kernel, strides, dilations, padding):
+        from fastconv import reference
+
+        if isinstance(padding, str):
+            return reference._pads(padding, xl.shape[1:-1], kernel, strides, dilations, False)
+        return [tuple(p) for p in padding]
+
+    def conv(self, x, w, strides, padding, dilations=None, channels_first=False, bias=None,
+             activation=None):
+        from fastconv import reference
+
+        n = x.ndim - 2
+        xl = to_last(x, channels_first)
+        strides, dilations = tuple(strides), tuple(dilations or (1,) * n)
+        pads = self._pads(xl, w.shape[:n], strides, dilations, padding)
+        y = reference.conv(xl, w, strides, pads, dilations, bias, activation)
+        return to_first(y, channels_first)
+
+    def depthwise(self, x, w, strides, padding, dilations=(1, 1), channels_first=False):
+        grouped = w.reshape(w.shape[0], w.shape[1], 1, w.shape[2] * w.shape[3])
+        return self.conv(x, grouped, strides, padding, dilations, channels_first)
+
+    def conv_transpose(self, x, w, out_spatial, strides, padding, dilations=(1, 1),
+                       channels_first=False):
+        from fastconv import reference
+
+        strides, dilations = tuple(strides), tuple(dilations)
+        if isinstance(padding, str):
+            pads = reference._pads(padding, tuple(out_spatial), w.shape[:2], strides, dilations,
+                                   False)
+        else:
+            pads = [tuple(p) for p in padding]
+        y = reference.conv_transpose(to_last(x, channels_first), w, tuple(out_spatial), strides,
+                                     pads, dilations)
+        return to_first(y, channels_first)
+
+    def pool(self, kind, x, ksize, strides, padding, channels_first=False):
+        from fastconv import reference
+
+        xl = to_last(x, channels_first)
+        ksize, strides = tuple(ksize), tuple(strides)
+        pads = self._pads(xl, ksize, strides, (1,) * len(ksize), padding)
+        return to_first(reference.pool(kind, xl, ksize, strides, pads), channels_first)
+
+    def global_pool(self, kind, x, channels_first=False, keepdims=False):
+        from fastconv import reference
+
+        fmt = "NCHW" if channels_first else "NHWC"
+        function = reference.global_max_pool2d if kind == "max" else reference.global_avg_pool2d
+        return function(x, fmt, keepdims)
+
+    def zero_pad(self, x, padding, channels_first=False):
+        from fastconv import reference
+
+        return reference.zero_pad2d(x, padding, "NCHW" if channels_first else "NHWC")
 
 
 def dilate_filter(w, dilations):

@@ -56,7 +56,7 @@ def _layout_shape(batch, channels, spatial, channels_first):
     return (batch, channels, *spatial) if channels_first else (batch, *spatial, channels)
 
 
-def _run_conv_case(n, case, rand, tfo, tools, assert_close):
+def _run_conv_case(n, case, rand, oracle, tools, assert_close):
     function = {1: fastconv.conv1d, 2: fastconv.conv2d, 3: fastconv.conv3d}[n]
     channels_first = case.layout == tools.layouts[n][1]
     kernel = KERNELS[n][case.kernel]
@@ -74,7 +74,7 @@ def _run_conv_case(n, case, rand, tfo, tools, assert_close):
                    tools.padding(padding, case.form, channels_first), case.layout, dilation_arg,
                    bias=bias, activation=activation)
     assert got.shape == _layout_shape(2, out_channels, out_sizes, channels_first)
-    expected = tfo.conv(x, w, strides, padding, dilations, channels_first, bias, activation)
+    expected = oracle.conv(x, w, strides, padding, dilations, channels_first, bias, activation)
     assert_close(got, expected, case.dtype)
 
 
@@ -84,27 +84,27 @@ COMMON = dict(dtype=[F32, F64], stride=[1, 2, 3], padding=["SAME", "VALID", EXPL
 
 @pytest.mark.grid(layout=["NWC", "NCW"], kernel=list(KERNELS[1]), dilation=[1, 2, 3],
                   groups=[1, 2, 3], **COMMON, random=6, seed=1)
-def test_conv1d_matches_tf(case, rand, tfo, tools, assert_close):
-    _run_conv_case(1, case, rand, tfo, tools, assert_close)
+def test_conv1d_matches_tf(case, rand, oracle, tools, assert_close):
+    _run_conv_case(1, case, rand, oracle, tools, assert_close)
 
 
 @pytest.mark.grid(layout=["NHWC", "NCHW"], kernel=list(KERNELS[2]), dilation=[1, 2, (1, 3)],
                   groups=[1, 2, 3], **{**COMMON, "stride": [1, 2, 3, (3, 1)]}, random=10, seed=2)
-def test_conv2d_matches_tf(case, rand, tfo, tools, assert_close):
-    _run_conv_case(2, case, rand, tfo, tools, assert_close)
+def test_conv2d_matches_tf(case, rand, oracle, tools, assert_close):
+    _run_conv_case(2, case, rand, oracle, tools, assert_close)
 
 
 @pytest.mark.grid(layout=["NDHWC", "NCDHW"], kernel=list(KERNELS[3]), dilation=[1, 2, (2, 1, 1)],
                   groups=[1, 2], **{**COMMON, "stride": [1, 2, 3, (1, 2, 3)]}, random=4, seed=3)
-def test_conv3d_matches_tf(case, rand, tfo, tools, assert_close):
-    _run_conv_case(3, case, rand, tfo, tools, assert_close)
+def test_conv3d_matches_tf(case, rand, oracle, tools, assert_close):
+    _run_conv_case(3, case, rand, oracle, tools, assert_close)
 
 
 @pytest.mark.grid(layout=["NHWC", "NCHW"], dtype=[F32, F64], stride=[1, 2, 3, (2, 1)],
                   padding=["SAME", "VALID", EXPLICIT], dilation=[1, 2, (1, 3)],
                   kernel=list(KERNELS[2]), divides=[True, False], multiplier=[1, 2],
                   form=["int", "spatial", "full"], random=6, seed=4)
-def test_depthwise_conv2d_matches_tf(case, rand, tfo, tools, assert_close):
+def test_depthwise_conv2d_matches_tf(case, rand, oracle, tools, assert_close):
     channels_first = case.layout == "NCHW"
     kernel = KERNELS[2][case.kernel]
     sizes, strides, dilations, padding, out_sizes = _geometry(case, 2, tools, kernel)
@@ -115,7 +115,7 @@ def test_depthwise_conv2d_matches_tf(case, rand, tfo, tools, assert_close):
                                     tools.padding(padding, case.form, channels_first),
                                     case.layout, tools.window(dilations, case.form, channels_first))
     assert got.shape == _layout_shape(2, channels * case.multiplier, out_sizes, channels_first)
-    expected = tfo.depthwise(x, w, strides, padding, dilations, channels_first)
+    expected = oracle.depthwise(x, w, strides, padding, dilations, channels_first)
     assert_close(got, expected, case.dtype)
 
 
@@ -123,7 +123,7 @@ def test_depthwise_conv2d_matches_tf(case, rand, tfo, tools, assert_close):
                   padding=["SAME", "VALID", EXPLICIT], dilation=[1, 2],
                   kernel=list(KERNELS[2]), divides=[True, False], output_shape=["full", "spatial"],
                   form=["int", "spatial", "full"], random=6, seed=5)
-def test_conv2d_transpose_matches_tf(case, rand, tfo, tools, assert_close):
+def test_conv2d_transpose_matches_tf(case, rand, oracle, tools, assert_close):
     channels_first = case.layout == "NCHW"
     kernel = KERNELS[2][case.kernel]
     # The transposed conv's *output* is the forward conv's input: size it like one.
@@ -138,7 +138,7 @@ def test_conv2d_transpose_matches_tf(case, rand, tfo, tools, assert_close):
                                     tools.padding(padding, case.form, channels_first),
                                     case.layout, tools.window(dilations, case.form, channels_first))
     assert got.shape == _layout_shape(2, out_channels, out_spatial, channels_first)
-    expected = tfo.conv_transpose(x, w, out_spatial, strides, padding, dilations, channels_first)
+    expected = oracle.conv_transpose(x, w, out_spatial, strides, padding, dilations, channels_first)
     assert_close(got, expected, case.dtype)
 
 
@@ -154,7 +154,7 @@ def test_conv2d_transpose_matches_tf(case, rand, tfo, tools, assert_close):
     ("NHWC", F32, (1, 8, 45, 33), (3, 3), 65, 1, (1, 1), "SAME", (1, 1)),
 ])
 def test_conv2d_medium_shapes_match_tf(layout, dtype, shape, kernel, out_channels, groups,
-                                       strides, padding, dilations, rand, tfo, assert_close):
+                                       strides, padding, dilations, rand, oracle, assert_close):
     """Wider rows and more channels than the grids: full register tiles plus remainders."""
     channels_first = layout == "NCHW"
     channels = shape[1] if channels_first else shape[-1]
@@ -165,20 +165,20 @@ def test_conv2d_medium_shapes_match_tf(layout, dtype, shape, kernel, out_channel
     explicit = not isinstance(padding, str)
     got = fastconv.conv2d(x, w, list(strides), [list(p) for p in padding] if explicit else padding,
                           layout, list(dilations), bias=bias, activation="relu")
-    expected = tfo.conv(x, w, strides, padding, dilations, channels_first, bias, "relu")
+    expected = oracle.conv(x, w, strides, padding, dilations, channels_first, bias, "relu")
     assert_close(got, expected, dtype)
 
 
 @pytest.mark.parametrize("activation", ["relu", "relu6", "sigmoid", "tanh"])
 @pytest.mark.parametrize("dtype", [F32, F64])
-def test_fused_bias_activation_matches_tf_large_values(activation, dtype, rand, tfo, tools,
+def test_fused_bias_activation_matches_tf_large_values(activation, dtype, rand, oracle, tools,
                                                        assert_close):
     """Pre-activations spread over [-12, 12] so relu6's upper clip and the tails are hit."""
     x = rand((1, 6, 5, 4), dtype) * 3
     w = rand((3, 3, 4, 5), dtype)
     bias = np.linspace(-6, 8, 5).astype(dtype)
     got = fastconv.conv2d(x, w, 1, "SAME", bias=bias, activation=activation)
-    assert_close(got, tfo.conv(x, w, (1, 1), "SAME", None, False, bias, activation), dtype)
+    assert_close(got, oracle.conv(x, w, (1, 1), "SAME", None, False, bias, activation), dtype)
 
 
 # ----------------------------------------------------------------------------- hand-computed

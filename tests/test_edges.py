@@ -86,26 +86,26 @@ def _sprinkle(shape, dtype, seed):
 @pytest.mark.parametrize("dtype", [F32, F64])
 @pytest.mark.parametrize("channels_first", [False, True], ids=["last", "first"])
 @pytest.mark.parametrize("n", [1, 2, 3])
-def test_conv_nan_and_inf_inputs_match_tf(n, channels_first, dtype, tfo):
+def test_conv_nan_and_inf_inputs_match_tf(n, channels_first, dtype, oracle):
     sizes = {1: (11,), 2: (6, 7), 3: (4, 5, 4)}[n]
     x_last = _sprinkle((2, *sizes, 3), dtype, seed=n)
     w = np.random.default_rng(10 + n).standard_normal((3,) * n + (3, 4)).astype(dtype)
     x = _layout(x_last, channels_first)
-    expected = tfo.conv(x, w, (1,) * n, "SAME", None, channels_first)
+    expected = oracle.conv(x, w, (1,) * n, "SAME", None, channels_first)
     assert np.isnan(expected).any() and np.isinf(expected).any()  # the case has teeth
     _check_each(lambda: CONV[n](x, w, 1, "SAME", LAYOUTS[n][channels_first]),
                 lambda got: assert_close(got, expected, dtype), CONV_ALGORITHMS)
 
 
 @pytest.mark.parametrize("dtype", [F32, F64])
-def test_depthwise_and_transpose_nan_and_inf_inputs_match_tf(dtype, tfo):
+def test_depthwise_and_transpose_nan_and_inf_inputs_match_tf(dtype, oracle):
     x = _sprinkle((1, 6, 5, 3), dtype, seed=4)
     w = np.random.default_rng(5).standard_normal((3, 3, 3, 1)).astype(dtype)
-    expected = tfo.depthwise(x, w, (1, 1), "SAME")
+    expected = oracle.depthwise(x, w, (1, 1), "SAME")
     _check_each(lambda: fastconv.depthwise_conv2d(x, w, 1, "SAME"),
                 lambda got: assert_close(got, expected, dtype), CONV_ALGORITHMS)
     wt = np.random.default_rng(6).standard_normal((3, 3, 2, 3)).astype(dtype)
-    expected = tfo.conv_transpose(x, wt, (12, 10), (2, 2), "SAME")
+    expected = oracle.conv_transpose(x, wt, (12, 10), (2, 2), "SAME")
     assert np.isnan(expected).any() and np.isinf(expected).any()
     _check_each(lambda: fastconv.conv2d_transpose(x, wt, (1, 12, 10, 2), 2, "SAME"),
                 lambda got: assert_close(got, expected, dtype), CONV_ALGORITHMS)
@@ -113,12 +113,12 @@ def test_depthwise_and_transpose_nan_and_inf_inputs_match_tf(dtype, tfo):
 
 @pytest.mark.parametrize("activation", ["relu", "relu6", "sigmoid", "tanh"])
 @pytest.mark.parametrize("dtype", [F32, F64])
-def test_fused_activations_of_nan_and_inf_match_tf(activation, dtype, tfo):
+def test_fused_activations_of_nan_and_inf_match_tf(activation, dtype, oracle):
     """relu(inf) = inf, relu6(inf) = 6, sigmoid(-inf) = 0, tanh(inf) = 1; NaN stays NaN."""
     values = np.array([NAN, INF, -INF, 0.0, -0.0, 7.0, -7.0, 1e30, -1e30], dtype)
     x = values.reshape(1, -1, 1)
     w = np.ones((1, 1, 1), dtype)
-    expected = tfo.conv(x, w, (1,), "VALID", None, False, None, activation)
+    expected = oracle.conv(x, w, (1,), "VALID", None, False, None, activation)
     assert np.isnan(expected[0, 0, 0])
 
     _check_each(lambda: fastconv.conv1d(x, w, 1, "VALID", activation=activation),
@@ -162,12 +162,12 @@ def _special(n, dtype):
 @pytest.mark.parametrize("dtype", [F32, F64])
 @pytest.mark.parametrize("channels_first", [False, True], ids=["last", "first"])
 @pytest.mark.parametrize("n", [1, 2, 3])
-def test_max_pool_nan_and_inf_windows_match_tf(n, channels_first, dtype, padding, tfo):
+def test_max_pool_nan_and_inf_windows_match_tf(n, channels_first, dtype, padding, oracle):
     """All-NaN and all -inf windows give the lowest finite value; NaN never wins; +inf does."""
     x = _layout(_special(n, dtype), channels_first)
     pads = ((1, 1),) * n if padding == "explicit" else padding
     arg = [list(p) for p in pads] if padding == "explicit" else padding
-    expected = tfo.pool("max", x, (2,) * n, (1,) * n, pads, channels_first)
+    expected = oracle.pool("max", x, (2,) * n, (1,) * n, pads, channels_first)
     lowest = np.finfo(dtype).min
     assert (expected == lowest).any() and (expected == INF).any()
     assert not np.isnan(expected).any()
@@ -176,36 +176,36 @@ def test_max_pool_nan_and_inf_windows_match_tf(n, channels_first, dtype, padding
                 lambda got: assert_exact(got, expected, dtype), POOL_ALGORITHMS["max"])
 
 
-def test_max_pool3d_oracle_rewrite_equals_tf_maxpool3d_on_nan_and_inf(tf, tfo):
-    """tfo's float64/explicit 3-D max pooling emulates TF's rule; check it on TF's own float32."""
+def test_max_pool3d_oracle_rewrite_equals_tf_maxpool3d_on_nan_and_inf(tf, oracle):
+    """oracle's float64/explicit 3-D max pooling emulates TF's rule; check it on TF's own float32."""
     x = _special(3, F32)
     real = tf.nn.max_pool3d(tf.constant(x), 2, 1, "SAME").numpy()
-    emulated = tfo._pool3d_patches("max", x, (2, 2, 2), (1, 1, 1), "SAME")
+    emulated = oracle._pool3d_patches("max", x, (2, 2, 2), (1, 1, 1), "SAME")
     np.testing.assert_array_equal(emulated, real)
 
 
 @pytest.mark.parametrize("dtype", [F32, F64])
 @pytest.mark.parametrize("channels_first", [False, True], ids=["last", "first"])
 @pytest.mark.parametrize("n", [1, 2, 3])
-def test_avg_pool_nan_and_inf_match_tf(n, channels_first, dtype, tfo):
+def test_avg_pool_nan_and_inf_match_tf(n, channels_first, dtype, oracle):
     """NaN poisons its windows; +inf alone gives inf; +inf with -inf gives NaN."""
     x = _layout(_special(n, dtype), channels_first)
     for padding in ("SAME", "VALID"):
-        expected = tfo.pool("avg", x, (2,) * n, (1,) * n, padding, channels_first)
+        expected = oracle.pool("avg", x, (2,) * n, (1,) * n, padding, channels_first)
         _check_each(lambda: getattr(fastconv, f"avg_pool{n}d")(x, 2, 1, padding,
                                                                LAYOUTS[n][channels_first]),
                     lambda got: assert_close(got, expected, dtype), POOL_ALGORITHMS["avg"])
     finite = _layout(np.where(np.isnan(_special(n, dtype)), 1.0, _special(n, dtype)),
                      channels_first).astype(dtype)
     got = getattr(fastconv, f"avg_pool{n}d")(finite, 2, 1, "VALID", LAYOUTS[n][channels_first])
-    assert_close(got, tfo.pool("avg", finite, (2,) * n, (1,) * n, "VALID", channels_first), dtype)
+    assert_close(got, oracle.pool("avg", finite, (2,) * n, (1,) * n, "VALID", channels_first), dtype)
     assert np.isinf(got).any() and np.isnan(got).any()  # inf alone, and inf - inf
 
 
 @pytest.mark.parametrize("kind", ["max", "avg"])
 @pytest.mark.parametrize("dtype", [F32, F64])
 @pytest.mark.parametrize("data_format", ["NHWC", "NCHW"])
-def test_global_pools_of_nan_and_inf_match_keras(kind, dtype, data_format, tfo):
+def test_global_pools_of_nan_and_inf_match_keras(kind, dtype, data_format, oracle):
     """Global max propagates NaN and keeps -inf (tf.reduce_max), unlike max pooling."""
     channels = [np.full((3, 3), NAN), np.full((3, 3), -INF), np.full((3, 3), INF),
                 np.where(np.eye(3) > 0, INF, -INF), np.where(np.eye(3) > 0, NAN, 1.0),
@@ -214,7 +214,7 @@ def test_global_pools_of_nan_and_inf_match_keras(kind, dtype, data_format, tfo):
     channels_first = data_format == "NCHW"
     x = _layout(x_last, channels_first)
     got = getattr(fastconv, f"global_{kind}_pool2d")(x, data_format)
-    expected = tfo.global_pool(kind, x, channels_first)
+    expected = oracle.global_pool(kind, x, channels_first)
     (assert_exact if kind == "max" else assert_close)(got, expected, dtype)
     if kind == "max":
         np.testing.assert_array_equal(got[0], np.array([NAN, -INF, INF, INF, NAN, 8.0], dtype))
@@ -227,14 +227,14 @@ def test_global_pools_of_nan_and_inf_match_keras(kind, dtype, data_format, tfo):
 @pytest.mark.parametrize("channels_first", [False, True], ids=["last", "first"])
 @pytest.mark.parametrize("n", [1, 2, 3])
 def test_max_pool_of_negative_inputs_never_returns_padding(n, channels_first, dtype, padding,
-                                                           tfo):
+                                                           oracle):
     sizes = {1: (7,), 2: (5, 4), 3: (3, 4, 3)}[n]
     x_last = -1.0 - np.random.default_rng(n).random((2, *sizes, 3)).astype(dtype)
     x = _layout(x_last, channels_first)
     pads = ((2, 1),) * n if padding == "explicit" else "SAME"
     arg = [list(p) for p in pads] if padding == "explicit" else "SAME"
     got = getattr(fastconv, f"max_pool{n}d")(x, 3, 2, arg, LAYOUTS[n][channels_first])
-    assert_exact(got, tfo.pool("max", x, (3,) * n, (2,) * n, pads, channels_first), dtype)
+    assert_exact(got, oracle.pool("max", x, (3,) * n, (2,) * n, pads, channels_first), dtype)
     assert (got <= -1.0).all()
 
 
@@ -253,7 +253,7 @@ def test_max_pool_negative_arange_by_hand():
 @pytest.mark.parametrize("stride", [1, 2, 3])
 @pytest.mark.parametrize("channels_first", [False, True], ids=["last", "first"])
 @pytest.mark.parametrize("n", [1, 2, 3])
-def test_same_with_a_kernel_larger_than_the_input(n, channels_first, stride, tfo):
+def test_same_with_a_kernel_larger_than_the_input(n, channels_first, stride, oracle):
     sizes = {1: (2,), 2: (2, 3), 3: (1, 2, 3)}[n]
     kernel = {1: (5,), 2: (5, 7), 3: (4, 5, 6)}[n]
     rng = np.random.default_rng(n * 10 + stride)
@@ -261,17 +261,17 @@ def test_same_with_a_kernel_larger_than_the_input(n, channels_first, stride, tfo
     w = rng.standard_normal(kernel + (3, 4))
     strides = (stride,) * n
     fmt = LAYOUTS[n][channels_first]
-    expected = tfo.conv(x, w, strides, "SAME", None, channels_first)
+    expected = oracle.conv(x, w, strides, "SAME", None, channels_first)
     _check_each(lambda: CONV[n](x, w, stride, "SAME", fmt),
                 lambda got: assert_close(got, expected, F64))
     for kind in ("max", "avg"):
         got = getattr(fastconv, f"{kind}_pool{n}d")(x, list(kernel), stride, "SAME", fmt)
-        expected = tfo.pool(kind, x, kernel, strides, "SAME", channels_first)
+        expected = oracle.pool(kind, x, kernel, strides, "SAME", channels_first)
         (assert_exact if kind == "max" else assert_close)(got, expected, F64)
     if n == 2:
         wd = rng.standard_normal(kernel + (3, 2))
         got = fastconv.depthwise_conv2d(x, wd, stride, "SAME", fmt)
-        assert_close(got, tfo.depthwise(x, wd, strides, "SAME", (1, 1), channels_first), F64)
+        assert_close(got, oracle.depthwise(x, wd, strides, "SAME", (1, 1), channels_first), F64)
 
 
 # ----------------------------------------------------------------------------- batch 0, size 1
@@ -318,20 +318,20 @@ def test_batch_zero_gives_the_batch_one_shape_with_zero_rows(channels_first, dty
 
 
 @pytest.mark.parametrize("dtype", [F32, F64])
-def test_batch_zero_matches_tf_shapes(dtype, tfo):
+def test_batch_zero_matches_tf_shapes(dtype, oracle):
     """TF's shapes for batch 1 with the batch set to 0. (TF's float32 oneDNN conv2d returns
     the *input's* shape for an empty batch, (0, 5, 4, 3) here; its float64 kernel gets it
     right, and so does fastconv.)"""
     x, x1 = np.zeros((0, 5, 4, 3), dtype), np.ones((1, 5, 4, 3), dtype)
     w = np.ones((3, 3, 3, 2), dtype)
     pairs = [
-        (fastconv.conv2d(x, w, 2, "SAME"), tfo.conv(x1, w, (2, 2), "SAME")),
-        (fastconv.conv1d(x[:, 0], w[0], 2, "VALID"), tfo.conv(x1[:, 0], w[0], (2,), "VALID")),
-        (fastconv.depthwise_conv2d(x, w, 2, "SAME"), tfo.depthwise(x1, w, (2, 2), "SAME")),
-        (fastconv.max_pool2d(x, 2, 2, "VALID"), tfo.pool("max", x1, (2, 2), (2, 2), "VALID")),
-        (fastconv.avg_pool1d(x[:, 0], 3, 1, "SAME"), tfo.pool("avg", x1[:, 0], (3,), (1,), "SAME")),
-        (fastconv.global_avg_pool2d(x), tfo.global_pool("avg", x1)),
-        (fastconv.zero_pad2d(x, 2), tfo.zero_pad(x1, 2)),
+        (fastconv.conv2d(x, w, 2, "SAME"), oracle.conv(x1, w, (2, 2), "SAME")),
+        (fastconv.conv1d(x[:, 0], w[0], 2, "VALID"), oracle.conv(x1[:, 0], w[0], (2,), "VALID")),
+        (fastconv.depthwise_conv2d(x, w, 2, "SAME"), oracle.depthwise(x1, w, (2, 2), "SAME")),
+        (fastconv.max_pool2d(x, 2, 2, "VALID"), oracle.pool("max", x1, (2, 2), (2, 2), "VALID")),
+        (fastconv.avg_pool1d(x[:, 0], 3, 1, "SAME"), oracle.pool("avg", x1[:, 0], (3,), (1,), "SAME")),
+        (fastconv.global_avg_pool2d(x), oracle.global_pool("avg", x1)),
+        (fastconv.zero_pad2d(x, 2), oracle.zero_pad(x1, 2)),
     ]
     for got, expected in pairs:
         assert got.dtype == dtype and got.shape == (0,) + expected.shape[1:]
@@ -340,7 +340,7 @@ def test_batch_zero_matches_tf_shapes(dtype, tfo):
 @pytest.mark.parametrize("dtype", [F32, F64])
 @pytest.mark.parametrize("channels_first", [False, True], ids=["last", "first"])
 @pytest.mark.parametrize("n", [1, 2, 3])
-def test_size_one_dims_match_tf(n, channels_first, dtype, tfo):
+def test_size_one_dims_match_tf(n, channels_first, dtype, oracle):
     """Batch, channels and every spatial dim of size 1, with 1-wide and wider kernels."""
     x = _layout(np.full((1,) * (n + 2), 2.5, dtype), channels_first)
     fmt = LAYOUTS[n][channels_first]
@@ -348,13 +348,13 @@ def test_size_one_dims_match_tf(n, channels_first, dtype, tfo):
     for k in (1, 3):
         w = np.full((k,) * n + (1, 1), 0.5, dtype)
         for padding in (("SAME", "VALID") if k == 1 else ("SAME",)):
-            expected = tfo.conv(x, w, ones, padding, None, channels_first, bias)
+            expected = oracle.conv(x, w, ones, padding, None, channels_first, bias)
             assert expected.reshape(-1).tolist() == [2.25]
             _check_each(lambda: CONV[n](x, w, 1, padding, fmt, bias=bias),
                         lambda got: assert_close(got, expected, dtype))
         for kind in ("max", "avg"):
             got = getattr(fastconv, f"{kind}_pool{n}d")(x, k, 2, "SAME", fmt)
-            assert_close(got, tfo.pool(kind, x, (k,) * n, (2,) * n, "SAME", channels_first), dtype)
+            assert_close(got, oracle.pool(kind, x, (k,) * n, (2,) * n, "SAME", channels_first), dtype)
             assert got.reshape(-1).tolist() == [2.5]
     if n == 2:
         assert_exact(fastconv.global_max_pool2d(x, fmt), np.full((1, 1), 2.5), dtype)
@@ -366,20 +366,20 @@ def test_size_one_dims_match_tf(n, channels_first, dtype, tfo):
 # ----------------------------------------------------------------------------- magnitudes
 
 @pytest.mark.parametrize("n", [1, 2, 3])
-def test_avg_pool_huge_float32_overflows_exactly_where_tf_does(n, tfo):
+def test_avg_pool_huge_float32_overflows_exactly_where_tf_does(n, oracle):
     """TF sums float32 windows in float32: the mean is inf exactly when the window's sum
     overflows (4 x 3e38 does, 9 x 3e37 does not), never from a float64 detour or a rescale."""
     fmt = LAYOUTS[n][0]
     for value, k in ((3e38, 2), (3e37, 3), (1.1e38, 3), (1e37, 3), (3.4e38, 1)):
         x = np.full((1,) + (k * 2,) * n + (2,), value, F32)
         got = getattr(fastconv, f"avg_pool{n}d")(x, k, k, "VALID", fmt)
-        expected = tfo.pool("avg", x, (k,) * n, (k,) * n, "VALID")
+        expected = oracle.pool("avg", x, (k,) * n, (k,) * n, "VALID")
         assert_close(got, expected, F32)
         window_sum = float(np.float32(value)) * k**n  # every case is >= 3% away from the limit
         assert np.isfinite(got).all() == (window_sum < float(np.finfo(F32).max)), (value, k)
 
 
-def test_avg_pool_huge_mixed_signs_sum_in_tf_order(tfo):
+def test_avg_pool_huge_mixed_signs_sum_in_tf_order(oracle):
     """Window cells are added in row-major order, as TF does: B + B overflows before -B."""
     big = np.float32(3e38)
     cases = {(big, big, -big, -big): INF, (-big, -big, big, big): -INF,
@@ -387,37 +387,37 @@ def test_avg_pool_huge_mixed_signs_sum_in_tf_order(tfo):
     for cells, want in cases.items():
         x = np.array(cells, F32).reshape(1, 2, 2, 1)
         got = fastconv.avg_pool2d(x, 2, 2, "VALID")
-        assert_close(got, tfo.pool("avg", x, (2, 2), (2, 2), "VALID"), F32)
+        assert_close(got, oracle.pool("avg", x, (2, 2), (2, 2), "VALID"), F32)
         assert got.reshape(-1).tolist() == [want]
 
 
-def test_global_avg_pool_huge_float32_matches_keras(tfo):
+def test_global_avg_pool_huge_float32_matches_keras(oracle):
     x = np.full((1, 3, 3, 2), 3e38, F32)
     x[..., 1] = 3e37
     got = fastconv.global_avg_pool2d(x)
-    assert_close(got, tfo.global_pool("avg", x), F32)
+    assert_close(got, oracle.global_pool("avg", x), F32)
     assert got[0, 0] == INF and np.isfinite(got[0, 1])
 
 
-def test_avg_pool_float64_has_float64_range(tfo):
+def test_avg_pool_float64_has_float64_range(oracle):
     """2e38 overflows float32 sums but not float64: the output stays finite and float64."""
     x = np.full((1, 3, 3, 1), 2e38, F64)
     got = fastconv.avg_pool2d(x, 3, 3, "VALID")
-    assert_close(got, tfo.pool("avg", x, (3, 3), (3, 3), "VALID"), F64)
+    assert_close(got, oracle.pool("avg", x, (3, 3), (3, 3), "VALID"), F64)
     assert got.dtype == F64 and got.reshape(-1).tolist() == [2e38]
     huge = np.full((1, 2, 2, 1), 1.7e308, F64)  # 4 x 1.7e308 overflows float64 too, as in TF
     assert_close(fastconv.avg_pool2d(huge, 2, 2, "VALID"),
-                 tfo.pool("avg", huge, (2, 2), (2, 2), "VALID"), F64)
+                 oracle.pool("avg", huge, (2, 2), (2, 2), "VALID"), F64)
 
 
 @pytest.mark.parametrize("dtype, scale", [(F32, 1e-30), (F32, 1.5e-38), (F64, 1e-300)])
 @pytest.mark.parametrize("n", [1, 2, 3])
-def test_avg_pool_tiny_normal_magnitudes_keep_relative_precision(n, dtype, scale, tfo):
+def test_avg_pool_tiny_normal_magnitudes_keep_relative_precision(n, dtype, scale, oracle):
     """Tiny (normal) values: equal to TF to the dtype's relative precision, not just absolutely."""
     rng = np.random.default_rng(n)
     x = (1 + rng.random((1,) + (4,) * n + (3,))).astype(dtype) * dtype(scale)
     got = getattr(fastconv, f"avg_pool{n}d")(x, 2, 2, "SAME")
-    expected = tfo.pool("avg", x, (2,) * n, (2,) * n, "SAME")
+    expected = oracle.pool("avg", x, (2,) * n, (2,) * n, "SAME")
     rtol = 1e-6 if dtype == F32 else 1e-14
     np.testing.assert_allclose(got, expected, rtol=rtol, atol=0)
     assert got.dtype == dtype and (got > 0).all()
@@ -441,7 +441,7 @@ def _float64_only_values(shape, seed):
 
 
 @pytest.mark.parametrize("channels_first", [False, True], ids=["last", "first"])
-def test_float64_is_kept_float64_by_every_op(channels_first, tfo):
+def test_float64_is_kept_float64_by_every_op(channels_first, oracle):
     """Every op returns float64 for float64 input, with float64 precision (a float32 pass in
     between would be off by ~1e-7, far over the 1e-12 tolerance)."""
     for n in (1, 2, 3):
@@ -449,24 +449,24 @@ def test_float64_is_kept_float64_by_every_op(channels_first, tfo):
         sizes = {1: (9,), 2: (5, 6), 3: (3, 4, 5)}[n]
         x = _layout(_float64_only_values((2, *sizes, 3), n), channels_first)
         w = _float64_only_values((2,) * n + (3, 4), 10 + n)
-        expected = tfo.conv(x, w, (1,) * n, "SAME", None, channels_first)
+        expected = oracle.conv(x, w, (1,) * n, "SAME", None, channels_first)
         _check_each(lambda: CONV[n](x, w, 1, "SAME", fmt),
                     lambda got: assert_close(got, expected, F64))
         for kind in ("max", "avg"):
             got = getattr(fastconv, f"{kind}_pool{n}d")(x, 2, 1, "SAME", fmt)
-            expected = tfo.pool(kind, x, (2,) * n, (1,) * n, "SAME", channels_first)
+            expected = oracle.pool(kind, x, (2,) * n, (1,) * n, "SAME", channels_first)
             (assert_exact if kind == "max" else assert_close)(got, expected, F64)
     fmt = LAYOUTS[2][channels_first]
     x = _layout(_float64_only_values((2, 5, 6, 3), 20), channels_first)
     dw = _float64_only_values((2, 2, 3, 2), 21)
     assert_close(fastconv.depthwise_conv2d(x, dw, 1, "SAME", fmt),
-                 tfo.depthwise(x, dw, (1, 1), "SAME", (1, 1), channels_first), F64)
+                 oracle.depthwise(x, dw, (1, 1), "SAME", (1, 1), channels_first), F64)
     tw = _float64_only_values((3, 3, 2, 3), 22)
     shape = (2, 2, 10, 12) if channels_first else (2, 10, 12, 2)
     assert_close(fastconv.conv2d_transpose(x, tw, shape, 2, "SAME", fmt),
-                 tfo.conv_transpose(x, tw, (10, 12), (2, 2), "SAME", (1, 1), channels_first), F64)
-    assert_exact(fastconv.global_max_pool2d(x, fmt), tfo.global_pool("max", x, channels_first),
+                 oracle.conv_transpose(x, tw, (10, 12), (2, 2), "SAME", (1, 1), channels_first), F64)
+    assert_exact(fastconv.global_max_pool2d(x, fmt), oracle.global_pool("max", x, channels_first),
                  F64)
-    assert_close(fastconv.global_avg_pool2d(x, fmt), tfo.global_pool("avg", x, channels_first),
+    assert_close(fastconv.global_avg_pool2d(x, fmt), oracle.global_pool("avg", x, channels_first),
                  F64)
-    assert_exact(fastconv.zero_pad2d(x, 1, fmt), tfo.zero_pad(x, 1, channels_first), F64)
+    assert_exact(fastconv.zero_pad2d(x, 1, fmt), oracle.zero_pad(x, 1, channels_first), F64)

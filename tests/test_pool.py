@@ -38,7 +38,7 @@ def _layout_shape(batch, channels, spatial, channels_first):
     return (batch, channels, *spatial) if channels_first else (batch, *spatial, channels)
 
 
-def _run_pool_case(kind, n, case, rand, tfo, tools, assert_close, assert_exact):
+def _run_pool_case(kind, n, case, rand, oracle, tools, assert_close, assert_exact):
     channels_first = case.layout == tools.layouts[n][1]
     window = WINDOWS[n][case.window]
     strides = _spatial(case.stride, n)
@@ -56,7 +56,7 @@ def _run_pool_case(kind, n, case, rand, tfo, tools, assert_close, assert_exact):
                          tools.window(strides, case.form, channels_first),
                          tools.padding(padding, case.form, channels_first), case.layout)
     assert got.shape == _layout_shape(2, channels, out_sizes, channels_first)
-    expected = tfo.pool(kind, x, window, strides, padding, channels_first)
+    expected = oracle.pool(kind, x, window, strides, padding, channels_first)
     (assert_exact if kind == "max" else assert_close)(got, expected, case.dtype)
 
 
@@ -69,33 +69,33 @@ def _grid(n, kind, seed, stride_extra):
 
 
 @_grid(1, "max", 11, None)
-def test_max_pool1d_matches_tf(case, rand, tfo, tools, assert_close, assert_exact):
-    _run_pool_case("max", 1, case, rand, tfo, tools, assert_close, assert_exact)
+def test_max_pool1d_matches_tf(case, rand, oracle, tools, assert_close, assert_exact):
+    _run_pool_case("max", 1, case, rand, oracle, tools, assert_close, assert_exact)
 
 
 @_grid(2, "max", 12, (3, 1))
-def test_max_pool2d_matches_tf(case, rand, tfo, tools, assert_close, assert_exact):
-    _run_pool_case("max", 2, case, rand, tfo, tools, assert_close, assert_exact)
+def test_max_pool2d_matches_tf(case, rand, oracle, tools, assert_close, assert_exact):
+    _run_pool_case("max", 2, case, rand, oracle, tools, assert_close, assert_exact)
 
 
 @_grid(3, "max", 13, (1, 2, 3))
-def test_max_pool3d_matches_tf(case, rand, tfo, tools, assert_close, assert_exact):
-    _run_pool_case("max", 3, case, rand, tfo, tools, assert_close, assert_exact)
+def test_max_pool3d_matches_tf(case, rand, oracle, tools, assert_close, assert_exact):
+    _run_pool_case("max", 3, case, rand, oracle, tools, assert_close, assert_exact)
 
 
 @_grid(1, "avg", 14, None)
-def test_avg_pool1d_matches_tf(case, rand, tfo, tools, assert_close, assert_exact):
-    _run_pool_case("avg", 1, case, rand, tfo, tools, assert_close, assert_exact)
+def test_avg_pool1d_matches_tf(case, rand, oracle, tools, assert_close, assert_exact):
+    _run_pool_case("avg", 1, case, rand, oracle, tools, assert_close, assert_exact)
 
 
 @_grid(2, "avg", 15, (1, 3))
-def test_avg_pool2d_matches_tf(case, rand, tfo, tools, assert_close, assert_exact):
-    _run_pool_case("avg", 2, case, rand, tfo, tools, assert_close, assert_exact)
+def test_avg_pool2d_matches_tf(case, rand, oracle, tools, assert_close, assert_exact):
+    _run_pool_case("avg", 2, case, rand, oracle, tools, assert_close, assert_exact)
 
 
 @_grid(3, "avg", 16, (3, 2, 1))
-def test_avg_pool3d_matches_tf(case, rand, tfo, tools, assert_close, assert_exact):
-    _run_pool_case("avg", 3, case, rand, tfo, tools, assert_close, assert_exact)
+def test_avg_pool3d_matches_tf(case, rand, oracle, tools, assert_close, assert_exact):
+    _run_pool_case("avg", 3, case, rand, oracle, tools, assert_close, assert_exact)
 
 
 @pytest.mark.parametrize("kind", ["max", "avg"])
@@ -109,7 +109,7 @@ def test_avg_pool3d_matches_tf(case, rand, tfo, tools, assert_close, assert_exac
     ("NCDHW", F32, (1, 3, 6, 13, 21), (2, 3, 3), (1, 2, 2), "SAME"),
 ])
 def test_pools_medium_shapes_match_tf(kind, layout, dtype, shape, window, strides, padding, rand,
-                                      tfo, assert_close, assert_exact):
+                                      oracle, assert_close, assert_exact):
     """Longer rows than the grids, mostly channels-first: vector widths plus remainders."""
     if kind == "avg" and not isinstance(padding, str):
         padding = "SAME"
@@ -119,13 +119,13 @@ def test_pools_medium_shapes_match_tf(kind, layout, dtype, shape, window, stride
     got = POOLS[kind, n](x, list(window), list(strides),
                          padding if isinstance(padding, str) else
                          [[0, 0], [0, 0]] + [list(p) for p in padding], layout)
-    expected = tfo.pool(kind, x, window, strides, padding, channels_first)
+    expected = oracle.pool(kind, x, window, strides, padding, channels_first)
     (assert_exact if kind == "max" else assert_close)(got, expected, dtype)
 
 
 @pytest.mark.parametrize("padding", ["SAME", "VALID"])
 @pytest.mark.parametrize("data_format", ["NHWC", "NCHW"])
-def test_max_pool2d_nan_and_inf_follow_tf_cpu(padding, data_format, tfo, assert_exact):
+def test_max_pool2d_nan_and_inf_follow_tf_cpu(padding, data_format, oracle, assert_exact):
     """TF's CPU max pool skips NaN and starts from the lowest finite value."""
     values = np.array([[np.nan, 1.0, -np.inf, np.nan, 2.5],
                        [np.nan, np.nan, -np.inf, -np.inf, np.nan],
@@ -136,16 +136,16 @@ def test_max_pool2d_nan_and_inf_follow_tf_cpu(padding, data_format, tfo, assert_
     if channels_first:
         x = x.reshape(1, 1, 4, 5)
     got = fastconv.max_pool2d(x, 2, 1, padding, data_format)
-    expected = tfo.pool("max", x, (2, 2), (1, 1), padding, channels_first)
+    expected = oracle.pool("max", x, (2, 2), (1, 1), padding, channels_first)
     assert_exact(got, expected, F32)
     assert (got == np.finfo(F32).min).any()  # the all-NaN / all -inf windows
 
 
-def test_avg_pool2d_nan_propagates_like_tf(tfo, assert_close):
+def test_avg_pool2d_nan_propagates_like_tf(oracle, assert_close):
     x = np.arange(16, dtype=F64).reshape(1, 4, 4, 1)
     x[0, 1, 1, 0] = np.nan
     got = fastconv.avg_pool2d(x, 2, 2, "VALID")
-    assert_close(got, tfo.pool("avg", x, (2, 2), (2, 2), "VALID"), F64)
+    assert_close(got, oracle.pool("avg", x, (2, 2), (2, 2), "VALID"), F64)
     assert np.isnan(got[0, 0, 0, 0]) and not np.isnan(got[0, 1, 1, 0])
 
 

@@ -1,8 +1,14 @@
 """The NumPy oracle ``fastconv.reference`` (same signatures as fastconv) checked against TF.
 
-The oracle is slow, so shapes stay tiny; grids are pairwise over layout x dtype x strides x
-padding x dilation x kernel parity x (for convs) bias and activation.
+The rest of the suite checks fastconv against this oracle, so here it is checked against TF,
+the definition (and, without TF, against the golden corpus in test_golden.py). It must share
+nothing with the code it checks: it imports nothing from fastconv. The oracle is slow, so
+shapes stay tiny; grids are pairwise over layout x dtype x strides x padding x dilation x
+kernel parity x (for convs) bias and activation.
 """
+
+import ast
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -46,7 +52,7 @@ def _conv_grid(n, seed):
                             groups=[1, 2], seed=seed)
 
 
-def _check_conv(n, case, rand, tfo, tools, assert_close):
+def _check_conv(n, case, rand, tf_oracle, tools, assert_close):
     channels_first = case.layout == LAYOUTS[n][1]
     kernel = KERNELS[n][case.kernel]
     sizes, strides, dilations, padding = _geometry(case, n, kernel, tools, case.dilation,
@@ -57,29 +63,29 @@ def _check_conv(n, case, rand, tfo, tools, assert_close):
     got = CONV_REF[n](x, w, list(strides), padding if isinstance(padding, str) else
                       [list(p) for p in padding], case.layout, list(dilations), bias=bias,
                       activation=case.activation)
-    expected = tfo.conv(x, w, strides, padding, dilations, channels_first, bias, case.activation)
+    expected = tf_oracle.conv(x, w, strides, padding, dilations, channels_first, bias, case.activation)
     assert_close(got, expected, case.dtype)
 
 
 @_conv_grid(1, 31)
-def test_reference_conv1d_matches_tf(case, rand, tfo, tools, assert_close):
-    _check_conv(1, case, rand, tfo, tools, assert_close)
+def test_reference_conv1d_matches_tf(case, rand, tf_oracle, tools, assert_close):
+    _check_conv(1, case, rand, tf_oracle, tools, assert_close)
 
 
 @_conv_grid(2, 32)
-def test_reference_conv2d_matches_tf(case, rand, tfo, tools, assert_close):
-    _check_conv(2, case, rand, tfo, tools, assert_close)
+def test_reference_conv2d_matches_tf(case, rand, tf_oracle, tools, assert_close):
+    _check_conv(2, case, rand, tf_oracle, tools, assert_close)
 
 
 @_conv_grid(3, 33)
-def test_reference_conv3d_matches_tf(case, rand, tfo, tools, assert_close):
-    _check_conv(3, case, rand, tfo, tools, assert_close)
+def test_reference_conv3d_matches_tf(case, rand, tf_oracle, tools, assert_close):
+    _check_conv(3, case, rand, tf_oracle, tools, assert_close)
 
 
 @pytest.mark.grid(layout=["NHWC", "NCHW"], dtype=[F32, F64], stride=[1, 2, 3],
                   padding=["SAME", "VALID", EXPLICIT], dilation=[1, 2], kernel=list(KERNELS[2]),
                   divides=[True, False], multiplier=[1, 2], seed=34)
-def test_reference_depthwise_matches_tf(case, rand, tfo, tools, assert_close):
+def test_reference_depthwise_matches_tf(case, rand, tf_oracle, tools, assert_close):
     channels_first = case.layout == "NCHW"
     kernel = KERNELS[2][case.kernel]
     sizes, strides, dilations, padding = _geometry(case, 2, kernel, tools, case.dilation,
@@ -87,14 +93,14 @@ def test_reference_depthwise_matches_tf(case, rand, tfo, tools, assert_close):
     x = rand(_shape(1, 3, sizes, channels_first), case.dtype)
     w = rand(kernel + (3, case.multiplier), case.dtype)
     got = reference.depthwise_conv2d(x, w, strides, padding, case.layout, dilations)
-    assert_close(got, tfo.depthwise(x, w, strides, padding, dilations, channels_first),
+    assert_close(got, tf_oracle.depthwise(x, w, strides, padding, dilations, channels_first),
                  case.dtype)
 
 
 @pytest.mark.grid(layout=["NHWC", "NCHW"], dtype=[F32, F64], stride=[1, 2, 3],
                   padding=["SAME", "VALID", EXPLICIT], dilation=[1, 2], kernel=list(KERNELS[2]),
                   divides=[True, False], seed=35)
-def test_reference_conv2d_transpose_matches_tf(case, rand, tfo, tools, assert_close):
+def test_reference_conv2d_transpose_matches_tf(case, rand, tf_oracle, tools, assert_close):
     channels_first = case.layout == "NCHW"
     kernel = KERNELS[2][case.kernel]
     out_spatial, strides, dilations, padding = _geometry(case, 2, kernel, tools, case.dilation,
@@ -107,7 +113,7 @@ def test_reference_conv2d_transpose_matches_tf(case, rand, tfo, tools, assert_cl
     w = rand(kernel + (2, 3), case.dtype)
     got = reference.conv2d_transpose(x, w, _shape(2, 2, out_spatial, channels_first), strides,
                                      padding, case.layout, dilations)
-    expected = tfo.conv_transpose(x, w, out_spatial, strides, padding, dilations, channels_first)
+    expected = tf_oracle.conv_transpose(x, w, out_spatial, strides, padding, dilations, channels_first)
     assert_close(got, expected, case.dtype)
 
 
@@ -115,7 +121,7 @@ def test_reference_conv2d_transpose_matches_tf(case, rand, tfo, tools, assert_cl
                   channels_first=[False, True], dtype=[F32, F64], stride=[1, 2, 3],
                   padding=["SAME", "VALID", EXPLICIT], kernel=["odd", "even", "mixed"],
                   divides=[True, False], random=6, seed=36)
-def test_reference_pools_match_tf(case, rand, tfo, tools, assert_close, assert_exact):
+def test_reference_pools_match_tf(case, rand, tf_oracle, tools, assert_close, assert_exact):
     kind, n = case.pool
     kernel = KERNELS[n].get(case.kernel, KERNELS[n]["odd"])
     padding_case = case
@@ -125,31 +131,31 @@ def test_reference_pools_match_tf(case, rand, tfo, tools, assert_close, assert_e
                                            explicit=tuple((min(1, k - 1), k - 1) for k in kernel))
     x = rand(_shape(2, 3, sizes, case.channels_first), case.dtype)
     got = POOL_REF[case.pool](x, kernel, strides, padding, LAYOUTS[n][case.channels_first])
-    expected = tfo.pool(kind, x, kernel, strides, padding, case.channels_first)
+    expected = tf_oracle.pool(kind, x, kernel, strides, padding, case.channels_first)
     (assert_exact if kind == "max" else assert_close)(got, expected, case.dtype)
 
 
 @pytest.mark.parametrize("keepdims", [False, True])
 @pytest.mark.parametrize("data_format", ["NHWC", "NCHW"])
 @pytest.mark.parametrize("dtype", [F32, F64])
-def test_reference_global_pools_and_zero_pad_match_keras(dtype, data_format, keepdims, rand, tfo,
+def test_reference_global_pools_and_zero_pad_match_keras(dtype, data_format, keepdims, rand, tf_oracle,
                                                          assert_close, assert_exact):
     channels_first = data_format == "NCHW"
     x = rand(_shape(2, 3, (4, 5), channels_first), dtype)
     assert_exact(reference.global_max_pool2d(x, data_format, keepdims),
-                 tfo.global_pool("max", x, channels_first, keepdims), dtype)
+                 tf_oracle.global_pool("max", x, channels_first, keepdims), dtype)
     assert_close(reference.global_avg_pool2d(x, data_format, keepdims),
-                 tfo.global_pool("avg", x, channels_first, keepdims), dtype)
+                 tf_oracle.global_pool("avg", x, channels_first, keepdims), dtype)
     padding = ((1, 2), (0, 3)) if keepdims else 2
     assert_exact(reference.zero_pad2d(x, padding, data_format),
-                 tfo.zero_pad(x, padding, channels_first), dtype)
+                 tf_oracle.zero_pad(x, padding, channels_first), dtype)
 
 
-def test_reference_nan_semantics_match_tf(tfo, assert_exact, assert_close):
+def test_reference_nan_semantics_match_tf(tf_oracle, assert_exact, assert_close):
     x = np.array([np.nan, 1.0, np.nan, np.nan, -np.inf, 2.0], F32).reshape(1, 2, 3, 1)
     assert_exact(reference.max_pool2d(x, 2, 1, "SAME"),
-                 tfo.pool("max", x, (2, 2), (1, 1), "SAME"), F32)
-    assert_close(reference.global_max_pool2d(x), tfo.global_pool("max", x), F32)
+                 tf_oracle.pool("max", x, (2, 2), (1, 1), "SAME"), F32)
+    assert_close(reference.global_max_pool2d(x), tf_oracle.global_pool("max", x), F32)
 
 
 def test_reference_by_hand(assert_exact, assert_close):
@@ -167,3 +173,16 @@ def test_reference_validates_like_the_api():
         reference.max_pool2d(np.zeros((1, 1, 1, 2)), 2, 2, "VALID")
     with pytest.raises(TypeError, match=r"float32 or float64"):
         reference.conv2d(np.zeros((1, 3, 3, 1), np.int32), np.zeros((1, 1, 1, 1)), 1, "SAME")
+
+
+def test_the_oracle_imports_nothing_from_fastconv():
+    """Independence: a bug in fastconv's shapes, validation or dispatch cannot hide in it."""
+    tree = ast.parse(Path(reference.__file__).read_text())
+    imported = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom):
+            assert node.level == 0, f"relative import in the oracle: line {node.lineno}"
+            imported.add(node.module.split(".")[0])
+        elif isinstance(node, ast.Import):
+            imported.update(alias.name.split(".")[0] for alias in node.names)
+    assert imported <= {"__future__", "itertools", "numpy"}, imported

@@ -67,7 +67,7 @@ def test_seed001_mnist_cnn_without_pooling(rng):
     assert y.size == 22 * 22 * 64 == 30_976
 
 
-def test_seed001_mnist_cnn_matches_tf_end_to_end(rng, tfo, assert_close):
+def test_seed001_mnist_cnn_matches_tf_end_to_end(rng, oracle, assert_close):
     """The whole feature extractor, fastconv vs tf.nn, layer by layer (float32, batch 2)."""
     x = _rand(rng, (2, 28, 28, 1))
     ours = theirs = x
@@ -76,11 +76,11 @@ def test_seed001_mnist_cnn_matches_tf_end_to_end(rng, tfo, assert_close):
         w = (rng.standard_normal((3, 3, channels, filters)) / np.sqrt(9 * channels)).astype(F32)
         b = (rng.standard_normal(filters) * 0.1).astype(F32)
         ours = fastconv.conv2d(ours, w, 1, "VALID", bias=b, activation="relu")
-        theirs = tfo.conv(theirs, w, (1, 1), "VALID", bias=b, activation="relu")
+        theirs = oracle.conv(theirs, w, (1, 1), "VALID", bias=b, activation="relu")
         assert_close(ours, theirs, F32)
         if pool_after:
             ours = max_pool(ours)
-            theirs = tfo.pool("max", theirs, (2, 2), (2, 2), "VALID")
+            theirs = oracle.pool("max", theirs, (2, 2), (2, 2), "VALID")
             assert_close(ours, theirs, F32)
     assert ours.shape == (2, 3, 3, 64)
 
@@ -142,18 +142,18 @@ def test_seed002_output_size_formula():
         assert fastconv.conv_output_size(n, f, s, p) == (n + 2 * p - f) // s + 1
 
 
-def test_seed002_photo_conv_relu_pool_matches_tf(rng, tfo, assert_close, assert_exact):
+def test_seed002_photo_conv_relu_pool_matches_tf(rng, oracle, assert_close, assert_exact):
     """The flower photo (427x640x3, batch 1) -> Conv2D(32, 3, same, relu) -> MaxPool2D(2)."""
     photo = _rand(rng, (1, 427, 640, 3))
     w = (rng.standard_normal((3, 3, 3, 32)) / np.sqrt(27)).astype(F32)
     b = (rng.standard_normal(32) * 0.1).astype(F32)
     y = fastconv.conv2d(photo, w, 1, "SAME", bias=b, activation="relu")
     assert y.shape == (1, 427, 640, 32)
-    expected = tfo.conv(photo, w, (1, 1), "SAME", bias=b, activation="relu")
+    expected = oracle.conv(photo, w, (1, 1), "SAME", bias=b, activation="relu")
     assert_close(y, expected, F32)
     pooled = max_pool(y)
     assert pooled.shape == (1, 213, 320, 32)
-    assert_exact(pooled, tfo.pool("max", y, (2, 2), (2, 2), "VALID"), F32)
+    assert_exact(pooled, oracle.pool("max", y, (2, 2), (2, 2), "VALID"), F32)
 
 
 def test_seed002_float64_photo_keeps_float64(rng):
@@ -360,7 +360,7 @@ def test_seed004_zero_pad_then_valid_equals_same(rng, assert_close):
 @pytest.mark.parametrize("size, in_ch, out_ch, padding", [
     (28, 1, 32, "SAME"), (28, 1, 32, "VALID"), (14, 32, 64, "SAME"), (26, 32, 64, "VALID"),
 ])
-def test_mnist_workload_layers_match_tf(size, in_ch, out_ch, padding, data_format, rng, tfo,
+def test_mnist_workload_layers_match_tf(size, in_ch, out_ch, padding, data_format, rng, oracle,
                                         assert_close):
     channels_first = data_format == "NCHW"
     shape = (2, in_ch, size, size) if channels_first else (2, size, size, in_ch)
@@ -368,14 +368,14 @@ def test_mnist_workload_layers_match_tf(size, in_ch, out_ch, padding, data_forma
     w = (rng.standard_normal((3, 3, in_ch, out_ch)) / np.sqrt(9 * in_ch)).astype(F32)
     b = (rng.standard_normal(out_ch) * 0.1).astype(F32)
     got = fastconv.conv2d(x, w, 1, padding, data_format, bias=b, activation="relu")
-    assert_close(got, tfo.conv(x, w, (1, 1), padding, None, channels_first, b, "relu"), F32)
+    assert_close(got, oracle.conv(x, w, (1, 1), padding, None, channels_first, b, "relu"), F32)
 
 
 @pytest.mark.parametrize("data_format", ["NHWC", "NCHW"])
 @pytest.mark.parametrize("size, channels", [(28, 32), (26, 64)])
-def test_mnist_workload_pooling_matches_tf(size, channels, data_format, rng, tfo, assert_exact):
+def test_mnist_workload_pooling_matches_tf(size, channels, data_format, rng, oracle, assert_exact):
     channels_first = data_format == "NCHW"
     shape = (2, channels, size, size) if channels_first else (2, size, size, channels)
     x = rng.standard_normal(shape).astype(F32)
     got = max_pool(x, 2, data_format)
-    assert_exact(got, tfo.pool("max", x, (2, 2), (2, 2), "VALID", channels_first), F32)
+    assert_exact(got, oracle.pool("max", x, (2, 2), (2, 2), "VALID", channels_first), F32)

@@ -8,7 +8,8 @@ again and the entry rewritten. This only changes what happens when the cache is 
 Numba also keys a cached kernel on its own source file only, so editing a module it imports
 (the IR micro-kernels, the config) would leave a stale kernel in the cache: a real bug hid
 that way during development. fastconv's kernels are therefore keyed on a digest of every
-source file of the package as well.
+source file of the package as well, and on ``FASTCONV_REGISTER_BLOCK`` (which picks the
+micro-kernel's block shape at import).
 """
 
 import functools
@@ -16,6 +17,8 @@ import hashlib
 import pathlib
 
 from numba.core import caching
+
+from .. import config
 
 _PATCHED = "_fastconv_fail_soft"
 _PACKAGE = pathlib.Path(__file__).resolve().parent.parent
@@ -57,7 +60,9 @@ def make_cache_fail_soft():
         init(self, py_func)
         if getattr(py_func, "__module__", "").startswith("fastconv."):
             cache_file = self._cache_file
-            cache_file._source_stamp = (cache_file._source_stamp, package_digest())
+            # The register-block override changes the machine code too (conv_blocked.py).
+            cache_file._source_stamp = (cache_file._source_stamp, package_digest(),
+                                        config.REGISTER_BLOCK)
 
     caching.IndexDataCacheFile._load_index = _load_index
     caching.Cache.load_overload = _load_overload

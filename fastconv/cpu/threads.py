@@ -139,12 +139,12 @@ def set_num_threads(n):
 
 
 def get_num_threads():
-    """Return the number of threads the CPU kernels use in this thread.
+    """Return the number of threads the CPU kernels use in this thread (Numba's count).
 
     Examples
     --------
-    >>> import fastconv
-    >>> fastconv.get_num_threads() >= 1
+    >>> from fastconv.cpu import threads
+    >>> 1 <= threads.get_num_threads() <= numba.config.NUMBA_NUM_THREADS
     True
     """
     return numba.get_num_threads()

@@ -173,11 +173,6 @@ def output(shape, dtype, template):
 
 # ----------------------------------------------------------------------------- launch shapes
 
-def blocks_for(count, threads_per_block):
-    """Number of blocks that cover ``count`` threads (at least one)."""
-    return max(1, -(-count // threads_per_block))
-
-
 def device_key():
     """Identify the current GPU for kernel caches: its id and compute capability."""
     from numba import cuda

@@ -1,0 +1,85 @@
+"""The one tolerance rule for "equal to TensorFlow", shared by the tests and the benchmarks.
+
+``max|actual - expected| <= TOLERANCE[dtype] * max(1, max|expected|)``, NaN exactly where the
+expected result has NaN and equal infinities counted equal; ops that only select or copy
+values (:data:`EXACT_OPS`) must match bit for bit. The suite (``tests/conftest.py``),
+``fastconv compare`` and the GPU check all read this module, so the rule is written once.
+
+Examples
+--------
+>>> import numpy as np
+>>> from fastconv.testing import assert_close
+>>> assert_close(np.float32([1.0, 2.0]), np.float32([1.0, 2.000001]), np.float32)
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+#: Allowed max abs error relative to the output's scale (max |expected|, at least 1).
+TOLERANCE = {np.dtype(np.float32): 1e-5, np.dtype(np.float64): 1e-12}
+#: Ops whose results must match exactly (they only select or copy values).
+EXACT_OPS = frozenset({"max_pool1d", "max_pool2d", "max_pool3d", "global_max_pool2d",
+                       "zero_pad2d"})
+
+
+def tolerance(dtype, expected):
+    """The allowed max abs error for results of ``dtype`` whose expected values are
+    ``expected``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> tolerance(np.float32, np.array([0.5, -40.0]))
+    0.0004
+    """
+    expected = np.asarray(expected, dtype=np.float64)
+    finite = expected[np.isfinite(expected)]
+    scale = max(1.0, float(np.max(np.abs(finite), initial=0.0)))
+    return TOLERANCE[np.dtype(dtype)] * scale
+
+
+def _prepare(actual, expected, dtype):
+    dtype = np.dtype(dtype)
+    assert isinstance(actual, np.ndarray), f"expected a NumPy array, got {type(actual).__name__}"
+    assert actual.dtype == dtype, f"dtype {actual.dtype}, expected {dtype}"
+    expected = np.asarray(expected)
+    assert actual.shape == expected.shape, f"shape {actual.shape}, expected {expected.shape}"
+    return dtype, expected
+
+
+def assert_close(actual, expected, dtype):
+    """Assert dtype, shape, NaN positions and ``max|actual - expected| <= tolerance``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> assert_close(np.array([np.nan, np.inf]), np.array([np.nan, np.inf]), np.float64)
+    """
+    dtype, expected = _prepare(actual, expected, dtype)
+    a = np.asarray(actual, dtype=np.float64)
+    e = np.asarray(expected, dtype=np.float64)
+    np.testing.assert_array_equal(np.isnan(a), np.isnan(e), err_msg="NaN positions differ")
+    finite = ~np.isnan(e)
+    if not finite.any():
+        return
+    a, e = a[finite], e[finite]
+    with np.errstate(invalid="ignore"):
+        diff = np.where(a == e, 0.0, np.abs(a - e))  # equal infinities count as equal
+    worst = float(np.max(diff))
+    tol = tolerance(dtype, e)
+    assert worst <= tol, (f"max abs error {worst:.3e} > {tol:.3e} (tol {TOLERANCE[dtype]:g} x "
+                          f"scale {tol / TOLERANCE[dtype]:.3g}) at flat index "
+                          f"{int(np.argmax(diff))}")
+
+
+def assert_exact(actual, expected, dtype):
+    """Assert dtype, shape and bitwise-equal values (max pooling, padding, copies).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> assert_exact(np.float32([1, 2]), [1, 2], np.float32)
+    """
+    _, expected = _prepare(actual, expected, dtype)
+    np.testing.assert_array_equal(actual, expected.astype(actual.dtype))
