@@ -18,22 +18,16 @@ import importlib
 import logging
 
 from . import config
-from .api import (avg_pool1d, avg_pool2d, avg_pool3d, conv1d, conv2d, conv2d_transpose, conv3d,
-                  depthwise_conv2d, global_avg_pool2d, global_max_pool2d, max_pool1d, max_pool2d,
-                  max_pool3d, zero_pad2d)
+from .api import *  # noqa: F403  (every op of the op table, fastconv.ops)
+from .ops import NAMES as _OP_NAMES
 from .shapes import conv_output_size, same_padding
 
 __version__ = "0.1.0"
 
-__all__ = [
-    "conv1d", "conv2d", "conv3d", "depthwise_conv2d", "conv2d_transpose",
-    "max_pool1d", "max_pool2d", "max_pool3d", "avg_pool1d", "avg_pool2d", "avg_pool3d",
-    "global_max_pool2d", "global_avg_pool2d", "zero_pad2d",
-    "conv_output_size", "same_padding", "set_num_threads", "get_num_threads",
-    "cpu", "cuda", "reference", "dispatch",
-]
+__all__ = [*_OP_NAMES, "conv_output_size", "same_padding", "set_num_threads",
+           "get_num_threads", "cpu", "cuda", "reference", "dispatch", "ops"]
 
-_LAZY_MODULES = {"cpu", "cuda", "reference", "dispatch", "cli"}
+_LAZY_MODULES = {"cpu", "cuda", "reference", "dispatch", "cli", "ops", "testing"}
 
 # What compiles, when and for how long is logged here (INFO); silent unless configured.
 logging.getLogger(__name__).addHandler(logging.NullHandler())

@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import dispatch
+from .ops import NAMES
 from .problems import (ConvProblem, GlobalPoolProblem, PadProblem, PoolProblem, pad_to_3d,
                        layout_shape)
 from .shapes import (LAYOUTS, as_int, check_int32, normalize_window, parse_data_format,
@@ -17,11 +18,7 @@ from .shapes import (LAYOUTS, as_int, check_int32, normalize_window, parse_data_
 from .validation import (activation_code, array_dtype, as_host_array, check_device,
                          check_float_dtype, check_rank, check_same_dtype, is_device_array)
 
-__all__ = [
-    "conv1d", "conv2d", "conv3d", "depthwise_conv2d", "conv2d_transpose",
-    "max_pool1d", "max_pool2d", "max_pool3d", "avg_pool1d", "avg_pool2d", "avg_pool3d",
-    "global_max_pool2d", "global_avg_pool2d", "zero_pad2d",
-]
+__all__ = list(NAMES)  # the op table (fastconv.ops) lists every public op once
 
 _FILTER_LAYOUT = {1: "(W, in_channels, out_channels)", 2: "(H, W, in_channels, out_channels)",
                   3: "(D, H, W, in_channels, out_channels)"}
@@ -498,6 +495,75 @@ max_pool3d = _make_pool("max", 3)
 avg_pool1d = _make_pool("avg", 1)
 avg_pool2d = _make_pool("avg", 2)
 avg_pool3d = _make_pool("avg", 3)
+
+
+def _spatial_rank(input):
+    """The number of spatial dims of ``input`` for the rank-generic ops (1 to 3)."""
+    shape = getattr(input, "shape", None)
+    rank = len(shape) if shape is not None else np.ndim(as_host_array(input, "input"))
+    if not 3 <= rank <= 5:
+        raise ValueError(f"input must be 3-D, 4-D or 5-D (N, *spatial, C) or channels-first, "
+                         f"got {rank}-D")
+    return rank - 2
+
+
+def max_pool(input, ksize, strides, padding, data_format=None, *, device=None):
+    """Max pooling of any spatial rank, as ``tf.nn.max_pool``: the input's rank decides.
+
+    Parameters
+    ----------
+    input : array_like, 3-D to 5-D
+        Channels-last (``NWC``/``NHWC``/``NDHWC``) or, with ``data_format`` starting with
+        ``"NC"``, channels-first.
+    ksize, strides : int or sequence
+        An int, one value per spatial dim, or TF's full form.
+    padding : {"SAME", "VALID"} or list of pairs
+    data_format : str, optional
+        None means channels-last.
+    device : {None, "cpu", "cuda"}
+
+    Returns
+    -------
+    ndarray
+        As :func:`max_pool2d` and its 1-D/3-D siblings (TF's CPU max rule).
+
+    Examples
+    --------
+    >>> import numpy as np, fastconv
+    >>> fastconv.max_pool(np.ones((1, 6, 6, 6, 2), np.float32), 2, 2, "VALID").shape
+    (1, 3, 3, 3, 2)
+    >>> fastconv.max_pool(np.arange(5.0).reshape(1, 5, 1), 2, 2, "SAME")[0, :, 0]
+    array([1., 3., 4.])
+    """
+    return _pool("max", _spatial_rank(input), input, ksize, strides, padding, data_format,
+                 device)
+
+
+def avg_pool(input, ksize, strides, padding, data_format=None, *, device=None):
+    """Average pooling of any spatial rank, as ``tf.nn.avg_pool``: the input's rank decides.
+
+    Parameters
+    ----------
+    input : array_like, 3-D to 5-D
+    ksize, strides : int or sequence
+    padding : {"SAME", "VALID"}
+    data_format : str, optional
+        None means channels-last.
+    device : {None, "cpu", "cuda"}
+
+    Returns
+    -------
+    ndarray
+        The mean of each window's real (unpadded) cells.
+
+    Examples
+    --------
+    >>> import numpy as np, fastconv
+    >>> fastconv.avg_pool(np.arange(5.0).reshape(1, 5, 1), 2, 2, "SAME")[0, :, 0]
+    array([0.5, 2.5, 4. ])
+    """
+    return _pool("avg", _spatial_rank(input), input, ksize, strides, padding, data_format,
+                 device)
 
 
 def _global_pool(kind, input, data_format, keepdims, device):

@@ -259,6 +259,16 @@ avg_pool1d, avg_pool2d, avg_pool3d = (_make_pool("avg", n, f) for n, f in
                                       ((1, "NWC"), (2, "NHWC"), (3, "NDHWC")))
 
 
+def max_pool(input, ksize, strides, padding, data_format=None, *, device=None):
+    """Oracle for :func:`fastconv.max_pool` (any spatial rank; the input's rank decides)."""
+    return _pool_nd("max", np.ndim(input) - 2, input, ksize, strides, padding, data_format)
+
+
+def avg_pool(input, ksize, strides, padding, data_format=None, *, device=None):
+    """Oracle for :func:`fastconv.avg_pool` (any spatial rank; the input's rank decides)."""
+    return _pool_nd("avg", np.ndim(input) - 2, input, ksize, strides, padding, data_format)
+
+
 def _global(kind, input, data_format, keepdims):
     first = data_format in _CHANNELS_FIRST
     x = np.asarray(input)

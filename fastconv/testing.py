@@ -16,11 +16,12 @@ from __future__ import annotations
 
 import numpy as np
 
+from .ops import OPS
+
 #: Allowed max abs error relative to the output's scale (max |expected|, at least 1).
 TOLERANCE = {np.dtype(np.float32): 1e-5, np.dtype(np.float64): 1e-12}
-#: Ops whose results must match exactly (they only select or copy values).
-EXACT_OPS = frozenset({"max_pool1d", "max_pool2d", "max_pool3d", "global_max_pool2d",
-                       "zero_pad2d"})
+#: Ops whose results must match exactly (they only select or copy values): the op table's.
+EXACT_OPS = frozenset(op.name for op in OPS if op.exact)
 
 
 def tolerance(dtype, expected):

@@ -34,6 +34,8 @@ from math import prod
 
 import numpy as np
 
+from .ops import OPS
+
 LAYOUTS = ("channels_last", "channels_first")
 BACKENDS = ("fastconv", "tensorflow")
 DTYPES = ("float32", "float64")
@@ -51,9 +53,9 @@ GOALS = {
     "pool_bandwidth": ("pooling on tens of MB (vs parallel copy)", 2.5, 0.70),
 }
 
-_CONV_OPS = {"conv1d", "conv2d", "conv3d", "depthwise_conv2d", "conv2d_transpose"}
-_POOL_OPS = {f"{kind}_pool{n}d" for kind in ("max", "avg") for n in (1, 2, 3)}
-_GLOBAL_OPS = {"global_max_pool2d", "global_avg_pool2d"}
+_CONV_OPS = {op.name for op in OPS if op.kind == "conv"}
+_POOL_OPS = {op.name for op in OPS if op.kind == "pool" and op.n_spatial is not None}
+_GLOBAL_OPS = {op.name for op in OPS if op.kind == "global"}
 _DATA_FORMATS = {1: ("NWC", "NCW"), 2: ("NHWC", "NCHW"), 3: ("NDHWC", "NCDHW")}
 
 

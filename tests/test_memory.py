@@ -20,46 +20,20 @@ import pytest
 
 import fastconv
 from conftest import assert_exact
+from fastconv import ops
 
 F32, F64 = np.float32, np.float64
 
 
 def _ops(rng, dtype):
-    """name -> (function of the arrays, dict of arrays) for every op, one layout each way."""
-    r = lambda *shape: rng.standard_normal(shape).astype(dtype)  # noqa: E731
-    return {
-        "conv1d": (lambda x, w, b: fastconv.conv1d(x, w, 2, "SAME", bias=b, activation="relu"),
-                   dict(x=r(2, 9, 3), w=r(3, 3, 4), b=r(4))),
-        "conv2d": (lambda x, w, b: fastconv.conv2d(x, w, 1, "SAME", bias=b, activation="tanh"),
-                   dict(x=r(2, 7, 6, 3), w=r(3, 2, 3, 20), b=r(20))),
-        "conv2d-nchw": (lambda x, w, b: fastconv.conv2d(x, w, 2, [[1, 0], [0, 2]], "NCHW",
-                                                        bias=b),
-                        dict(x=r(2, 3, 7, 6), w=r(3, 3, 3, 4), b=r(4))),
-        "conv2d-grouped": (lambda x, w: fastconv.conv2d(x, w, 1, "VALID"),
-                           dict(x=r(1, 6, 5, 4), w=r(2, 2, 2, 6))),
-        "conv3d-ncdhw": (lambda x, w, b: fastconv.conv3d(x, w, 1, "SAME", "NCDHW", bias=b),
-                         dict(x=r(1, 2, 4, 5, 3), w=r(2, 2, 2, 2, 3), b=r(3))),
-        "depthwise": (lambda x, w: fastconv.depthwise_conv2d(x, w, 1, "SAME"),
-                      dict(x=r(2, 6, 5, 3), w=r(3, 3, 3, 1))),
-        "transpose-nchw": (lambda x, w: fastconv.conv2d_transpose(x, w, (2, 2, 8, 10), 2, "SAME",
-                                                                  "NCHW"),
-                           dict(x=r(2, 3, 4, 5), w=r(3, 3, 2, 3))),
-        "max_pool1d-ncw": (lambda x: fastconv.max_pool1d(x, 3, 2, "SAME", "NCW"),
-                           dict(x=r(2, 3, 9))),
-        "max_pool2d": (lambda x: fastconv.max_pool2d(x, 3, 2, "SAME"), dict(x=r(2, 7, 6, 19))),
-        "max_pool3d": (lambda x: fastconv.max_pool3d(x, 2, 1, [[1, 0]] * 3),
-                       dict(x=r(1, 4, 5, 3, 2))),
-        "avg_pool1d": (lambda x: fastconv.avg_pool1d(x, 2, 1, "VALID"), dict(x=r(2, 9, 3))),
-        "avg_pool2d-nchw": (lambda x: fastconv.avg_pool2d(x, 2, 1, "SAME", "NCHW"),
-                            dict(x=r(2, 3, 7, 6))),
-        "avg_pool3d-ncdhw": (lambda x: fastconv.avg_pool3d(x, 2, 2, "SAME", "NCDHW"),
-                             dict(x=r(1, 2, 5, 4, 3))),
-        "global_max": (lambda x: fastconv.global_max_pool2d(x), dict(x=r(2, 4, 5, 3))),
-        "global_avg-nchw": (lambda x: fastconv.global_avg_pool2d(x, "NCHW", keepdims=True),
-                            dict(x=r(2, 3, 4, 5))),
-        "zero_pad": (lambda x: fastconv.zero_pad2d(x, ((1, 2), (0, 1))), dict(x=r(2, 4, 5, 3))),
-        "zero_pad-nchw": (lambda x: fastconv.zero_pad2d(x, 1, "NCHW"), dict(x=r(2, 3, 4, 5))),
-    }
+    """label -> (function of the arrays, dict of arrays): every sample call of the op table
+    (fastconv.ops), so an op added there is covered here the day it is added."""
+    calls = {}
+    for label, (_, sample) in ops.samples().items():
+        arrays = {key: rng.standard_normal(shape).astype(dtype)
+                  for key, shape in sample.shapes.items()}
+        calls[label] = (lambda call: lambda **a: call(fastconv, **a))(sample.call), arrays
+    return calls
 
 
 OP_NAMES = list(_ops(np.random.default_rng(0), F32))

@@ -186,3 +186,12 @@ def test_the_oracle_imports_nothing_from_fastconv():
         elif isinstance(node, ast.Import):
             imported.update(alias.name.split(".")[0] for alias in node.names)
     assert imported <= {"__future__", "itertools", "numpy"}, imported
+
+
+@pytest.mark.parametrize("kind", ["max", "avg"])
+@pytest.mark.parametrize("rank", [3, 4, 5])
+@pytest.mark.parametrize("padding", ["SAME", "VALID"])
+def test_rank_generic_pool_oracle_matches_tf(kind, rank, padding, tf, rng, assert_close):
+    x = rng.standard_normal((2,) + (5, 6, 4)[:rank - 2] + (3,)).astype(F32)
+    expected = getattr(tf.nn, f"{kind}_pool")(tf.constant(x), 2, 2, padding).numpy()
+    assert_close(getattr(reference, f"{kind}_pool")(x, 2, 2, padding), expected, F32)
