@@ -25,12 +25,9 @@ def cuda_available():
     """True when numba.cuda finds a GPU (checked once; never raises)."""
     global _cuda
     if _cuda is None:
-        try:
-            from numba import cuda
+        import fastconv.cuda
 
-            _cuda = bool(cuda.is_available())
-        except Exception:  # noqa: BLE001  (no numba-cuda, no driver: no GPU)
-            _cuda = False
+        _cuda = fastconv.cuda.is_available()
     return _cuda
 
 

@@ -99,17 +99,12 @@ def _dtypes(parser, text):
 
 
 def _check_cuda(parser):
-    try:
-        from numba import cuda
-    except ImportError:
-        parser.error("--device cuda needs numba-cuda: pip install 'fastconv[cuda]'")
-    try:
-        available = cuda.is_available()
-    except Exception:  # noqa: BLE001  (a broken driver counts as no GPU)
-        available = False
-    if not available:
-        parser.error("--device cuda: no CUDA GPU is available here (numba.cuda.is_available() is "
-                     "False); run on a machine with an NVIDIA GPU and driver, or use --device cpu")
+    from .cuda.launch import cuda_unavailable_reason
+
+    reason = cuda_unavailable_reason()
+    if reason is not None:
+        parser.error(f"--device cuda: the CUDA backend cannot run here: {reason}; run on a "
+                     f"machine with an NVIDIA GPU and driver, or use --device cpu")
 
 
 def _compare(parser, args):

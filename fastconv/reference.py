@@ -3,8 +3,9 @@
 It imports nothing from fastconv: its argument forms, its SAME rule and its window view are
 written here again, so a bug in fastconv's shapes, validation, dispatch or kernels cannot hide
 in the oracle too (JAX's ``lax_reference.py`` and stumpy's ``tests/naive.py`` are the models).
-Every value is computed in float64 over a zero-padded copy (``np.pad``) viewed as windows
-(``sliding_window_view``), and rounded to the input's dtype at the end. TensorFlow's CPU
+Convolutions are computed in float64 over a zero-padded copy (``np.pad``) viewed as windows
+(``sliding_window_view``) and rounded to the input's dtype at the end; averages add their
+cells in the data's dtype, in window order, as TF does (so they overflow where TF's do). TensorFlow's CPU
 result stays the definition: ``tests/test_reference.py`` checks this oracle against TF and the
 golden corpus; the rest of the suite checks fastconv against this oracle.
 
@@ -146,26 +147,40 @@ def conv_transpose(x, w, out_sizes, strides, pads, dilations):
 
 def pool(kind, x, ksize, strides, pads):
     """TF's CPU pooling of channels-last ``x``: max starts from the dtype's lowest finite value
-    and a NaN never wins; average divides by the number of real (unpadded) cells."""
+    and a NaN never wins; average adds each window's real (unpadded) cells in the data's dtype,
+    in row-major window order, and divides by their count in that dtype (TF's rule: a float32
+    window of 4 x 3e38 overflows to inf, and B + B - B - B is inf, not 0)."""
     n = x.ndim - 2
     width = [(0, 0)] + list(pads) + [(0, 0)]
-    cells = x.astype(np.float64)
     axes = tuple(range(-n, 0))
     ones = (1,) * n
     if kind == "max":
+        cells = x.astype(np.float64)
         padded = np.pad(np.where(np.isnan(cells), -np.inf, cells), width,
                         constant_values=-np.inf)
         y = _windows(padded, ksize, strides, ones).max(axis=axes)
         return np.maximum(y, np.finfo(x.dtype).min).astype(x.dtype)
-    sums = _windows(np.pad(cells, width), ksize, strides, ones).sum(axis=axes)
+    windows = _windows(np.pad(x, width), ksize, strides, ones)
+    sums = np.zeros(windows.shape[:-n], dtype=x.dtype)
+    with np.errstate(over="ignore", invalid="ignore"):
+        for offset in itertools.product(*(range(k) for k in ksize)):
+            sums += windows[(Ellipsis,) + offset]  # padding adds zeros
     counts = _windows(np.pad(np.ones(x.shape[:-1] + (1,)), width), ksize, strides, ones)
-    return (sums / counts.sum(axis=axes)).astype(x.dtype)
+    with np.errstate(invalid="ignore"):
+        return sums / counts.sum(axis=axes).astype(x.dtype)
 
 
 def global_pool(kind, x):
-    """Max (NaN propagates, as ``tf.reduce_max``) or mean over the spatial dims: (N, C)."""
-    cells = x.astype(np.float64).reshape(x.shape[0], -1, x.shape[-1])
-    return (cells.max(axis=1) if kind == "max" else cells.mean(axis=1)).astype(x.dtype)
+    """Max (NaN propagates, as ``tf.reduce_max``) or mean over the spatial dims: (N, C); the
+    mean adds the cells in the data's dtype, as Keras does, then divides by their count."""
+    cells = x.reshape(x.shape[0], -1, x.shape[-1])
+    if kind == "max":
+        return cells.astype(np.float64).max(axis=1).astype(x.dtype)
+    total = np.zeros((cells.shape[0], cells.shape[2]), dtype=x.dtype)
+    with np.errstate(over="ignore", invalid="ignore"):
+        for position in range(cells.shape[1]):
+            total += cells[:, position]
+        return total / x.dtype.type(cells.shape[1])
 
 
 def zero_pad(x, pads):

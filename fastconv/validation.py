@@ -10,8 +10,12 @@ import numpy as np
 
 SUPPORTED_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
-#: activation name -> code passed to the kernels (a small int keeps compiled kernels shared).
-ACTIVATIONS = {None: 0, "linear": 0, "relu": 1, "relu6": 2, "sigmoid": 3, "tanh": 4}
+#: The activation codes passed to the kernels (a small int keeps compiled kernels shared); the
+#: CPU and CUDA kernels import these names.
+NONE, RELU, RELU6, SIGMOID, TANH = 0, 1, 2, 3, 4
+#: activation name -> code.
+ACTIVATIONS = {None: NONE, "linear": NONE, "relu": RELU, "relu6": RELU6, "sigmoid": SIGMOID,
+               "tanh": TANH}
 
 
 def is_device_array(value):

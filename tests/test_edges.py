@@ -176,11 +176,12 @@ def test_max_pool_nan_and_inf_windows_match_tf(n, channels_first, dtype, padding
                 lambda got: assert_exact(got, expected, dtype), POOL_ALGORITHMS["max"])
 
 
-def test_max_pool3d_oracle_rewrite_equals_tf_maxpool3d_on_nan_and_inf(tf, oracle):
-    """oracle's float64/explicit 3-D max pooling emulates TF's rule; check it on TF's own float32."""
+def test_max_pool3d_oracle_rewrite_equals_tf_maxpool3d_on_nan_and_inf(tf, tf_oracle):
+    """The TF oracle's float64/explicit 3-D max pooling emulates TF's rule: check it on TF's
+    own float32 kernel."""
     x = _special(3, F32)
     real = tf.nn.max_pool3d(tf.constant(x), 2, 1, "SAME").numpy()
-    emulated = oracle._pool3d_patches("max", x, (2, 2, 2), (1, 1, 1), "SAME")
+    emulated = tf_oracle._pool3d_patches("max", x, (2, 2, 2), (1, 1, 1), "SAME")
     np.testing.assert_array_equal(emulated, real)
 
 

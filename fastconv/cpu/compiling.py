@@ -222,7 +222,7 @@ def materialise(problem):
 
 
 def _read_replies(process):
-    """The worker's stdout: ``done <marker>`` or ``failed <marker> <why>`` per job."""
+    """The worker's stdout: ``done <marker> <seconds>`` or ``failed <marker> <why>`` per job."""
     for line in process.stdout:
         parts = line.decode(errors="replace").split(maxsplit=2)
         if len(parts) < 2:
@@ -236,7 +236,9 @@ def _read_replies(process):
             else:
                 _failed.add(key)
         if parts[0] == "done":
-            log.info("%s compiled in the background; switching from NumPy to it", describe(key))
+            took = f" in {parts[2].strip()} s" if len(parts) > 2 else ""
+            log.info("%s compiled in the background%s; switching from NumPy to it",
+                     describe(key), took)
         else:
             log.warning("%s failed to compile in the background (%s); compiling in this "
                         "process instead", describe(key), parts[2].strip() if len(parts) > 2

@@ -142,6 +142,15 @@ CASES = [
          padding=[[1, 2], [0, 3]], data_format="NHWC"),
     case("zero_pad-nchw-int-f64", "zero_pad2d", dict(input=(1, 2, 3, 4)), dtype=F64, padding=2,
          data_format="NCHW"),
+    # rank-generic pooling (tf.nn.max_pool / tf.nn.avg_pool: the input's rank decides)
+    case("max_pool-nwc-same-nan-inf", "max_pool", dict(input=(2, 9, 3)), special=True,
+         ksize=2, strides=2, padding="SAME"),
+    case("max_pool-ncdhw-valid", "max_pool", dict(input=(1, 2, 4, 5, 4)),
+         ksize=2, strides=[1, 2, 1], padding="VALID", data_format="NCDHW"),
+    case("avg_pool-nhwc-same", "avg_pool", dict(input=(2, 7, 6, 3)),
+         ksize=3, strides=2, padding="SAME"),
+    case("avg_pool-nchw-valid-f64", "avg_pool", dict(input=(1, 3, 6, 5)), dtype=F64,
+         ksize=2, strides=1, padding="VALID", data_format="NCHW"),
 ]
 
 
