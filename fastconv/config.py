@@ -37,6 +37,49 @@ PARALLEL_MIN_MICROSECONDS = float(os.environ.get("FASTCONV_PARALLEL_MIN_MICROSEC
 #: (NUMBA_CPU_NAME / NUMBA_CPU_FEATURES, else the host); "avx2" or "avx512" force one.
 REGISTER_BLOCK = os.environ.get("FASTCONV_REGISTER_BLOCK", "auto")
 
+# ----------------------------------------------------------------------------- CPU algorithm choice
+# Read by the selection rules in fastconv/cpu/backend.py (Python, per call): changing them
+# changes which algorithm runs, never the machine code. Measured in benchmarks/RESULTS.md.
+
+#: Winograd pays off from this many input channels (slower than blocked with 8) ...
+WINOGRAD_MIN_CHANNELS = _int("FASTCONV_WINOGRAD_MIN_CHANNELS", 16)
+#: ... and this much work (MFLOP): below it, transforming the filters costs more than it saves.
+WINOGRAD_MIN_MFLOP = float(os.environ.get("FASTCONV_WINOGRAD_MIN_MFLOP", "50"))
+#: Channels-first convs with at most this many input channels run vectors along rows (planar).
+PLANAR_MAX_CHANNELS = _int("FASTCONV_PLANAR_MAX_CHANNELS", 4)
+#: Inputs whose zero-padded copy has at most this many elements are padded by a copy (cheaper
+#: than the blocked kernel's edge handling while they are cache-resident).
+PAD_COPY_MAX_ELEMENTS = _int("FASTCONV_PAD_COPY_MAX_ELEMENTS", 1 << 18)
+#: Algorithms that read a padded copy run only while it holds at most this many times the
+#: elements of the input and output together (plus PAD_COPY_MAX_ELEMENTS).
+PAD_COPY_MAX_RATIO = float(os.environ.get("FASTCONV_PAD_COPY_MAX_RATIO", "4"))
+#: Single-core GFLOP/s assumed per conv algorithm to estimate whether a call is worth the
+#: thread pool (see PARALLEL_MIN_MICROSECONDS); conservative, measured orders of magnitude.
+SERIAL_GFLOPS = {"direct": 5.0, "blocked": 50.0, "planar": 50.0, "winograd": 50.0,
+                 "depthwise": 20.0}
+
+# ----------------------------------------------------------------------------- compiled into kernels
+# Frozen into the CPU kernels' machine code (module globals of njit functions): part of the
+# disk cache key (fastconv/cpu/cache.py), so changing one recompiles instead of loading stale code.
+
+#: Row chunks handed to the thread pool by the blocked conv and the pooling kernels.
+CPU_ROW_CHUNKS = _int("FASTCONV_CPU_ROW_CHUNKS", 64)
+#: Winograd jobs: tiles per depth slice transformed and multiplied together, the fewest jobs
+#: worth splitting into, and input depth slices per job.
+WINOGRAD_TILES_PER_JOB = _int("FASTCONV_WINOGRAD_TILES_PER_JOB", 48)
+WINOGRAD_MIN_JOBS = _int("FASTCONV_WINOGRAD_MIN_JOBS", 8)
+WINOGRAD_SLICES_PER_JOB = _int("FASTCONV_WINOGRAD_SLICES_PER_JOB", 8)
+#: Channels-first pooling windows (and strides) up to this size get a kernel compiled for
+#: their shape.
+POOL_FIXED_WINDOW_MAX = _int("FASTCONV_POOL_FIXED_WINDOW_MAX", 4)
+
+
+def compiled_tunables():
+    """Every setting compiled into the CPU kernels (the kernel cache key includes them)."""
+    return (REGISTER_BLOCK, CPU_ROW_CHUNKS, WINOGRAD_TILES_PER_JOB, WINOGRAD_MIN_JOBS,
+            WINOGRAD_SLICES_PER_JOB, POOL_FIXED_WINDOW_MAX)
+
+
 #: Threads per block of the CUDA pooling, global pooling and zero-padding kernels.
 CUDA_THREADS_PER_BLOCK = _int("FASTCONV_CUDA_THREADS_PER_BLOCK", 256)
 

@@ -183,7 +183,7 @@ def test_blocked_padding_without_a_copy_matches_the_oracle(width, kernel_w, stri
     or one pixel at a time) instead of padding the input: every edge layout against the
     NumPy oracle, on inputs too big for the small-input padded copy."""
     from fastconv import reference
-    from fastconv.cpu.backend import PAD_COPY_MAX_ELEMENTS
+    from fastconv.config import PAD_COPY_MAX_ELEMENTS
     height = PAD_COPY_MAX_ELEMENTS // (width * channels) + 2
     x = rand((1, height, width, channels), F32)
     w = rand((2, kernel_w, channels, 33), F32)

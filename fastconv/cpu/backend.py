@@ -11,6 +11,7 @@ import math
 
 import numpy as np
 
+from .. import config
 from ..dispatch import Implementation, register
 from . import numpy_ops
 from .compiling import compiled
@@ -47,10 +48,14 @@ def _bias_or_empty(bias, dtype):
     return np.empty(0, dtype=dtype) if bias is None else np.ascontiguousarray(bias, dtype=dtype)
 
 
-def _conv_microseconds(problem, gflops_per_second):
-    """Estimated single-core time of a conv problem (see threads.parallel_region)."""
-    flops = 2.0 * math.prod(problem.out_shape) * math.prod(problem.w.shape[:4])
-    return flops / (gflops_per_second * 1e3)
+def _conv_flops(problem):
+    return 2.0 * math.prod(problem.out_shape) * math.prod(problem.w.shape[:4])
+
+
+def _conv_microseconds(problem, algorithm):
+    """Estimated single-core time of a conv problem run by ``algorithm`` (see
+    threads.parallel_region), from ``config.SERIAL_GFLOPS``."""
+    return _conv_flops(problem) / (config.SERIAL_GFLOPS[algorithm] * 1e3)
 
 
 def _pool_microseconds(problem):
@@ -64,7 +69,7 @@ def run_conv_direct(problem):
     g = problem.geometry
     x = to_channels_last(problem.x, problem.channels_first)
     out = np.empty(channels_last_shape(problem.out_shape, problem.channels_first), problem.dtype)
-    with parallel_region(_conv_microseconds(problem, 5)):
+    with parallel_region(_conv_microseconds(problem, "direct")):
         if problem.kind == "transpose":
             xp = upsample_and_pad(x, g)
             w = flipped_filters(problem.w)
@@ -103,19 +108,16 @@ def run_conv_blocked(problem):
     _blocked(x, channels_first, pads_before, problem.w, problem.groups,
              problem.bias, out, channels_first, out.reshape(-1),
              _element_strides(out, channels_first), _spatial(out, channels_first), g.strides,
-             g.dilations, problem.activation, _conv_microseconds(problem, 50))
+             g.dilations, problem.activation, _conv_microseconds(problem, "blocked"))
     if any(pads_before):  # the padding was skipped, not read: 0 * inf taps give NaN there
         nan_where_nonfinite_taps_meet_padding(
             np.moveaxis(out, 1, -1) if channels_first else out, problem.w, g)
     return out
 
 
-#: Inputs up to this size (cache-resident) are zero-padded by a copy (measured in RESULTS.md).
-PAD_COPY_MAX_ELEMENTS = 1 << 18
-#: Algorithms that read a zero-padded copy of the input run only while that copy holds at most
-#: this many times the elements of the input and output together (plus PAD_COPY_MAX_ELEMENTS):
-#: SAME padding with a huge dilation would otherwise allocate far more than the op's own size.
-PAD_COPY_MAX_RATIO = 4
+# Padded copies: config.PAD_COPY_MAX_ELEMENTS (cache-resident inputs are padded by a copy) and
+# config.PAD_COPY_MAX_RATIO (algorithms reading a padded copy run only while it stays within a
+# multiple of the op's own size: SAME padding with a huge dilation would allocate far more).
 
 
 def _padded_elements(problem, pads):
@@ -126,8 +128,8 @@ def _padded_elements(problem, pads):
 
 
 def _padded_copy_is_bounded(problem, pads):
-    limit = PAD_COPY_MAX_RATIO * (problem.x.size + math.prod(problem.out_shape))
-    return _padded_elements(problem, pads) <= limit + PAD_COPY_MAX_ELEMENTS
+    limit = config.PAD_COPY_MAX_RATIO * (problem.x.size + math.prod(problem.out_shape))
+    return _padded_elements(problem, pads) <= limit + config.PAD_COPY_MAX_ELEMENTS
 
 
 def _input_and_padding(problem, pads):
@@ -140,7 +142,7 @@ def _input_and_padding(problem, pads):
     afterwards).
     Small inputs get one too: copying them costs less than the kernel's edge handling per row.
     """
-    if any(sum(pads, ())) and (_padded_elements(problem, pads) <= PAD_COPY_MAX_ELEMENTS
+    if any(sum(pads, ())) and (_padded_elements(problem, pads) <= config.PAD_COPY_MAX_ELEMENTS
                                or (not np.isfinite(problem.w).all()
                                    and _padded_copy_is_bounded(problem, pads))):
         return pad_spatial(problem.x, pads, problem.channels_first), [0, 0, 0]
@@ -189,7 +191,7 @@ def _run_transpose_blocked(problem):
         pads_before = [before - offset for before, offset in zip(shift, phase["offset"])]
         _blocked(x, channels_first, pads_before, w, 1, None, out, channels_first,
                  out.reshape(-1)[out_start:], phase_strides, phase["count"], (1, 1, 1),
-                 phase["dilation"], 0, _conv_microseconds(problem, 50) / len(phases))
+                 phase["dilation"], 0, _conv_microseconds(problem, "blocked") / len(phases))
     return out
 
 
@@ -198,7 +200,7 @@ def run_conv_planar(problem):
     """Channels-first conv with vectors along output rows (no transposes)."""
     g = problem.geometry
     out = np.empty(problem.out_shape, problem.dtype)
-    with parallel_region(_conv_microseconds(problem, 50)):
+    with parallel_region(_conv_microseconds(problem, "planar")):
         xp = pad_for_planar(problem.x, g.pads, out.shape[4], g.kernel[2], g.dilations[2])
         conv_planar(xp, np.ascontiguousarray(problem.w, dtype=problem.dtype),
                     _bias_or_empty(problem.bias, problem.dtype), out, g.strides[0],
@@ -232,7 +234,7 @@ def _gemm_applies(problem):
 def _planar_pays_off(problem):
     # Measured (benchmarks/RESULTS.md): vectors along rows win only with a few input
     # channels; with many, each step reads another plane and the prefetchers lose track.
-    return problem.x.shape[1] <= 4
+    return problem.x.shape[1] <= config.PLANAR_MAX_CHANNELS
 
 
 def _planar_applies(problem):
@@ -254,7 +256,7 @@ def run_conv_winograd(problem):
     fused = problem.activation if problem.activation <= RELU6 else 0
     sizes = np.array([out.shape[0], problem.w.shape[4], *_spatial(out, problem.channels_first)],
                      dtype=np.int64)
-    with parallel_region(_conv_microseconds(problem, 50)):
+    with parallel_region(_conv_microseconds(problem, "winograd")):
         finite = conv3x3_winograd(x, problem.channels_first,
                                   transform_filters(problem.w, problem.dtype),
                                   _bias_or_empty(problem.bias, problem.dtype), out.reshape(-1),
@@ -281,7 +283,8 @@ def _winograd_pays_off(problem):
     # channels up (channels-first too, transposes included); slower with 8, and on tiny
     # layers (< 50 MFLOP), where transforming the filters costs more than it saves.
     channels = problem.x.shape[1 if problem.channels_first else 4]
-    return channels >= 16 and _conv_microseconds(problem, 1000) >= 50
+    return (channels >= config.WINOGRAD_MIN_CHANNELS
+            and _conv_flops(problem) >= config.WINOGRAD_MIN_MFLOP * 1e6)
 
 
 def _blocked_pays_off(problem):
@@ -300,7 +303,7 @@ def run_conv_depthwise(problem):
     out = np.empty(channels_last_shape(problem.out_shape, problem.channels_first), problem.dtype)
     nonfinite = ~np.isfinite(w)  # weights that turn skipped padding into NaN, as in TF
     nonfinite = nonfinite.reshape(-1) if nonfinite.any() else np.empty(0, dtype=bool)
-    with parallel_region(_conv_microseconds(problem, 20)):
+    with parallel_region(_conv_microseconds(problem, "depthwise")):
         depthwise_ndhwc(x, w, nonfinite, _bias_or_empty(problem.bias, problem.dtype), out,
                         *g.strides, *g.dilations, *(before for before, _ in g.pads),
                         problem.activation)
@@ -374,8 +377,8 @@ def _direct_applies(problem):
     if problem.kind == "transpose":  # reads the input spread by the strides and padded
         pads = tuple(((k - 1) * d, (k - 1) * d) for k, d in zip(g.kernel, g.dilations))
         return _padded_elements(problem, pads) * math.prod(g.strides) <= (
-            PAD_COPY_MAX_RATIO * (problem.x.size + math.prod(problem.out_shape))
-            + PAD_COPY_MAX_ELEMENTS)
+            config.PAD_COPY_MAX_RATIO * (problem.x.size + math.prod(problem.out_shape))
+            + config.PAD_COPY_MAX_ELEMENTS)
     return _padded_copy_is_bounded(problem, g.pads)
 
 

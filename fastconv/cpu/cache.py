@@ -8,8 +8,8 @@ again and the entry rewritten. This only changes what happens when the cache is 
 Numba also keys a cached kernel on its own source file only, so editing a module it imports
 (the IR micro-kernels, the config) would leave a stale kernel in the cache: a real bug hid
 that way during development. fastconv's kernels are therefore keyed on a digest of every
-source file of the package as well, and on ``FASTCONV_REGISTER_BLOCK`` (which picks the
-micro-kernel's block shape at import).
+source file of the package as well, and on the settings compiled into the kernels
+(``config.compiled_tunables()``: the register block, row chunks, Winograd job sizes, ...).
 """
 
 import functools
@@ -60,9 +60,9 @@ def make_cache_fail_soft():
         init(self, py_func)
         if getattr(py_func, "__module__", "").startswith("fastconv."):
             cache_file = self._cache_file
-            # The register-block override changes the machine code too (conv_blocked.py).
+            # Settings compiled into the kernels change the machine code too.
             cache_file._source_stamp = (cache_file._source_stamp, package_digest(),
-                                        config.REGISTER_BLOCK)
+                                        config.compiled_tunables())
 
     caching.IndexDataCacheFile._load_index = _load_index
     caching.Cache.load_overload = _load_overload

@@ -59,7 +59,7 @@ store_block = make_block_store(VECTOR_BYTES)
 # type inference widens it), which multiplied the first call's compile time.
 ZERO, ONE, FULL = np.int64(0), np.int64(1), np.int64(BLOCK_PIXELS)
 #: Row chunks handed to the thread pool (a few per thread, for balance).
-ROW_CHUNKS = 64
+ROW_CHUNKS = config.CPU_ROW_CHUNKS
 #: Zero-padded column copies per row: the left edge and up to two blocks at the right end.
 EDGE_REGIONS = 3
 

@@ -12,13 +12,14 @@ import functools
 import numpy as np
 from numba import njit, prange
 
+from .. import config
 from .window_reduce import make_pair_max_rows, make_window_reduce
 
 reduce_window = make_window_reduce()
 pair_max_rows = make_pair_max_rows()
 MAX, AVG = 0, 1
 #: Output-row chunks handed to the thread pool (a few per thread, for balance).
-ROW_CHUNKS = 64
+ROW_CHUNKS = config.CPU_ROW_CHUNKS
 
 
 @njit(inline="always", cache=True)
@@ -170,7 +171,7 @@ def pool_ncdhw(x, out, kd, kh, kw, sd, sh, sw, pd, ph, pw, mode, lowest):
 
 
 #: Channels-first windows up to this size (and stride) get a kernel compiled for their shape.
-FIXED_WINDOW_MAX = 4
+FIXED_WINDOW_MAX = config.POOL_FIXED_WINDOW_MAX
 
 
 @functools.lru_cache(maxsize=None)

@@ -24,6 +24,7 @@ result is TF's in every case, and finite data (the common case) pays only a comp
 import numpy as np
 from numba import njit, prange
 
+from .. import config
 from .conv_blocked import ONE, VECTOR_BYTES, _block_width, _run_block, _target_has_avx512
 from .winograd_transforms import (make_input_transform, make_output_transform,
                                   make_stage_transpose)
@@ -33,9 +34,9 @@ _TRANSFORM_BYTES = 64 if _target_has_avx512() else 32
 input_transform = make_input_transform(_TRANSFORM_BYTES)
 #: Tiles per depth slice one job transforms and multiplies together, and the fewest jobs
 #: worth splitting into.
-TILES_PER_JOB, MIN_JOBS = 48, 8
+TILES_PER_JOB, MIN_JOBS = config.WINOGRAD_TILES_PER_JOB, config.WINOGRAD_MIN_JOBS
 #: Input depth slices one job transforms (it covers that many output depths, less T - 1).
-SLICES_PER_JOB = 8
+SLICES_PER_JOB = config.WINOGRAD_SLICES_PER_JOB
 output_transform = make_output_transform(_TRANSFORM_BYTES)
 stage_transpose = make_stage_transpose(_TRANSFORM_BYTES)
 
