@@ -124,32 +124,32 @@ def test_conv2d_transpose_matches_cpu(case, rand, assert_close):
 # ----------------------------------------------------------------------------- TensorFlow
 
 @pytest.mark.parametrize("layout", ["NHWC", "NCHW"])
-def test_conv2d_matches_tensorflow(layout, rand, tfo, assert_close):
+def test_conv2d_matches_tensorflow(layout, rand, oracle, assert_close):
     channels_first = layout == "NCHW"
     x = rand(_shape(2, 4, (7, 6), channels_first), F32)
     w = rand((3, 3, 2, 6), F32)  # two groups
     bias = rand((6,), F32)
     got = fastconv.conv2d(x, w, (2, 1), "SAME", layout, bias=bias, activation="relu",
                           device="cuda")
-    expected = tfo.conv(x, w, (2, 1), "SAME", (1, 1), channels_first, bias, "relu")
+    expected = oracle.conv(x, w, (2, 1), "SAME", (1, 1), channels_first, bias, "relu")
     assert_close(got, expected, F32)
 
 
-def test_depthwise_and_transpose_match_tensorflow(rand, tfo, assert_close):
+def test_depthwise_and_transpose_match_tensorflow(rand, oracle, assert_close):
     x = rand((1, 5, 6, 3), F32)
     w = rand((3, 3, 3, 2), F32)
     assert_close(fastconv.depthwise_conv2d(x, w, 2, "SAME", device="cuda"),
-                 tfo.depthwise(x, w, (2, 2), "SAME"), F32)
+                 oracle.depthwise(x, w, (2, 2), "SAME"), F32)
     wt = rand((3, 3, 4, 3), F32)
     assert_close(fastconv.conv2d_transpose(x, wt, (1, 10, 12, 4), 2, "SAME", device="cuda"),
-                 tfo.conv_transpose(x, wt, (10, 12), (2, 2), "SAME"), F32)
+                 oracle.conv_transpose(x, wt, (10, 12), (2, 2), "SAME"), F32)
 
 
-def test_conv3d_matches_tensorflow(rand, tfo, assert_close):
+def test_conv3d_matches_tensorflow(rand, oracle, assert_close):
     x = rand((1, 4, 5, 5, 2), F32)
     w = rand((2, 3, 3, 2, 3), F32)
     assert_close(fastconv.conv3d(x, w, (1, 2, 1), "SAME", device="cuda"),
-                 tfo.conv(x, w, (1, 2, 1), "SAME"), F32)
+                 oracle.conv(x, w, (1, 2, 1), "SAME"), F32)
 
 
 # ----------------------------------------------------------------------------- tile shapes
