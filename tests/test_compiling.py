@@ -182,3 +182,15 @@ def test_cold_process_answers_at_once_and_the_next_one_starts_warm(tmp_path, rng
     assert "compiling in the background" not in log, log
     for name, value in expected.items():
         np.testing.assert_array_equal(np.array(second[name], np.float32), value)
+
+
+def test_a_forked_child_forgets_its_parents_jobs(policy, monkeypatch, rng):
+    """After fork the parent's worker cannot answer the child: the child drops the parent's
+    pending jobs (markers still tell when they are done) and will start its own worker."""
+    problem = _pool_problem(rng.standard_normal((1, 4, 4, 2)).astype(np.float32))
+    compiling.run("max_pool", "direct", _kernel([]), problem)
+    assert compiling._pending
+    monkeypatch.setitem(compiling._worker, "process", object())
+    compiling._after_fork_in_child()
+    assert not compiling._pending and compiling._worker["process"] is None
+    assert compiling.wait_for_background(timeout=1) is True

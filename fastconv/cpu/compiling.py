@@ -54,6 +54,20 @@ _failed: set = set()  # keys the worker could not compile: compiled here instead
 _worker = {"process": None, "pid": None}
 
 
+def _after_fork_in_child():
+    """A forked child has its parent's state but not its worker's replies (nor its threads):
+    it forgets the parent's jobs (markers on disk still tell when they are done) and starts
+    a worker of its own when it needs one."""
+    global _lock
+    _lock = threading.Lock()
+    _pending.clear()
+    _worker.update(process=None, pid=None)
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
 # ----------------------------------------------------------------------------- keys and markers
 
 def _readonly(array):
@@ -246,9 +260,10 @@ def _read_replies(process):
 
 
 def _start_worker():
-    """The worker process of this process (a forked child starts its own)."""
+    """The worker process of this process (a forked child starts its own: see
+    :func:`_after_fork_in_child`)."""
     process = _worker["process"]
-    if process is not None and _worker["pid"] == os.getpid() and process.poll() is None:
+    if process is not None and process.poll() is None:
         return process
     env = dict(os.environ, FASTCONV_COMPILE="sync")
     process = subprocess.Popen([sys.executable, "-m", "fastconv.cpu.compile_worker"],
