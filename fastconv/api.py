@@ -66,9 +66,7 @@ def _data(value, name, device, dtype=None):
     """
     if device == "cuda" and is_device_array(value):
         # Stays on the GPU; strided numba device arrays are copied there so reshape works.
-        from .cuda.launch import device_contiguous
-
-        value = device_contiguous(value)
+        value = dispatch.prepare_array(device, value)
     else:
         if not _is_array_like_with_dtype(value):
             host = as_host_array(value, name)

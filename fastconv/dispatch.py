@@ -63,6 +63,15 @@ def _ensure_backend(device: str) -> None:
             _loaded_backends.add(device)
 
 
+def prepare_array(device: str, value):
+    """``value`` in the form ``device``'s backend computes on, before the API layer reshapes it
+    (the CUDA backend copies a strided device array to a contiguous one on the device; the CPU
+    backend takes any array). The API layer asks here instead of importing a backend."""
+    _ensure_backend(device)
+    prepare = getattr(importlib.import_module(_BACKEND_MODULES[device]), "prepare_array", None)
+    return value if prepare is None else prepare(value)
+
+
 def implementations(family: str, device: str = "cpu") -> list[Implementation]:
     """Return the registered implementations of ``family`` on ``device``, best first."""
     _ensure_backend(device)

@@ -75,3 +75,21 @@ def test_public_api_is_complete():
     for name in expected:
         assert callable(getattr(fastconv, name)), name
         assert getattr(fastconv, name).__doc__, f"{name} has no docstring"
+
+
+def test_the_api_layer_imports_no_backend():
+    """api validates and dispatches; the dispatcher loads backends (one layer per job)."""
+    import ast
+    from pathlib import Path
+
+    import fastconv
+
+    source = Path(fastconv.__file__).with_name("api.py").read_text()
+    modules = set()
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.ImportFrom):
+            modules.add("." * node.level + (node.module or ""))
+        elif isinstance(node, ast.Import):
+            modules.update(alias.name for alias in node.names)
+    assert not {m for m in modules if m.startswith((".cpu", ".cuda", "fastconv.cpu",
+                                                     "fastconv.cuda", "numba"))}, modules

@@ -31,6 +31,12 @@ except Exception as _error:  # noqa: BLE001 - any failure here means "no CUDA ke
     launch_conv = launch_global_pool = launch_pool = launch_zero_pad = None
 
 
+def prepare_array(value):
+    """A GPU array the API layer can reshape: strided numba device arrays are copied to a
+    contiguous one on the device (see :func:`fastconv.dispatch.prepare_array`)."""
+    return launch.device_contiguous(value)
+
+
 def _on_gpu(run):
     """Check that a GPU (or the simulator) is there; answer empty problems without a launch."""
     @functools.wraps(run)
