@@ -272,8 +272,10 @@ def _call(op, x, w, kwargs, channels_first, device, rng_bias):
 
 
 def _transpose_output_shape(x_shape, w_shape, stride, padding, channels_first):
+    from fastconv.shapes import transposed_output_size
+
     batch, *spatial, _ = x_shape
-    out = [size * stride if padding == "SAME" else (size - 1) * stride + k
+    out = [transposed_output_size(size, k, stride, padding)
            for size, k in zip(spatial, w_shape[:2])]
     return _nhwc((batch, *out, w_shape[2]), channels_first)
 

@@ -274,3 +274,33 @@ def window_geometry(in_sizes, kernel, strides, dilations, padding):
         outs.append(out)
     return Geometry(tuple(in_sizes), tuple(kernel), tuple(strides), tuple(dilations),
                     tuple(pads), tuple(outs))
+
+
+def transposed_pads_before(geometry):
+    """Padding before each dim of the stride-1 conv that computes a transposed conv over its
+    input spread by the strides: ``(k - 1) * d - pad_before`` of the forward conv ``geometry``
+    describes (negative values crop).
+
+    Examples
+    --------
+    >>> g = window_geometry((8, 8), (3, 3), (2, 2), (1, 1), "SAME")
+    >>> transposed_pads_before(g)
+    (2, 2)
+    """
+    return tuple((k - 1) * d - before for k, d, (before, _) in
+                 zip(geometry.kernel, geometry.dilations, geometry.pads))
+
+
+def transposed_output_size(n, k, stride, padding, dilation=1):
+    """The smallest output length a transposed conv of an ``n``-long input can have, as TF's
+    Keras layers infer it: ``n * stride`` for SAME, ``(n - 1) * stride + (k - 1) * dilation + 1``
+    for VALID.
+
+    Examples
+    --------
+    >>> transposed_output_size(4, 3, 2, "SAME"), transposed_output_size(4, 3, 2, "VALID")
+    (8, 9)
+    """
+    if str(padding).upper() == "SAME":
+        return n * stride
+    return (n - 1) * stride + (k - 1) * dilation + 1

@@ -171,7 +171,6 @@ def test_channels_first_1x1_runs_blas_single_threaded_on_fastconv_threads(monkey
     from threadpoolctl import threadpool_info
 
     from fastconv.cpu import blas
-    from fastconv.dispatch import select
 
     x, w = _gemm_case(rng)
     seen = []

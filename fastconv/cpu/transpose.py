@@ -15,15 +15,16 @@ import itertools
 
 import numpy as np
 
+from ..shapes import transposed_pads_before
+
 
 def upsample_and_pad(x, geometry):
     """Return ``x`` (channels-last, 5-D) spread by the strides and padded for the flipped conv."""
     n, *in_sizes, channels = x.shape
     shape, target, source = [n], [slice(None)], [slice(None)]
-    for size_in, size_out, k, s, d, (before, _) in zip(in_sizes, geometry.in_sizes, geometry.kernel,
-                                                        geometry.strides, geometry.dilations,
-                                                        geometry.pads):
-        left = (k - 1) * d - before
+    for size_in, size_out, k, s, d, left in zip(in_sizes, geometry.in_sizes, geometry.kernel,
+                                                 geometry.strides, geometry.dilations,
+                                                 transposed_pads_before(geometry)):
         length = size_out + (k - 1) * d  # exactly what the stride-1 conv reads
         first = -(-max(0, -left) // s)  # first sample whose position is >= 0
         start = left + first * s

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from numba import cuda, uint64
 
 from .. import config
+from ..shapes import transposed_pads_before
 from .activation import activation_function
 from .launch import numba_float
 
@@ -347,8 +348,7 @@ def launch_conv(x, w, bias, out, geometry, groups, activation, channels_first, t
         # window lines up: (k - 1) * d - pad_before cells before (negative crops).
         window, dilations = geometry.kernel, geometry.dilations
         strides, input_steps = (1, 1, 1), geometry.strides
-        pads = tuple((k - 1) * d - before for k, d, (before, _) in
-                     zip(window, dilations, geometry.pads))
+        pads = transposed_pads_before(geometry)
         group_in, group_out = w.shape[4], w.shape[3]
     else:
         window, strides, dilations = geometry.kernel, geometry.strides, geometry.dilations
