@@ -73,17 +73,26 @@ if hasattr(os, "register_at_fork"):
 def _readonly(array):
     """Whether a kernel sees ``array`` as read-only: only a C-contiguous read-only array stays
     so through the backends' ``np.ascontiguousarray`` (anything else is copied)."""
-    return array is not None and array.flags.c_contiguous and not array.flags.writeable
+    return (array is not None and not array.flags.writeable  # one flags lookup when writable
+            and array.flags.c_contiguous)
 
 
 def compile_key(family, name, problem, extra=()):
-    """What decides the machine code a call of algorithm ``name`` compiles."""
-    arrays = (problem.x, getattr(problem, "w", None), getattr(problem, "bias", None))
-    key = (family, name, np.dtype(problem.dtype).name, bool(problem.channels_first),
-           getattr(problem, "kind", None), tuple(_readonly(a) for a in arrays))
+    """What decides the machine code a call of algorithm ``name`` compiles.
+
+    Built on every call of a compiled algorithm (a few microseconds: the check that its
+    kernels are ready), so it reads attributes directly.
+    """
+    dtype = problem.dtype  # the dtype itself: dtype.name builds a string (2 us) on every call
+    if not isinstance(dtype, np.dtype):
+        dtype = np.dtype(dtype)
     if family == "conv":  # activations and bias choose extra passes in some algorithms
-        key += (problem.activation, problem.bias is None)
-    return key + tuple(extra)
+        bias = problem.bias
+        return (family, name, dtype, problem.channels_first, problem.kind,
+                (_readonly(problem.x), _readonly(problem.w), _readonly(bias)),
+                problem.activation, bias is None) + tuple(extra)
+    return (family, name, dtype, problem.channels_first, getattr(problem, "kind", None),
+            (_readonly(problem.x), False, False)) + tuple(extra)
 
 
 _ACTIVATION_NAMES = {0: "", 1: "relu", 2: "relu6", 3: "sigmoid", 4: "tanh"}
@@ -92,7 +101,7 @@ _ACTIVATION_NAMES = {0: "", 1: "relu", 2: "relu6", 3: "sigmoid", 4: "tanh"}
 def describe(key):
     """A short text for logs: ``conv/winograd (float32, channels-last, relu, bias)``."""
     family, name, dtype, channels_first, kind, readonly = key[:6]
-    notes = [dtype, "channels-first" if channels_first else "channels-last"]
+    notes = [str(dtype), "channels-first" if channels_first else "channels-last"]
     if kind == "transpose":
         notes.append("transposed")
     if family == "global_pool":
