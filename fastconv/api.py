@@ -505,8 +505,29 @@ def _spatial_rank(input):
     return rank - 2
 
 
-def max_pool(input, ksize, strides, padding, data_format=None, *, device=None):
-    """Max pooling of any spatial rank, as ``tf.nn.max_pool``: the input's rank decides.
+_RANK_GENERIC_DOC = {
+    "max": ("Max", '{"SAME", "VALID"} or list of pairs', "TF's CPU max rule, as :func:`max_pool2d`",
+            '>>> fastconv.max_pool(np.ones((1, 6, 6, 6, 2), np.float32), 2, 2, "VALID").shape\n'
+            '    (1, 3, 3, 3, 2)\n'
+            '    >>> fastconv.max_pool(np.arange(5.0).reshape(1, 5, 1), 2, 2, "SAME")[0, :, 0]\n'
+            '    array([1., 3., 4.])'),
+    "avg": ("Average", '{"SAME", "VALID"}', "the mean of each window's real (unpadded) cells",
+            '>>> fastconv.avg_pool(np.arange(5.0).reshape(1, 5, 1), 2, 2, "SAME")[0, :, 0]\n'
+            '    array([0.5, 2.5, 4. ])'),
+}
+
+
+def _make_rank_generic_pool(kind):
+    what, padding, result, example = _RANK_GENERIC_DOC[kind]
+
+    def pool(input, ksize, strides, padding, data_format=None, *, device=None):
+        return _pool(kind, _spatial_rank(input), input, ksize, strides, padding, data_format,
+                     device)
+
+    pool.__name__ = pool.__qualname__ = f"{kind}_pool"
+    pool.__module__ = __name__
+    pool.__doc__ = f"""{what} pooling of any spatial rank, as ``tf.nn.{kind}_pool``: the input's
+    rank decides.
 
     Parameters
     ----------
@@ -515,53 +536,26 @@ def max_pool(input, ksize, strides, padding, data_format=None, *, device=None):
         ``"NC"``, channels-first.
     ksize, strides : int or sequence
         An int, one value per spatial dim, or TF's full form.
-    padding : {"SAME", "VALID"} or list of pairs
+    padding : {padding}
     data_format : str, optional
         None means channels-last.
-    device : {None, "cpu", "cuda"}
+    device : {{None, "cpu", "cuda"}}
 
     Returns
     -------
     ndarray
-        As :func:`max_pool2d` and its 1-D/3-D siblings (TF's CPU max rule).
+        As the 1-D/2-D/3-D op of the input's rank: {result}.
 
     Examples
     --------
     >>> import numpy as np, fastconv
-    >>> fastconv.max_pool(np.ones((1, 6, 6, 6, 2), np.float32), 2, 2, "VALID").shape
-    (1, 3, 3, 3, 2)
-    >>> fastconv.max_pool(np.arange(5.0).reshape(1, 5, 1), 2, 2, "SAME")[0, :, 0]
-    array([1., 3., 4.])
+    {example}
     """
-    return _pool("max", _spatial_rank(input), input, ksize, strides, padding, data_format,
-                 device)
+    return pool
 
 
-def avg_pool(input, ksize, strides, padding, data_format=None, *, device=None):
-    """Average pooling of any spatial rank, as ``tf.nn.avg_pool``: the input's rank decides.
-
-    Parameters
-    ----------
-    input : array_like, 3-D to 5-D
-    ksize, strides : int or sequence
-    padding : {"SAME", "VALID"}
-    data_format : str, optional
-        None means channels-last.
-    device : {None, "cpu", "cuda"}
-
-    Returns
-    -------
-    ndarray
-        The mean of each window's real (unpadded) cells.
-
-    Examples
-    --------
-    >>> import numpy as np, fastconv
-    >>> fastconv.avg_pool(np.arange(5.0).reshape(1, 5, 1), 2, 2, "SAME")[0, :, 0]
-    array([0.5, 2.5, 4. ])
-    """
-    return _pool("avg", _spatial_rank(input), input, ksize, strides, padding, data_format,
-                 device)
+max_pool = _make_rank_generic_pool("max")
+avg_pool = _make_rank_generic_pool("avg")
 
 
 def _global_pool(kind, input, data_format, keepdims, device):

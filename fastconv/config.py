@@ -37,7 +37,7 @@ PARALLEL_MIN_MICROSECONDS = float(os.environ.get("FASTCONV_PARALLEL_MIN_MICROSEC
 #: (NUMBA_CPU_NAME / NUMBA_CPU_FEATURES, else the host); "avx2" or "avx512" force one.
 REGISTER_BLOCK = os.environ.get("FASTCONV_REGISTER_BLOCK", "auto")
 
-# ----------------------------------------------------------------------------- CPU algorithm choice
+# --------------------------------------------------------------------- CPU algorithm choice
 # Read by the selection rules in fastconv/cpu/backend.py (Python, per call): changing them
 # changes which algorithm runs, never the machine code. Measured in benchmarks/RESULTS.md.
 
@@ -58,7 +58,7 @@ PAD_COPY_MAX_RATIO = float(os.environ.get("FASTCONV_PAD_COPY_MAX_RATIO", "4"))
 SERIAL_GFLOPS = {"direct": 5.0, "blocked": 50.0, "planar": 50.0, "winograd": 50.0,
                  "depthwise": 20.0}
 
-# ----------------------------------------------------------------------------- compiled into kernels
+# --------------------------------------------------------------------- compiled into the kernels
 # Frozen into the CPU kernels' machine code (module globals of njit functions): part of the
 # disk cache key (fastconv/cpu/cache.py), so changing one recompiles instead of loading stale code.
 

@@ -5,8 +5,8 @@ Every implementation registers itself here with the op family it serves (``"conv
 predicate that says whether it can compute a given problem (``applies``) and one that says
 whether it is worth choosing for it (``pays_off``, the rule derived from measurements).
 :func:`run` picks the highest-priority implementation for which both hold, unless the caller
-forced one with :func:`use_algorithm` (tests do this to check every algorithm against the oracle; a
-forced algorithm only needs to apply).
+forced one with :func:`use_algorithm` (tests do this to check every algorithm against the
+oracle; a forced algorithm only needs to apply).
 
 The backends register lazily: ``fastconv.cpu`` / ``fastconv.cuda`` are imported only when a
 problem for that device is first run, which keeps ``import fastconv`` free of Numba and CUDA.

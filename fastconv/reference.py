@@ -4,10 +4,10 @@ It imports nothing from fastconv: its argument forms, its SAME rule and its wind
 written here again, so a bug in fastconv's shapes, validation, dispatch or kernels cannot hide
 in the oracle too (JAX's ``lax_reference.py`` and stumpy's ``tests/naive.py`` are the models).
 Convolutions are computed in float64 over a zero-padded copy (``np.pad``) viewed as windows
-(``sliding_window_view``) and rounded to the input's dtype at the end; averages add their
-cells in the data's dtype, in window order, as TF does (so they overflow where TF's do). TensorFlow's CPU
-result stays the definition: ``tests/test_reference.py`` checks this oracle against TF and the
-golden corpus; the rest of the suite checks fastconv against this oracle.
+(``sliding_window_view``) and rounded to the input's dtype at the end; averages add their cells
+in the data's dtype, in window order, as TF does (so they overflow where TF's do). TensorFlow's
+CPU result stays the definition: ``tests/test_reference.py`` checks this oracle against TF and
+the golden corpus; the rest of the suite checks fastconv against this oracle.
 
 Two layers: functions with fastconv's public signatures (``conv2d(input, filters, strides,
 padding, data_format="NHWC", dilations=None, *, bias=None, activation=None)``, ...), and the

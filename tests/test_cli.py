@@ -1,7 +1,9 @@
-"""``fastconv compare``: the table, --json, --plot, exit codes and the clear errors."""
+"""``fastconv compare``: the table, --json, --plot, exit codes and the clear errors;
+``fastconv warmup``: compiles into an empty cache, then finds everything cached."""
 
 import importlib.util
 import json
+import os
 import subprocess
 import sys
 
@@ -87,3 +89,25 @@ def test_compare_list_and_bad_options(capsys):
         with pytest.raises(SystemExit) as exit_info:
             cli.main(["compare", *bad, "--list"])
         assert exit_info.value.code == 2
+
+
+def _warmup(cache, *args):
+    env = dict(os.environ, FASTCONV_CACHE_DIR=str(cache))
+    env.pop("NUMBA_CACHE_DIR", None)
+    return subprocess.run([sys.executable, "-m", "fastconv.cli", "warmup",
+                           "--cases", "seed004_max2d_5x5,seed004_avg2d_5x5", *args],
+                          capture_output=True, text=True, timeout=600, env=env)
+
+
+def test_warmup_compiles_into_the_cache_then_finds_it_cached(tmp_path):
+    listed = _warmup(tmp_path, "--list")
+    assert listed.returncode == 0, listed.stderr
+    assert listed.stdout.count("to compile") == 2, listed.stdout
+    done = _warmup(tmp_path, "--jobs", "2")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "2 kernel sets compiled" in done.stdout, done.stdout
+    assert "max_pool/direct (float32, channels-last)" in done.stdout
+    assert "2/2" in done.stderr  # the progress bar
+    again = _warmup(tmp_path, "--list")
+    assert again.stdout.count("cached") == 2 and "to compile" not in again.stdout, again.stdout
+    assert "everything was cached already" in _warmup(tmp_path).stdout

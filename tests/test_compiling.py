@@ -46,9 +46,9 @@ def policy(monkeypatch, tmp_path):
     monkeypatch.setattr(compiling, "_marker_dir", lambda: str(tmp_path))
     jobs = []
 
-    def submit(key, family, name, problem):
+    def submit(key, marker, family, name, problem):
         jobs.append((key, compiling.stand_in(problem)))
-        compiling._pending[compiling.marker_name(key)] = key
+        compiling._pending[marker] = key
         return True
 
     monkeypatch.setattr(compiling, "_submit", submit)

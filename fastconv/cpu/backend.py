@@ -21,7 +21,6 @@ from .activation import RELU6, bias_activation_ncp
 from .blas import batched_matmul
 from .conv_planar import conv_planar, pad_for_planar
 from .depthwise import depthwise_ndhwc
-from .numpy_ops import nan_where_nonfinite_taps_meet_padding
 from .layout import channels_last_shape, from_channels_last, pad_spatial, to_channels_last
 from .pool import AVG as POOL_AVG
 from .pool import MAX as POOL_MAX
@@ -110,7 +109,7 @@ def run_conv_blocked(problem):
              _element_strides(out, channels_first), _spatial(out, channels_first), g.strides,
              g.dilations, problem.activation, _conv_microseconds(problem, "blocked"))
     if any(pads_before):  # the padding was skipped, not read: 0 * inf taps give NaN there
-        nan_where_nonfinite_taps_meet_padding(
+        numpy_ops.nan_where_nonfinite_taps_meet_padding(
             np.moveaxis(out, 1, -1) if channels_first else out, problem.w, g)
     return out
 
@@ -127,9 +126,14 @@ def _padded_elements(problem, pads):
     return batch * channels * math.prod(n + a + b for n, (a, b) in zip(spatial, pads))
 
 
+def _padded_copy_limit(problem):
+    """The most elements a padded copy of the input may hold: a multiple of the op's size."""
+    return (config.PAD_COPY_MAX_RATIO * (problem.x.size + math.prod(problem.out_shape))
+            + config.PAD_COPY_MAX_ELEMENTS)
+
+
 def _padded_copy_is_bounded(problem, pads):
-    limit = config.PAD_COPY_MAX_RATIO * (problem.x.size + math.prod(problem.out_shape))
-    return _padded_elements(problem, pads) <= limit + config.PAD_COPY_MAX_ELEMENTS
+    return _padded_elements(problem, pads) <= _padded_copy_limit(problem)
 
 
 def _input_and_padding(problem, pads):
@@ -376,9 +380,8 @@ def _direct_applies(problem):
     g = problem.geometry
     if problem.kind == "transpose":  # reads the input spread by the strides and padded
         pads = tuple(((k - 1) * d, (k - 1) * d) for k, d in zip(g.kernel, g.dilations))
-        return _padded_elements(problem, pads) * math.prod(g.strides) <= (
-            config.PAD_COPY_MAX_RATIO * (problem.x.size + math.prod(problem.out_shape))
-            + config.PAD_COPY_MAX_ELEMENTS)
+        return _padded_elements(problem, pads) * math.prod(g.strides) <= _padded_copy_limit(
+            problem)
     return _padded_copy_is_bounded(problem, g.pads)
 
 

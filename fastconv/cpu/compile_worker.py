@@ -2,9 +2,9 @@
 
 Started by :mod:`.compiling`, it reads pickled jobs ``(marker, family, algorithm, problem)``
 from stdin, runs each problem (zeros of the caller's shapes) with that algorithm forced, which
-compiles its kernels into Numba's disk cache and writes the marker, and answers
-``done <marker> <seconds>`` (or ``failed <marker> <why>``) on stdout. It runs at low priority, and when
-stdin closes (its parent exited) it finishes the jobs already sent, then exits.
+compiles its kernels into Numba's disk cache and writes the marker, and answers ``done <marker>
+<seconds>`` (or ``failed <marker> <why>``) on stdout. It runs at low priority, and when stdin
+closes (its parent exited) it finishes the jobs already sent, then exits.
 """
 
 from __future__ import annotations

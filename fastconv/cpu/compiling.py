@@ -39,6 +39,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from .. import config, dispatch
+from ..validation import ACTIVATIONS
 from . import numpy_ops
 
 log = logging.getLogger("fastconv")
@@ -51,7 +52,7 @@ _lock = threading.Lock()
 _ready: set = set()  # keys whose kernels are compiled here or cached on disk
 _pending: dict = {}  # marker name -> key, sent to the worker and not done yet
 _failed: set = set()  # keys the worker could not compile: compiled here instead
-_worker = {"process": None, "pid": None}
+_worker = {"process": None}
 
 
 def _after_fork_in_child():
@@ -61,7 +62,7 @@ def _after_fork_in_child():
     global _lock
     _lock = threading.Lock()
     _pending.clear()
-    _worker.update(process=None, pid=None)
+    _worker["process"] = None
 
 
 if hasattr(os, "register_at_fork"):
@@ -95,7 +96,8 @@ def compile_key(family, name, problem, extra=()):
             (_readonly(problem.x), False, False)) + tuple(extra)
 
 
-_ACTIVATION_NAMES = {0: "", 1: "relu", 2: "relu6", 3: "sigmoid", 4: "tanh"}
+_ACTIVATION_NAMES = {code: name for name, code in ACTIVATIONS.items()
+                     if name not in (None, "linear")}
 
 
 def describe(key):
@@ -111,8 +113,7 @@ def describe(key):
     rest = key[6:]
     if family == "conv":
         activation, no_bias = rest[:2]
-        notes += [_ACTIVATION_NAMES.get(activation, str(activation))] + ([] if no_bias
-                                                                          else ["bias"])
+        notes += [_ACTIVATION_NAMES.get(activation, "")] + ([] if no_bias else ["bias"])
         rest = rest[2:]
     if len(rest) == 4:  # a pooling window and stride compiled in
         notes.append(f"window {rest[0]}x{rest[1]} stride {rest[2]}x{rest[3]}")
@@ -132,7 +133,8 @@ def _marker_dir():
 
 @functools.lru_cache(maxsize=1)
 def _machine():
-    """What Numba keys its cache on besides the source: its version and the target CPU."""
+    """What the kernel cache is keyed on besides a call's key: Numba's version, the target CPU,
+    the package's sources and the settings compiled into the kernels (as in :mod:`.cache`)."""
     import llvmlite.binding as llvm
     import numba
 
@@ -140,20 +142,18 @@ def _machine():
 
     cpu = numba.config.CPU_NAME or llvm.get_host_cpu_name()
     features = numba.config.CPU_FEATURES or llvm.get_host_cpu_features().flatten()
-    return (numba.__version__, cpu, features, package_digest(), config.REGISTER_BLOCK)
+    return (numba.__version__, cpu, features, package_digest(), config.compiled_tunables())
 
 
 def marker_name(key):
     return hashlib.sha256(repr((_machine(), key)).encode()).hexdigest()[:24]
 
 
-def _marker_path(key):
-    return os.path.join(_marker_dir(), marker_name(key))
-
-
-def _on_disk(key):
+def _on_disk(key, marker=None):
+    """Whether a marker says ``key``'s kernels are in the disk cache (``marker``: its name,
+    when the caller has it already)."""
     try:
-        return os.path.exists(_marker_path(key))
+        return os.path.exists(os.path.join(_marker_dir(), marker or marker_name(key)))
     except Exception:  # no cache directory at all: nothing is on disk
         return False
 
@@ -162,7 +162,7 @@ def _write_marker(key):
     """Record that ``key``'s kernels are in the disk cache (fail-soft: read-only installs)."""
     try:
         os.makedirs(_marker_dir(), exist_ok=True)
-        with open(_marker_path(key), "w") as fh:
+        with open(os.path.join(_marker_dir(), marker_name(key)), "w") as fh:
             fh.write(describe(key) + "\n")
     except OSError:
         pass
@@ -218,15 +218,18 @@ class Zeros:
         return zeros
 
 
-def stand_in(problem):
-    """The problem with :class:`Zeros` for its arrays (batch 1 when large), or None when even
-    batch 1 would be too large to compute in the worker."""
+def stand_in(problem, max_bytes=...):
+    """The problem with :class:`Zeros` for its arrays (batch 1 when larger than ``max_bytes``,
+    by default :data:`STAND_IN_MAX_BYTES`), or None when even batch 1 would be too large to
+    compute in the worker (``max_bytes=None``: no limit)."""
+    if max_bytes is ...:
+        max_bytes = STAND_IN_MAX_BYTES
     nbytes = problem.x.nbytes + np.prod(problem.out_shape) * np.dtype(problem.dtype).itemsize
     batch = None
-    if nbytes > STAND_IN_MAX_BYTES:
+    if max_bytes is not None and nbytes > max_bytes:
         batch = 1
         nbytes //= max(1, problem.x.shape[0])
-        if nbytes > STAND_IN_MAX_BYTES:
+        if nbytes > max_bytes:
             return None
     fields = {"x": Zeros.like(problem.x, batch)}
     if hasattr(problem, "w"):
@@ -268,35 +271,42 @@ def _read_replies(process):
                         else "no reason given")
 
 
+def spawn_worker(stderr=None):
+    """Start a :mod:`.compile_worker` process (jobs on its stdin, replies on its stdout)."""
+    return subprocess.Popen([sys.executable, "-m", "fastconv.cpu.compile_worker"],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=stderr,
+                            env=dict(os.environ, FASTCONV_COMPILE="sync"))
+
+
+def send_job(process, marker, family, name, job):
+    """Hand one job (a :func:`stand_in` problem) to a worker."""
+    pickle.dump((marker, family, name, job), process.stdin, protocol=pickle.HIGHEST_PROTOCOL)
+    process.stdin.flush()
+
+
 def _start_worker():
     """The worker process of this process (a forked child starts its own: see
     :func:`_after_fork_in_child`)."""
     process = _worker["process"]
     if process is not None and process.poll() is None:
         return process
-    env = dict(os.environ, FASTCONV_COMPILE="sync")
-    process = subprocess.Popen([sys.executable, "-m", "fastconv.cpu.compile_worker"],
-                               stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                               stderr=subprocess.DEVNULL, env=env)
+    process = spawn_worker(stderr=subprocess.DEVNULL)
     threading.Thread(target=_read_replies, args=(process,), daemon=True,
                      name="fastconv-compile-replies").start()
-    _worker.update(process=process, pid=os.getpid())
+    _worker["process"] = process
     return process
 
 
-def _submit(key, family, name, problem):
+def _submit(key, marker, family, name, problem):
     """Send ``problem``'s stand-in to the worker; False when it cannot go there."""
     job = stand_in(problem)
     if job is None:
         return False
-    marker = marker_name(key)
     try:
         with _lock:
             process = _start_worker()
             _pending[marker] = key
-            pickle.dump((marker, family, name, job), process.stdin,
-                        protocol=pickle.HIGHEST_PROTOCOL)
-            process.stdin.flush()
+            send_job(process, marker, family, name, job)
     except (OSError, ValueError, pickle.PicklingError) as exc:
         with _lock:
             _pending.pop(marker, None)
@@ -341,15 +351,16 @@ def run(family, name, kernel_run, problem, extra=()):
     key = compile_key(family, name, problem, extra)
     if key in _ready:
         return kernel_run(problem)
-    if _on_disk(key):
+    marker = marker_name(key)
+    if _on_disk(key, marker):
         with _lock:
             _ready.add(key)
         return kernel_run(problem)
     if (mode() == "sync" or dispatch.forced_algorithm() is not None or key in _failed):
         return _compile_here(key, kernel_run, problem)
     with _lock:
-        waiting = marker_name(key) in _pending
-    if waiting or _submit(key, family, name, problem):
+        waiting = marker in _pending
+    if waiting or _submit(key, marker, family, name, problem):
         return numpy_ops.BY_FAMILY[family](problem)
     return _compile_here(key, kernel_run, problem)
 

@@ -10,8 +10,7 @@ Dockerfile pays the compile time once, and in a fraction of the wall time.
 from __future__ import annotations
 
 import os
-import pickle
-import subprocess
+import selectors
 import sys
 import time
 
@@ -53,10 +52,7 @@ def warmup(cases, layouts=None, dtypes=("float32",), workers=None, stream=sys.st
     """
     todo = [job for job in needed_jobs(cases, layouts, dtypes) if not compiling._on_disk(job[0])]
     workers = max(1, min(workers or os.cpu_count() or 1, len(todo)))
-    env = dict(os.environ, FASTCONV_COMPILE="sync")
-    procs = [subprocess.Popen([sys.executable, "-m", "fastconv.cpu.compile_worker"],
-                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env)
-             for _ in range(workers if todo else 0)]
+    procs = [compiling.spawn_worker() for _ in range(workers if todo else 0)]
     queue = list(todo)
     busy = {}
     times = {}
@@ -66,16 +62,14 @@ def warmup(cases, layouts=None, dtypes=("float32",), workers=None, stream=sys.st
         """Give ``proc`` a job, or leave it idle (False). Variants of one algorithm (layouts,
         activations) share most kernels: compiled at once by two workers they would be
         compiled twice, so they go to one worker at a time."""
-        running = {key[:3] for key, _ in busy.values()}
+        running = {key[:3] for key in busy.values()}
         index = next((i for i, job in enumerate(queue) if job[0][:3] not in running), None)
         if index is None:
             return False
         key, family, name, problem = queue.pop(index)
-        marker = compiling.marker_name(key)
-        busy[proc] = (key, marker)
-        pickle.dump((marker, family, name, compiling.stand_in(problem) or problem), proc.stdin,
-                    protocol=pickle.HIGHEST_PROTOCOL)
-        proc.stdin.flush()
+        busy[proc] = key
+        compiling.send_job(proc, compiling.marker_name(key), family, name,
+                           compiling.stand_in(problem, max_bytes=None))
         return True
 
     def show(note=""):
@@ -86,8 +80,6 @@ def warmup(cases, layouts=None, dtypes=("float32",), workers=None, stream=sys.st
 
     idle = [proc for proc in procs if not send(proc)]
     show()
-    import selectors
-
     selector = selectors.DefaultSelector()
     for proc in procs:
         selector.register(proc.stdout, selectors.EVENT_READ, proc)
@@ -97,7 +89,7 @@ def warmup(cases, layouts=None, dtypes=("float32",), workers=None, stream=sys.st
             line = proc.stdout.readline().decode(errors="replace").split(maxsplit=2)
             if proc not in busy:
                 continue
-            key, _ = busy.pop(proc)
+            key = busy.pop(proc)
             if not line:  # the worker died: its job is lost
                 selector.unregister(proc.stdout)
                 times[compiling.describe(key)] = float("nan")
@@ -107,6 +99,8 @@ def warmup(cases, layouts=None, dtypes=("float32",), workers=None, stream=sys.st
             show(compiling.describe(key) + ("" if ok else " FAILED: " + " ".join(line[2:])))
             idle.append(proc)
             idle = [worker for worker in idle if not (queue and send(worker))]
+    for key, *_ in queue:  # left when every worker died
+        times[compiling.describe(key)] = float("nan")
     for proc in procs:
         proc.stdin.close()
         proc.wait()
