@@ -12,6 +12,8 @@ NHWC and NCHW (and the 1-D/3-D cases) run the same code with no transposes.
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import llvmlite.binding as llvm
 import numba
 import numpy as np
@@ -220,32 +222,75 @@ def conv_blocked(xf, x_strides, in_sizes, pads_before, wp, t_, r_, s_, merged, b
         acc = np.empty(BLOCK_PIXELS * kb, dtype=out.dtype)
         scratch = np.empty(5 * n_taps, dtype=np.int64)
         edges = np.empty(EDGE_REGIONS * n_taps * edge_span * cg if merged else 0, dtype=xf.dtype)
-        plan = np.empty(5 * (ow_ // BLOCK_PIXELS + 4), dtype=np.int64)
+        plan = np.empty((ow_ // BLOCK_PIXELS + 4, PLAN_FIELDS), dtype=np.int64)
         # Each merged-row block reads the input or a copy, and the taps list for it: passed as
         # addresses, since choosing between arrays per block costs reference counting.
-        # (input, copies, taps, copies' taps); calls stay under 30 arguments (CPython passes
-        # longer ones as *args, which Numba cannot inline).
+        # (input, copies, taps, copies' taps).
         addresses = (x_address, edges.ctypes.data, scratch.ctypes.data,
                      scratch[3 * n_taps:].ctypes.data)
-        for row in range(chunk * rows // chunks, (chunk + 1) * rows // chunks):
-            _conv_row(row, acc, scratch, edges, edge_span, plan, addresses, xf, x_strides,
-                      in_sizes, pads_before, wf, n_kb, n_taps, channels, cg, kb, (t_, r_, s_),
-                      merged, bias, out, o_strides, out_sizes, strides, dilations, groups, act,
-                      (ow_lo, ow_hi), zero)
+        work = Work(acc, scratch, edges, plan, addresses)
+        # Built inside the parallel loop: a parfor cannot capture a tuple holding arrays.
+        layer = Layer(x_strides, in_sizes, pads_before, o_strides, out_sizes, strides,
+                      dilations, (t_, r_, s_), (ow_lo, ow_hi), n_kb, n_taps, channels, cg, kb,
+                      groups, act, merged, edge_span)
+        for row in range((chunk * rows) // chunks, ((chunk + 1) * rows) // chunks):
+            _conv_row(row, layer, work, xf, wf, bias, out, zero)
+
+
+class Layer(NamedTuple):
+    """The geometry of one :func:`conv_blocked` call, as its row functions read it."""
+
+    x_strides: np.ndarray  # (5,) element strides: batch, channel, depth, height, width
+    in_sizes: np.ndarray  # (3,) spatial sizes of the (unpadded) input
+    pads_before: np.ndarray  # (3,) implied zero padding before each spatial dim
+    o_strides: np.ndarray  # (5,) the output's element strides
+    out_sizes: np.ndarray  # (5,) N, K, OD, OH, OW
+    strides: np.ndarray  # (3,)
+    dilations: np.ndarray  # (3,)
+    kernel: tuple  # (T, R, S)
+    interior: tuple  # (ow_lo, ow_hi): output columns whose window row is inside the input
+    n_kb: int  # blocks of KB output channels per group
+    n_taps: int  # taps of the packed weights
+    channels: int  # channels per tap of the packed weights
+    cg: int  # input channels per group
+    kb: int  # output channels per block (vector lanes)
+    groups: int
+    act: int  # activation code
+    merged: bool  # the (s, c) pairs run as one loop (see _pack)
+    edge_span: int  # input columns one block reads
+
+
+class Work(NamedTuple):
+    """One thread's scratch arrays, allocated once per chunk of rows."""
+
+    acc: np.ndarray  # the accumulator block
+    scratch: np.ndarray  # 5 x n_taps offsets: taps, weight taps, tap columns, edge taps...
+    edges: np.ndarray  # zero-padded column copies of merged rows
+    plan: np.ndarray  # (segments, PLAN_FIELDS): a merged row's blocks
+    addresses: tuple  # (input, copies, taps, copies' taps) as integers
+
+
+#: The fields of one segment (one row of ``Work.plan``) of a merged row: which source it reads
+#: (0 the input, 1 the copies), the element offset of its first window, the micro-kernel
+#: width, the pixels stored and the first output column.
+PLAN_SOURCE, PLAN_BASE, PLAN_WIDTH, PLAN_PIXELS, PLAN_FIRST = range(5)
+PLAN_FIELDS = 5
 
 
 @njit(cache=True, nogil=True)
-def _conv_row(row, acc, scratch, edges, edge_span, plan, addresses, xf, x_strides, in_sizes,
-              pads_before, wf, n_kb, n_taps, channels, cg, kb, kernel, merged, bias, out,
-              o_strides, out_sizes, strides, dilations, groups, act, interior, zero):
+def _conv_row(row, layer, work, xf, wf, bias, out, zero):
     """One output row of :func:`conv_blocked`, every group and block of output channels."""
-    t_, r_, s_ = kernel
-    ow_lo, ow_hi = interior
-    k_, od_, oh_, ow_ = out_sizes[1], out_sizes[2], out_sizes[3], out_sizes[4]
-    kg = k_ // groups
-    d_, h_, w_ = in_sizes[0], in_sizes[1], in_sizes[2]
-    sd, sh, sw = strides[0], strides[1], strides[2]
-    dd, dh, dw = dilations[0], dilations[1], dilations[2]
+    t_, r_, s_ = layer.kernel
+    ow_lo, ow_hi = layer.interior
+    x_strides, o_strides, pads_before = layer.x_strides, layer.o_strides, layer.pads_before
+    n_taps, channels, kb, cg = layer.n_taps, layer.channels, layer.kb, layer.cg
+    acc, scratch = work.acc, work.scratch
+    k_, od_, oh_, ow_ = (layer.out_sizes[1], layer.out_sizes[2], layer.out_sizes[3],
+                         layer.out_sizes[4])
+    kg = k_ // layer.groups
+    d_, h_, w_ = layer.in_sizes[0], layer.in_sizes[1], layer.in_sizes[2]
+    sd, sh, sw = layer.strides[0], layer.strides[1], layer.strides[2]
+    dd, dh, dw = layer.dilations[0], layer.dilations[1], layer.dilations[2]
     xs_n, xs_c, xs_d, xs_h, xs_w = (x_strides[0], x_strides[1], x_strides[2], x_strides[3],
                                     x_strides[4])
     os_n, os_c, os_d, os_h, os_w = (o_strides[0], o_strides[1], o_strides[2], o_strides[3],
@@ -270,7 +315,7 @@ def _conv_row(row, acc, scratch, edges, edge_span, plan, addresses, xf, x_stride
         for r in range(r_):
             if not 0 <= y0 + r * dh < h_:
                 continue
-            if merged:
+            if layer.merged:
                 taps[count] = t * dd * xs_d + r * dh * xs_h
                 w_taps[count] = (t * r_ + r) * channels * kb
                 count += 1
@@ -280,18 +325,16 @@ def _conv_row(row, acc, scratch, edges, edge_span, plan, addresses, xf, x_stride
                     w_taps[count] = ((t * r_ + r) * s_ + s) * channels * kb
                     tap_s[count] = s
                     count += 1
-    if merged and ow_lo <= BLOCK_PIXELS and ow_ - ow_hi <= BLOCK_PIXELS:
-        _merged_row(row_start(n, z0, y0, x_strides), acc, taps, w_taps, edge_taps, count, edges,
-                    edge_span, plan, addresses, xf, x_strides, pads_before, w_, wf, n_kb, k_,
-                    channels, cg, kb, bias, out, n * os_n + od * os_d + oh * os_h, o_strides,
-                    ow_, sw, act, interior, zero)
+    if layer.merged and ow_lo <= BLOCK_PIXELS and ow_ - ow_hi <= BLOCK_PIXELS:
+        _merged_row(layer, work, row_start(n, z0, y0, x_strides), taps, w_taps, edge_taps,
+                    count, xf, wf, bias, out, n * os_n + od * os_d + oh * os_h, zero)
         return
-    for job in range(groups * n_kb):
-        g = job // n_kb
-        blk = job % n_kb
+    for job in range(layer.groups * layer.n_kb):
+        g = job // layer.n_kb
+        blk = job % layer.n_kb
         k0 = g * kg + blk * kb
         k_count = min(kb, kg - blk * kb)
-        wbase = (g * n_kb + blk) * w_block
+        wbase = (g * layer.n_kb + blk) * w_block
         row_base = n * xs_n + g * cg * xs_c + z0 * xs_d + y0 * xs_h - pads_before[2] * xs_w
         out_row = n * os_n + od * os_d + oh * os_h
         ow0 = ow_lo
@@ -300,7 +343,7 @@ def _conv_row(row, acc, scratch, edges, edge_span, plan, addresses, xf, x_stride
             _run_block(width, acc, xf, row_base + ow0 * pix, taps, w_taps, count, pix, xs_c,
                        channels, wf, wbase)
             _store(acc, width, kb, k_count, out, out_row + ow0 * os_w, os_c, os_w, bias, k0,
-                   act, zero)
+                   layer.act, zero)
             ow0 += width
         for edge in range(ow_lo + ow_ - ow_hi):
             ow = edge if edge < ow_lo else ow_hi + edge - ow_lo
@@ -312,9 +355,9 @@ def _conv_row(row, acc, scratch, edges, edge_span, plan, addresses, xf, x_stride
             while s_hi > s_lo and x0 + (s_hi - 1) * dw >= w_:
                 s_hi -= 1
             base = row_base + (ow * sw + s_lo * dw) * xs_w
-            if merged:  # a sub-range of each tap's (s, c) channels
+            if layer.merged:  # a sub-range of each tap's (s, c) channels
                 _run_block(ONE, acc, xf, base, taps, w_taps, count, pix, xs_c, (s_hi - s_lo) * cg,
-                        wf, wbase + s_lo * cg * kb)
+                           wf, wbase + s_lo * cg * kb)
             else:
                 kept = ZERO
                 for i in range(count):
@@ -323,9 +366,9 @@ def _conv_row(row, acc, scratch, edges, edge_span, plan, addresses, xf, x_stride
                         edge_w_taps[kept] = w_taps[i]
                         kept += 1
                 _run_block(ONE, acc, xf, base, edge_taps, edge_w_taps, kept, pix, xs_c, channels,
-                        wf, wbase)
+                           wf, wbase)
             _store(acc, ONE, kb, k_count, out, out_row + ow * os_w, os_c, os_w, bias, k0,
-                   act, zero)
+                   layer.act, zero)
 
 
 @njit(inline="always", cache=True)
@@ -365,21 +408,22 @@ def _fill_edge(edge, slab, start, width, count, taps, xf, x_strides, pads_before
 
 
 @njit(inline="always", cache=True)
-def _merged_row(start_offset, acc, taps, w_taps, edge_taps, count, edges, edge_span, plan,
-                addresses, xf, x_strides, pads_before, w_, wf, n_kb, k_, channels, cg, kb, bias,
-                out, out_row, o_strides, ow_, sw, act, interior, zero):
+def _merged_row(layer, work, start_offset, taps, w_taps, edge_taps, count, xf, wf, bias, out,
+                out_row, zero):
     """One output row of a channels-last, one-group conv whose (s, c) pairs form one loop.
 
     Full blocks run on the input itself; the pixels next to the padding and the row's last
     few run as one or two blocks on small zero-padded copies of the columns they read, so no
-    pixel needs a narrow, slow block of its own. The row is planned first as segments
-    (source, base offset, kernel width, pixels stored, first pixel) so that the block loop
-    has one micro-kernel call site (each inlined call site carries five unrolled kernels).
+    pixel needs a narrow, slow block of its own. The row is planned first as segments (rows
+    of ``work.plan``, fields ``PLAN_*``) so that the block loop has one micro-kernel call
+    site (each inlined call site carries five unrolled kernels).
     """
-    ow_lo, ow_hi = interior
-    os_c, os_w = o_strides[1], o_strides[4]
+    ow_lo, ow_hi = layer.interior
+    os_c, os_w = layer.o_strides[1], layer.o_strides[4]
+    ow_, sw, cg, kb = layer.out_sizes[4], layer.strides[2], layer.cg, layer.kb
+    edge_span, plan, addresses = layer.edge_span, work.plan, work.addresses
     pix = sw * cg  # == the input's pixel stride: merged rows are contiguous channels-last
-    w_block = wf.shape[0] // n_kb  # one group
+    w_block = wf.shape[0] // layer.n_kb  # one group
     # Regions: [0, left) on a copy (when there is left padding), full blocks on the input up
     # to ``middle``, then the rest: on the input where it stays inside, else on copies.
     left = min(ow_, _edge_width(ow_lo)) if ow_lo > 0 else ZERO
@@ -396,30 +440,30 @@ def _merged_row(start_offset, acc, taps, w_taps, edge_taps, count, edges, edge_s
             if ow0 < left:
                 pixels = left
             width = _edge_width(pixels)
-            _fill_edge(edges, slabs, ow0, width, count, taps, xf, x_strides, pads_before, w_,
-                       cg, sw, edge_span)
-            plan[5 * segments] = 1
-            plan[5 * segments + 1] = slabs * count * edge_span * cg
+            _fill_edge(work.edges, slabs, ow0, width, count, taps, xf, layer.x_strides,
+                       layer.pads_before, layer.in_sizes[2], cg, sw, edge_span)
+            plan[segments, PLAN_SOURCE] = 1
+            plan[segments, PLAN_BASE] = slabs * count * edge_span * cg
             slabs += 1
         else:
             width = _block_width(pixels)
             pixels = width
-            plan[5 * segments] = 0
-            plan[5 * segments + 1] = start_offset + (ow0 * sw - pads_before[2]) * cg
-        plan[5 * segments + 2] = width
-        plan[5 * segments + 3] = pixels
-        plan[5 * segments + 4] = ow0
+            plan[segments, PLAN_SOURCE] = 0
+            plan[segments, PLAN_BASE] = start_offset + (ow0 * sw - layer.pads_before[2]) * cg
+        plan[segments, PLAN_WIDTH] = width
+        plan[segments, PLAN_PIXELS] = pixels
+        plan[segments, PLAN_FIRST] = ow0
         segments += 1
         ow0 += pixels
     for i in range(count):
         taps[i] -= start_offset
-    for blk in range(n_kb):
+    for blk in range(layer.n_kb):
         k0 = blk * kb
-        k_count = min(kb, k_ - k0)
+        k_count = min(kb, layer.out_sizes[1] - k0)
         wbase = blk * w_block
         for seg in range(segments):
-            on_copy = plan[5 * seg]
-            _micro(plan[5 * seg + 2], acc, addresses[on_copy], plan[5 * seg + 1],
-                   addresses[2 + on_copy], w_taps, count, pix, ONE, channels, wf, wbase)
-            _store(acc, plan[5 * seg + 3], kb, k_count, out, out_row + plan[5 * seg + 4] * os_w,
-                   os_c, os_w, bias, k0, act, zero)
+            source = plan[seg, PLAN_SOURCE]
+            _micro(plan[seg, PLAN_WIDTH], work.acc, addresses[source], plan[seg, PLAN_BASE],
+                   addresses[2 + source], w_taps, count, pix, ONE, layer.channels, wf, wbase)
+            _store(work.acc, plan[seg, PLAN_PIXELS], kb, k_count, out,
+                   out_row + plan[seg, PLAN_FIRST] * os_w, os_c, os_w, bias, k0, layer.act, zero)
