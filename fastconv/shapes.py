@@ -134,6 +134,21 @@ def same_padding(n, k, stride, dilation=1):
     return total // 2, total - total // 2
 
 
+def padding_after(n, out, k, stride, dilation, before):
+    """The padding after a dimension that an ``out``-long output of windows needs beyond the
+    input and the padding ``before``: what the last window reaches past the end, never
+    negative. Pure arithmetic, so the raw kernels compile it (``numba.njit``) unchanged.
+
+    Examples
+    --------
+    >>> padding_after(28, 28, 3, 1, 1, 1)   # SAME: one cell after
+    1
+    >>> padding_after(5, 2, 2, 2, 1, 0)     # VALID: the last column is never read
+    0
+    """
+    return max((out - 1) * stride + (k - 1) * dilation + 1 - n - before, 0)
+
+
 def conv_output_size(n, k, stride, padding, dilation=1):
     """Return the output length of a convolution or pooling window along one dimension.
 

@@ -16,7 +16,7 @@ from ..dispatch import Implementation, register
 from . import numpy_ops
 from .compiling import compiled
 from .conv import conv_direct_ndhwc, pad_ndhwc
-from .conv_blocked import block_channels, conv_blocked_strided
+from .conv_blocked import blocked_fills_lanes, conv_blocked_strided
 from .activation import RELU6, bias_activation_ncp
 from .blas import batched_matmul
 from .conv_planar import conv_planar, pad_for_planar
@@ -292,10 +292,7 @@ def _winograd_pays_off(problem):
 
 
 def _blocked_pays_off(problem):
-    # Output channels per group must fill a good part of a block; depthwise-like convs
-    # (a few channels per group) would waste most lanes.
-    per_group = problem.w.shape[4] // problem.groups
-    return problem.groups == 1 or per_group * 2 >= block_channels(problem.dtype)
+    return blocked_fills_lanes(problem.groups, problem.w.shape[4], problem.dtype.itemsize)
 
 
 @_skips_empty

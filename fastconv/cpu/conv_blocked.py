@@ -71,6 +71,14 @@ def block_channels(dtype):
     return VECTOR_BYTES // np.dtype(dtype).itemsize
 
 
+def blocked_fills_lanes(groups, out_channels, itemsize):
+    """Whether the blocked kernel suits a conv: one group, or enough output channels per group
+    to fill half a block (depthwise-like convs, a few channels per group, would waste most
+    lanes and run faster on the direct kernel). The one rule for the dispatcher and the raw
+    kernels (which compile it: plain arithmetic)."""
+    return groups == 1 or (out_channels // groups) * 2 * itemsize >= VECTOR_BYTES
+
+
 @njit(cache=True, nogil=True)
 def _pack(w, packed):
     """Repack (taps, Cg, K) filters into (G, n_kblocks, taps, Cg, KB), zero-filling K."""

@@ -7,9 +7,17 @@ implied by ``out``'s shape. Arrays must be C-contiguous and of one dtype (float3
 import numpy as np
 from numba import njit
 
+from ..shapes import padding_after
 from .conv import conv_direct_ndhwc, pad_ndhwc
-from .conv_blocked import VECTOR_BYTES, conv_blocked_strided
+from .conv_blocked import blocked_fills_lanes, conv_blocked_strided
 from .pool import avg_pool_ndhwc, max_pool_ndhwc
+
+
+# The geometry and selection rules of the dispatcher, compiled: the raw kernels choose between
+# the direct and blocked algorithms exactly as ``fastconv.conv*d`` does (the Winograd, planar
+# and GEMM algorithms transform or repack per call and are reached through dispatch only).
+_padding_after = njit(inline="always", cache=True)(padding_after)
+_blocked_fills_lanes = njit(inline="always", cache=True)(blocked_fills_lanes)
 
 
 @njit(cache=True)
@@ -17,12 +25,11 @@ def _conv5(x, w, out, sd, sh, sw, dd, dh, dw, pd, ph, pw, groups, bias, act):
     n_, d_, h_, w_, c_ = x.shape
     t_, r_, s_, _, _ = w.shape
     _, od_, oh_, ow_, _ = out.shape
-    k_per_group = out.shape[4] // groups
-    direct = groups > 1 and k_per_group * 2 * x.itemsize < VECTOR_BYTES
-    # Padding after = whatever the last window needs beyond the input (never negative).
-    ad = max((od_ - 1) * sd + (t_ - 1) * dd + 1 - d_ - pd, 0)
-    ah = max((oh_ - 1) * sh + (r_ - 1) * dh + 1 - h_ - ph, 0)
-    aw = max((ow_ - 1) * sw + (s_ - 1) * dw + 1 - w_ - pw, 0)
+    direct = not _blocked_fills_lanes(groups, out.shape[4], x.itemsize)
+    # The padding after is implied by ``out``'s shape.
+    ad = _padding_after(d_, od_, t_, sd, dd, pd)
+    ah = _padding_after(h_, oh_, r_, sh, dh, ph)
+    aw = _padding_after(w_, ow_, s_, sw, dw, pw)
     padded = pd or ph or pw or ad or ah or aw
     # The blocked kernel skips the taps that fall into the padding (no padded copy), unless a
     # filter is not finite: 0 * inf over the padding is NaN in TF. The direct kernel and a
