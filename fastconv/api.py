@@ -11,7 +11,7 @@ import numpy as np
 
 from . import dispatch
 from .ops import NAMES
-from .problems import (ConvProblem, GlobalPoolProblem, PadProblem, PoolProblem, pad_to_3d,
+from .problems import (ConvProblem, ConvTransposeProblem, GlobalPoolProblem, PadProblem, PoolProblem, pad_to_3d,
                        layout_shape)
 from .shapes import (LAYOUTS, as_int, check_int32, normalize_window, parse_data_format,
                      parse_padding, window_geometry)
@@ -154,14 +154,14 @@ def _conv(n_spatial, input, filters, strides, padding, data_format, dilations, b
 
 
 def _run_conv(x, w5, bias, geometry, groups, act, channels_first, n_spatial, device,
-              out_channels, kind="conv"):
+              out_channels):
     batch, _, _ = _split(x.shape, channels_first)
     geometry3 = pad_to_3d(geometry)
     out_shape = layout_shape(batch, out_channels, geometry.out_sizes, channels_first)
     problem = ConvProblem(_to_5d(x, n_spatial, channels_first), w5, bias, geometry3, groups, act,
                           channels_first, layout_shape(batch, out_channels, geometry3.out_sizes,
                                                    channels_first),
-                          array_dtype(x), kind)
+                          array_dtype(x))
     return _finish(dispatch.run("conv", device, problem), out_shape)
 
 
@@ -389,11 +389,11 @@ def conv2d_transpose(input, filters, output_shape, strides, padding="SAME", data
                          f"{geometry.out_sizes}, not to the input's {spatial}")
     w5 = w.reshape((1,) + tuple(w.shape))
     problem_geometry = pad_to_3d(geometry)
-    problem = ConvProblem(_to_5d(x, 2, channels_first), w5, None, problem_geometry, 1, 0,
-                          channels_first, layout_shape(batch, out_channels, (1,) + out_spatial,
-                                                   channels_first),
-                          dtype, "transpose")
-    return _finish(dispatch.run("conv", device, problem), output_shape)
+    problem = ConvTransposeProblem(_to_5d(x, 2, channels_first), w5, problem_geometry,
+                                   channels_first, layout_shape(batch, out_channels,
+                                                                (1,) + out_spatial,
+                                                                channels_first), dtype)
+    return _finish(dispatch.run("conv_transpose", device, problem), output_shape)
 
 
 def _output_shape(output_shape, batch, out_channels, channels_first):

@@ -1,9 +1,9 @@
 """Choose the device and the algorithm for each op.
 
 Every implementation registers itself here with the op family it serves (``"conv"``,
-``"max_pool"``, ``"avg_pool"``, ``"global_pool"``, ``"zero_pad"``), its device, a name, a
-predicate that says whether it can compute a given problem (``applies``) and one that says
-whether it is worth choosing for it (``pays_off``, the rule derived from measurements).
+``"conv_transpose"``, ``"max_pool"``, ``"avg_pool"``, ``"global_pool"``, ``"zero_pad"``), its
+device, a name, a predicate that says whether it can compute a given problem (``applies``) and
+one that says whether it is worth choosing for it (``pays_off``, the rule derived from measurements).
 :func:`run` picks the highest-priority implementation for which both hold, unless the caller
 forced one with :func:`use_algorithm` (tests do this to check every algorithm against the
 oracle; a forced algorithm only needs to apply).

@@ -41,7 +41,22 @@ class ConvProblem:
     channels_first: bool
     out_shape: tuple  # 5-D, data layout
     dtype: Any
-    kind: str = "conv"  # "conv" or "transpose"
+
+
+@dataclass
+class ConvTransposeProblem:
+    """A transposed convolution (the gradient of a conv with respect to its input).
+
+    ``geometry`` is that of the *forward* conv, which maps the output's spatial sizes to the
+    input's: every input pixel scatters ``w`` over the output at ``stride`` steps.
+    """
+
+    x: Any  # (N, C, D, H, W) or (N, D, H, W, C)
+    w: Any  # (T, R, S, out_channels, in_channels), TF's layout
+    geometry: Geometry  # the forward conv's, three spatial dims
+    channels_first: bool
+    out_shape: tuple  # 5-D, data layout
+    dtype: Any
 
 
 @dataclass

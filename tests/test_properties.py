@@ -409,12 +409,12 @@ def test_conv2d_transpose_matches_tf_and_oracle(oracle):
         expected = _tf_expected(lambda x, w: oracle.conv_transpose(
             x, w, g.sizes, g.strides, g.padding, g.dilations, cf), x, w)
         assert expected.shape == full
-        _check_everywhere(seen, "conv", lambda: fastconv.conv2d_transpose(*args),
+        _check_everywhere(seen, "conv_transpose", lambda: fastconv.conv2d_transpose(*args),
                           lambda: reference.conv2d_transpose(*args), expected, case.dtype)
 
     with seen.spying():
         _run(transpose_cases(), check, 1)
-    assert seen.ran["conv"]["blocked"] and seen.ran["conv"]["direct"]
+    assert seen.ran["conv_transpose"]["blocked"] and seen.ran["conv_transpose"]["direct"]
 
 
 def test_pooling_matches_tf_and_oracle(oracle):

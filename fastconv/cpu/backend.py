@@ -64,22 +64,29 @@ def _pool_microseconds(problem):
 
 @_skips_empty
 def run_conv_direct(problem):
-    """Direct convolution (and transposed convolution through :mod:`.transpose`)."""
+    """Direct convolution of a zero-padded copy of the input."""
     g = problem.geometry
     x = to_channels_last(problem.x, problem.channels_first)
     out = np.empty(channels_last_shape(problem.out_shape, problem.channels_first), problem.dtype)
     with parallel_region(_conv_microseconds(problem, "direct")):
-        if problem.kind == "transpose":
-            xp = upsample_and_pad(x, g)
-            w = flipped_filters(problem.w)
-            strides = (1, 1, 1)
-        else:
-            (d0, d1), (h0, h1), (w0, w1) = g.pads
-            xp = pad_ndhwc(x, d0, d1, h0, h1, w0, w1) if any(sum(g.pads, ())) else x
-            w = np.ascontiguousarray(problem.w)
-            strides = g.strides
-        conv_direct_ndhwc(xp, w, _bias_or_empty(problem.bias, problem.dtype), out, *strides,
+        (d0, d1), (h0, h1), (w0, w1) = g.pads
+        xp = pad_ndhwc(x, d0, d1, h0, h1, w0, w1) if any(sum(g.pads, ())) else x
+        conv_direct_ndhwc(xp, np.ascontiguousarray(problem.w),
+                          _bias_or_empty(problem.bias, problem.dtype), out, *g.strides,
                           *g.dilations, problem.groups, problem.activation)
+    return from_channels_last(out, problem.channels_first)
+
+
+@_skips_empty
+def run_conv_transpose_direct(problem):
+    """Transposed conv as the direct stride-1 conv of the input spread by the strides and
+    padded (:mod:`.transpose`) with the flipped filters."""
+    g = problem.geometry
+    x = to_channels_last(problem.x, problem.channels_first)
+    out = np.empty(channels_last_shape(problem.out_shape, problem.channels_first), problem.dtype)
+    with parallel_region(_conv_microseconds(problem, "direct")):
+        conv_direct_ndhwc(upsample_and_pad(x, g), flipped_filters(problem.w),
+                          np.empty(0, problem.dtype), out, 1, 1, 1, *g.dilations, 1, 0)
     return from_channels_last(out, problem.channels_first)
 
 
@@ -98,8 +105,6 @@ def _element_strides(array, channels_first):
 @_skips_empty
 def run_conv_blocked(problem):
     """Register-blocked convolution in the caller's layout (no transposes for NCHW)."""
-    if problem.kind == "transpose":
-        return _run_transpose_blocked(problem)
     g = problem.geometry
     channels_first = problem.channels_first
     x, pads_before = _input_and_padding(problem, g.pads)
@@ -173,7 +178,8 @@ def _blocked(x, x_first, pads_before, w, groups, bias, out, out_first, out_flat,
                              np.array(dilations, dtype=np.int64), activation)
 
 
-def _run_transpose_blocked(problem):
+@_skips_empty
+def run_conv_transpose_blocked(problem):
     """Transposed conv as one small stride-1 blocked conv per output phase (sub-pixel form)."""
     g = problem.geometry
     channels_first = problem.channels_first
@@ -230,8 +236,8 @@ def run_conv_gemm(problem):
 
 def _gemm_applies(problem):
     g = problem.geometry
-    return (problem.kind == "conv" and problem.channels_first and problem.groups == 1
-            and g.kernel == (1, 1, 1) and g.strides == (1, 1, 1)
+    return (problem.channels_first and problem.groups == 1 and g.kernel == (1, 1, 1)
+            and g.strides == (1, 1, 1)
             and not any(sum(g.pads, ())))
 
 
@@ -242,7 +248,7 @@ def _planar_pays_off(problem):
 
 
 def _planar_applies(problem):
-    return (problem.kind == "conv" and problem.channels_first and problem.groups == 1
+    return (problem.channels_first and problem.groups == 1
             and problem.geometry.strides[2] == 1
             and _padded_copy_is_bounded(problem, problem.geometry.pads))
 
@@ -278,7 +284,7 @@ def run_conv_winograd(problem):
 def _winograd_applies(problem):
     # 3x3 in height and width, any depth taps (summed in the Winograd domain), all stride 1.
     g = problem.geometry
-    return (problem.kind == "conv" and problem.groups == 1 and g.kernel[1:] == (3, 3)
+    return (problem.groups == 1 and g.kernel[1:] == (3, 3)
             and g.strides == (1, 1, 1) and g.dilations == (1, 1, 1))
 
 
@@ -312,7 +318,7 @@ def run_conv_depthwise(problem):
 
 
 def _depthwise_applies(problem):
-    return problem.kind == "conv" and problem.w.shape[3] == 1 and problem.w.shape[4] == problem.groups
+    return problem.w.shape[3] == 1 and problem.w.shape[4] == problem.groups
 
 
 @_skips_empty
@@ -374,12 +380,14 @@ def run_zero_pad(problem):
 
 
 def _direct_applies(problem):
+    return _padded_copy_is_bounded(problem, problem.geometry.pads)
+
+
+def _transpose_direct_applies(problem):
+    # Reads the input spread by the strides and padded by the filter's reach on each side.
     g = problem.geometry
-    if problem.kind == "transpose":  # reads the input spread by the strides and padded
-        pads = tuple(((k - 1) * d, (k - 1) * d) for k, d in zip(g.kernel, g.dilations))
-        return _padded_elements(problem, pads) * math.prod(g.strides) <= _padded_copy_limit(
-            problem)
-    return _padded_copy_is_bounded(problem, g.pads)
+    pads = tuple(((k - 1) * d, (k - 1) * d) for k, d in zip(g.kernel, g.dilations))
+    return _padded_elements(problem, pads) * math.prod(g.strides) <= _padded_copy_limit(problem)
 
 
 def _planar_pool_window(problem):
@@ -405,6 +413,8 @@ _register("conv", "gemm", run_conv_gemm, _gemm_applies, priority=13)
 _register("conv", "winograd", run_conv_winograd, _winograd_applies, priority=15,
           pays_off=_winograd_pays_off)
 _register("conv", "depthwise", run_conv_depthwise, _depthwise_applies, priority=20)
+_register("conv_transpose", "direct", run_conv_transpose_direct, _transpose_direct_applies)
+_register("conv_transpose", "blocked", run_conv_transpose_blocked, priority=10)
 for _family in ("max_pool", "avg_pool"):
     _register(_family, "direct", run_pool_direct)
     _register(_family, "planar", run_pool_planar, _is_channels_first, _planar_pool_window,

@@ -89,9 +89,12 @@ def compile_key(family, name, problem, extra=()):
         dtype = np.dtype(dtype)
     if family == "conv":  # activations and bias choose extra passes in some algorithms
         bias = problem.bias
-        return (family, name, dtype, problem.channels_first, problem.kind,
+        return (family, name, dtype, problem.channels_first, None,
                 (_readonly(problem.x), _readonly(problem.w), _readonly(bias)),
                 problem.activation, bias is None) + tuple(extra)
+    if family == "conv_transpose":
+        return (family, name, dtype, problem.channels_first, None,
+                (_readonly(problem.x), _readonly(problem.w), False)) + tuple(extra)
     return (family, name, dtype, problem.channels_first, getattr(problem, "kind", None),
             (_readonly(problem.x), False, False)) + tuple(extra)
 
@@ -104,8 +107,6 @@ def describe(key):
     """A short text for logs: ``conv/winograd (float32, channels-last, relu, bias)``."""
     family, name, dtype, channels_first, kind, readonly = key[:6]
     notes = [str(dtype), "channels-first" if channels_first else "channels-last"]
-    if kind == "transpose":
-        notes.append("transposed")
     if family == "global_pool":
         notes.append(kind)
     notes += [f"read-only {what}" for what, flag in zip(("input", "filters", "bias"), readonly)
@@ -232,9 +233,9 @@ def stand_in(problem, max_bytes=...):
         if nbytes > max_bytes:
             return None
     fields = {"x": Zeros.like(problem.x, batch)}
-    if hasattr(problem, "w"):
-        fields["w"] = Zeros.like(problem.w)
-        fields["bias"] = Zeros.like(problem.bias)
+    for name in ("w", "bias"):
+        if hasattr(problem, name):
+            fields[name] = Zeros.like(getattr(problem, name))
     if batch is not None:
         fields["out_shape"] = (1,) + tuple(problem.out_shape[1:])
     return replace(problem, **fields)

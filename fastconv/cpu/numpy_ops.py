@@ -91,9 +91,7 @@ def nan_where_nonfinite_taps_meet_padding(out_cl, w, g):
 
 
 def conv(problem):
-    """Convolution (``kind == "conv"``) or transposed convolution, tap by tap."""
-    if problem.kind == "transpose":
-        return _conv_transpose(problem)
+    """Convolution, tap by tap."""
     g = problem.geometry
     x = _channels_last(np.asarray(problem.x), problem.channels_first)
     w = np.asarray(problem.w)
@@ -123,7 +121,7 @@ def conv(problem):
     return _in_layout(activate(out, problem.activation), problem.channels_first)
 
 
-def _conv_transpose(problem):
+def conv_transpose(problem):
     """Scatter form: input pixel ``i`` adds ``x[i] @ w[offset].T`` at ``i*stride - pad +
     offset*dilation`` of the output (the geometry is that of the forward conv)."""
     g = problem.geometry
@@ -199,5 +197,5 @@ def zero_pad(problem):
 
 
 #: family -> the NumPy function that computes it.
-BY_FAMILY = {"conv": conv, "max_pool": pool, "avg_pool": pool, "global_pool": global_pool,
-             "zero_pad": zero_pad}
+BY_FAMILY = {"conv": conv, "conv_transpose": conv_transpose, "max_pool": pool, "avg_pool": pool,
+             "global_pool": global_pool, "zero_pad": zero_pad}

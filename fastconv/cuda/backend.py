@@ -51,14 +51,24 @@ def _on_gpu(run):
 
 @_on_gpu
 def run_conv(problem):
-    """Tiled direct convolution; conv2d_transpose as a flipped conv over the spread input."""
-    device = launch.device_key()
+    """Tiled direct convolution."""
     x = launch.to_device(problem.x)
     w = launch.to_device(problem.w, problem.dtype)
     bias = None if problem.bias is None else launch.to_device(problem.bias, problem.dtype)
     out, finish = launch.output(problem.out_shape, problem.dtype, problem.x)
     launch_conv(x, w, bias, out, problem.geometry, problem.groups, problem.activation,
-                problem.channels_first, problem.kind == "transpose", device)
+                problem.channels_first, False, launch.device_key())
+    return finish()
+
+
+@_on_gpu
+def run_conv_transpose(problem):
+    """conv2d_transpose as the tiled conv of the flipped filters over the spread input."""
+    x = launch.to_device(problem.x)
+    w = launch.to_device(problem.w, problem.dtype)
+    out, finish = launch.output(problem.out_shape, problem.dtype, problem.x)
+    launch_conv(x, w, None, out, problem.geometry, 1, 0, problem.channels_first, True,
+                launch.device_key())
     return finish()
 
 
@@ -95,6 +105,7 @@ def run_zero_pad(problem):
 
 
 register(Implementation("conv", "cuda", "tiled", run_conv))
+register(Implementation("conv_transpose", "cuda", "tiled", run_conv_transpose))
 register(Implementation("max_pool", "cuda", "direct", run_pool))
 register(Implementation("avg_pool", "cuda", "direct", run_pool))
 register(Implementation("global_pool", "cuda", "direct", run_global_pool))
