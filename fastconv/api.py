@@ -121,10 +121,7 @@ def _conv(n_spatial, input, filters, strides, padding, data_format, dilations, b
     w = _data(filters, "filters", device, dtype)
     check_same_dtype(dtype, "input", array_dtype(w), "filters")
     check_rank(w.shape, n_spatial + 2, "filters", _FILTER_LAYOUT[n_spatial])
-    strides = normalize_window(strides, n_spatial, strides_name, channels_first)
-    dilations = normalize_window(dilations, n_spatial, "dilations", channels_first,
-                                 allow_none_default=1)
-    padding = parse_padding(padding, n_spatial, channels_first)
+    window = _conv_window(n_spatial, strides, padding, dilations, channels_first, strides_name)
     batch, channels, spatial = _split(x.shape, channels_first)
     *kernel, group_in, out_channels = tuple(w.shape)
     kernel = tuple(kernel)
@@ -147,15 +144,24 @@ def _conv(n_spatial, input, filters, strides, padding, data_format, dilations, b
             raise ValueError(f"bias must have shape ({out_channels},) (one value per output "
                              f"channel), got {tuple(bias.shape)}")
     act = activation_code(activation)
-    geometry = window_geometry(spatial, kernel, strides, dilations, padding)
+    return _run_conv(x, w, bias, window, groups, act, channels_first, n_spatial, device)
+
+
+def _conv_window(n_spatial, strides, padding, dilations, channels_first, strides_name):
+    """(strides, padding, dilations) normalised, each checked and named in errors."""
+    return (normalize_window(strides, n_spatial, strides_name, channels_first),
+            parse_padding(padding, n_spatial, channels_first),
+            normalize_window(dilations, n_spatial, "dilations", channels_first,
+                             allow_none_default=1))
+
+
+def _run_conv(x, w, bias, window, groups, act, channels_first, n_spatial, device):
+    """Dispatch a validated conv: ``w`` in TF's layout, ``window`` from :func:`_conv_window`."""
+    strides, padding, dilations = window
+    batch, _, spatial = _split(x.shape, channels_first)
+    out_channels = w.shape[-1]
+    geometry = window_geometry(spatial, tuple(w.shape[:n_spatial]), strides, dilations, padding)
     w5 = w.reshape((1,) * (3 - n_spatial) + tuple(w.shape))
-    return _run_conv(x, w5, bias, geometry, groups, act, channels_first, n_spatial, device,
-                     out_channels)
-
-
-def _run_conv(x, w5, bias, geometry, groups, act, channels_first, n_spatial, device,
-              out_channels):
-    batch, _, _ = _split(x.shape, channels_first)
     geometry3 = pad_to_3d(geometry)
     out_shape = layout_shape(batch, out_channels, geometry.out_sizes, channels_first)
     problem = ConvProblem(_to_5d(x, n_spatial, channels_first), w5, bias, geometry3, groups, act,
@@ -329,8 +335,8 @@ def depthwise_conv2d(input, filter, strides, padding, data_format="NHWC", dilati
         raise ValueError(f"filter must have non-zero sizes, got shape {tuple(w.shape)}")
     # A depthwise conv is a grouped conv with one input channel per group.
     grouped = w.reshape((w.shape[0], w.shape[1], 1, channels * multiplier))
-    return conv2d(x, grouped, strides, padding, "NCHW" if channels_first else "NHWC", dilations,
-                  device=device)
+    window = _conv_window(2, strides, padding, dilations, channels_first, "strides")
+    return _run_conv(x, grouped, None, window, channels, 0, channels_first, 2, device)
 
 
 def conv2d_transpose(input, filters, output_shape, strides, padding="SAME", data_format="NHWC",
