@@ -3,9 +3,13 @@
 ``fastconv.__all__``, the exactness rule (:mod:`fastconv.testing`), the benchmark workloads'
 op groups (:mod:`fastconv.workloads`), the memory and layout tests and the docs read
 :data:`OPS` instead of writing the op list out again (PyTorch's OpInfo and scipy.ndimage's
-delegators are the models). Adding an op is one record here, its function in :mod:`.api`,
-its oracle in :mod:`.reference` and its kernels; the tests that iterate over :data:`OPS` then
-cover it (see docs/design.md, "Adding an op").
+delegators are the models). Each record leads to the op's three implementations, all with the
+same signature: :attr:`Op.function` (fastconv's, :mod:`.api`), :attr:`Op.oracle` (the NumPy
+oracle, :mod:`.reference`) and :attr:`Op.tf_function` (TensorFlow's, :mod:`.tf_reference`,
+which the golden corpus builder, the suite's TF oracle and ``fastconv compare`` read). Adding
+an op is one record here, its function in :mod:`.api`, its oracle in :mod:`.reference`, its
+TensorFlow equivalent in :mod:`.tf_reference` and its kernels; the tests that iterate over
+:data:`OPS` then cover it (see docs/design.md, "Adding an op").
 
 Importing this module imports neither Numba nor TensorFlow.
 
@@ -25,11 +29,12 @@ from dataclasses import dataclass, field
 
 @dataclass(frozen=True)
 class Sample:
-    """One small call of an op: ``call(**arrays)`` with arrays of ``shapes`` (channels as the
-    ``data_format`` in ``call`` says), used by the memory/layout tests and the docs."""
+    """One small call of an op: ``call(module, **arrays)`` with arrays of ``shapes`` (channels
+    as the ``data_format`` in ``call`` says), used by the op-table, memory and layout tests
+    and the docs."""
 
     label: str
-    call: object  # function of the arrays, calling the op (fastconv's or the oracle's module)
+    call: object  # function of the module and the arrays: fastconv, reference or tf_reference
     shapes: dict
 
 
@@ -71,14 +76,23 @@ class Op:
 
     @property
     def oracle(self):
+        """The independent NumPy oracle (:mod:`fastconv.reference`)."""
         from fastconv import reference
 
         return getattr(reference, self.name)
 
+    @property
+    def tf_function(self):
+        """TensorFlow computing the op (:mod:`fastconv.tf_reference`; imports TF when called),
+        with ``tf_function.prepare`` for timing it."""
+        from fastconv import tf_reference
+
+        return getattr(tf_reference, self.name)
+
 
 def _samples(name):
     """The sample calls of op ``name``, written with ``f`` standing for the module whose
-    function is called (``fastconv`` or ``fastconv.reference``)."""
+    function is called (``fastconv``, ``fastconv.reference`` or ``fastconv.tf_reference``)."""
     table = {
         "conv1d": [("conv1d", lambda f, x, w, b: f.conv1d(x, w, 2, "SAME", bias=b,
                                                            activation="relu"),

@@ -35,6 +35,7 @@ from math import prod
 import numpy as np
 
 from .ops import OPS
+from .tf_reference import import_tensorflow  # noqa: F401  (the CLI and benchmarks call it here)
 
 LAYOUTS = ("channels_last", "channels_first")
 BACKENDS = ("fastconv", "tensorflow")
@@ -407,8 +408,8 @@ def prepare(case, backend, dtype="float32", layout="channels_last", device="cpu"
         fastconv's data layout. TensorFlow always runs channels-last (its CPU refuses NCHW).
     device : {"cpu", "cuda"}
         fastconv's device; ``"cuda"`` copies inputs to the GPU first and synchronises after
-        each call. TensorFlow runs on the CPU (float64 3-D pooling, which TF's CPU lacks, as
-        2-D then 1-D pooling).
+        each call. TensorFlow runs on the CPU, as :mod:`fastconv.tf_reference` computes the op
+        (exact rewrites in TF ops where TF's CPU lacks a kernel, e.g. float64 3-D pooling).
     arrays : dict, optional
         From :func:`make_arrays` (built here when omitted).
     """
@@ -455,12 +456,12 @@ def _prepare_fastconv(case, arrays, layout, device):
         def run():
             return function(**data, **options, device=device)
 
-    call = run
-    if sync is not None:
-        def call():
-            out = run()
-            sync()
-            return out
+    def synced():
+        out = run()
+        sync()
+        return out
+
+    call = run if sync is None else synced
 
     def to_numpy(out):
         host = out.copy_to_host() if hasattr(out, "copy_to_host") else np.asarray(out)
@@ -469,113 +470,34 @@ def _prepare_fastconv(case, arrays, layout, device):
     return call, to_numpy
 
 
-def import_tensorflow():
-    """Import TensorFlow quietly, or raise ImportError saying how to install it.
-
-    TensorFlow's C++ start-up notices (oneDNN, absl) bypass ``TF_CPP_MIN_LOG_LEVEL``; they are
-    held back from stderr and shown only if the import fails.
-    """
-    import os
-    import sys
-    import tempfile
-
-    if sys.modules.get("tensorflow") is not None:
-        return sys.modules["tensorflow"]
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    sys.stderr.flush()
-    saved = os.dup(2)
-    with tempfile.TemporaryFile() as held:
-        os.dup2(held.fileno(), 2)
-        try:
-            import tensorflow as tf
-        except BaseException as error:
-            os.dup2(saved, 2)
-            held.seek(0)
-            sys.stderr.write(held.read().decode(errors="replace"))
-            if isinstance(error, ImportError):
-                raise ImportError(
-                    "TensorFlow is needed for the comparison rows but is not installed; install "
-                    "it with: pip install 'fastconv[tf]'  (tensorflow-cpu)") from error
-            raise
-        finally:
-            os.dup2(saved, 2)
-            os.close(saved)
-    return tf
-
-
-def _tf_pool3d_by_axes(tf, case, x):
-    """TF's CPU has no float64 3-D pooling: pool over (H, W) in 2-D, then over D in 1-D.
-
-    Exact for max; for average too, since a window's count of real cells is the product of
-    its per-axis counts.
-    """
-    kind = case.op[:3]
-    (kd, kh, kw), (sd, sh, sw) = _spatial(case.options["ksize"], 3), \
-        _spatial(case.options["strides"], 3)
-    padding = case.options["padding"]
-    n, d, h, w, c = x.shape
-
-    def call():
-        y = getattr(tf.nn, f"{kind}_pool2d")(tf.reshape(x, (n * d, h, w, c)), (kh, kw),
-                                              (sh, sw), padding)
-        out_h, out_w = y.shape[1], y.shape[2]
-        y = getattr(tf.nn, f"{kind}_pool1d")(tf.reshape(y, (n, d, out_h * out_w * c)), kd, sd,
-                                              padding)
-        return tf.reshape(y, (n, -1, out_h, out_w, c))
-
-    return call
-
-
-def _full(value, n):
-    """TF's (n + 2)-element window form of an int or spatial tuple."""
-    return [1, *_spatial(value, n), 1]
-
-
 def _prepare_tf(case, arrays):
-    tf = import_tensorflow()
-    t = {name: tf.constant(value) for name, value in arrays.items()}
-    o = dict(case.options)
-    n = case.n_spatial
-
-    def finish(y):
-        if "bias" in t:
-            y = tf.nn.bias_add(y, t["bias"])
-        return getattr(tf.nn, o["activation"])(y) if o.get("activation") else y
+    """TensorFlow's call of the case: the op table's TF function (:mod:`.tf_reference`), its
+    inputs made tensors beforehand, so ``call()`` runs TF ops only (channels-last)."""
+    from . import ops
 
     if case.op == "mnist_cnn":
-        def call():
-            y = tf.nn.relu(tf.nn.bias_add(tf.nn.conv2d(t["input"], t["filters1"], 1, "VALID"),
-                                          t["bias1"]))
-            y = tf.nn.max_pool2d(y, 2, 2, "VALID")
-            y = tf.nn.relu(tf.nn.bias_add(tf.nn.conv2d(y, t["filters2"], 1, "VALID"), t["bias2"]))
-            return tf.nn.max_pool2d(y, 2, 2, "VALID")
-    elif case.op == "global_max_pool2d":
-        def call():
-            return tf.reduce_max(t["input"], axis=[1, 2])
-    elif case.op == "global_avg_pool2d":
-        def call():
-            return tf.reduce_mean(t["input"], axis=[1, 2])
-    elif case.op == "zero_pad2d":
-        p = o["padding"]
-
-        def call():
-            return tf.pad(t["input"], [[0, 0], [p, p], [p, p], [0, 0]])
-    elif case.op in ("max_pool3d", "avg_pool3d") and t["input"].dtype == tf.float64:
-        call = _tf_pool3d_by_axes(tf, case, t["input"])
+        call = _tf_mnist_cnn(arrays)
     else:
-        function = getattr(tf.nn, case.op)
-        args = {name: value for name, value in t.items() if name != "bias"}
-        kwargs = {k: v for k, v in o.items() if k not in ("bias", "activation")}
-        if case.op in ("conv3d", "depthwise_conv2d") or case.op in _POOL_OPS:
-            # conv3d and depthwise_conv2d insist on TF's full-length forms.
-            for key in ("strides", "ksize"):
-                if key in kwargs:
-                    kwargs[key] = _full(kwargs[key], n)
-
-        def call():
-            return finish(function(**args, **kwargs))
+        options = {k: v for k, v in case.options.items() if k != "bias"}
+        call = ops.get(case.op).tf_function.prepare(**arrays, **options)
 
     def to_numpy(out):
         return out.numpy()
 
     return call, to_numpy
+
+
+def _tf_mnist_cnn(arrays):
+    """The seed network's conv-pool-conv-pool on tf_reference's core (channels-last tensors)."""
+    from .tf_reference import conv, pool
+
+    tf = import_tensorflow()
+    t = {name: tf.constant(value) for name, value in arrays.items()}
+
+    def call():
+        y = conv(t["input"], t["filters1"], (1, 1), "VALID", (1, 1), t["bias1"], "relu")
+        y = pool("max", y, (2, 2), (2, 2), "VALID")
+        y = conv(y, t["filters2"], (1, 1), "VALID", (1, 1), t["bias2"], "relu")
+        return pool("max", y, (2, 2), (2, 2), "VALID")
+
+    return call

@@ -7,8 +7,9 @@
   by default, from TensorFlow with ``FASTCONV_TEST_ORACLE=tf``; same interface either way.
 * ``tf``: TensorFlow, imported with ``TF_CPP_MIN_LOG_LEVEL=3``; tests that use it (or
   ``tf_oracle``) are marked ``tf`` automatically and skip cleanly when TensorFlow is not installed.
-* ``tf_oracle``: TensorFlow computing every fastconv op, with the gaps of TF's CPU kernels filled by
-  exact rewrites (channels-first via transposes, conv3d dilation via zero-inserted filters,
+* ``tf_oracle``: TensorFlow computing every fastconv op, the same interface: the op table's
+  ``tf_function`` (``fastconv.tf_reference``, where the gaps of TF's CPU kernels are filled by
+  exact rewrites: channels-first via transposes, conv3d dilation via zero-inserted filters,
   float64 3-D pooling via ``tf.extract_volume_patches``, ...).
 * ``@pytest.mark.grid(dim=[values], ..., random=N, seed=S)``: parametrises a test's ``case``
   argument with a pairwise covering array over the dims (every pair of values of every two dims
@@ -46,6 +47,7 @@ else:
 #: tests/cuda runs in its own process with the CUDA simulator (see its conftest and the Makefile).
 collect_ignore = ["cuda"]
 
+from fastconv import ops  # noqa: E402
 from fastconv.testing import TOLERANCE, assert_close, assert_exact  # noqa: E402,F401  (one rule)
 DTYPES = (np.float32, np.float64)
 LAYOUTS = {1: ("NWC", "NCW"), 2: ("NHWC", "NCHW"), 3: ("NDHWC", "NCDHW")}
@@ -336,17 +338,9 @@ class NumpyOracle:
         return reference.zero_pad2d(x, padding, "NCHW" if channels_first else "NHWC")
 
 
-def dilate_filter(w, dilations):
-    """Insert ``d - 1`` zeros between filter taps: a dilated conv as an undilated one."""
-    n = len(dilations)
-    shape = tuple((k - 1) * d + 1 for k, d in zip(w.shape[:n], dilations)) + w.shape[n:]
-    out = np.zeros(shape, w.dtype)
-    out[tuple(slice(None, None, d) for d in dilations)] = w
-    return out
-
-
 class TFOracle:
-    """TensorFlow computing each fastconv op on the caller's layout and dtype.
+    """:class:`NumpyOracle`'s interface over TensorFlow: each op's ``tf_function`` in the op
+    table (:mod:`fastconv.tf_reference`, where TF's CPU gaps are filled by exact rewrites).
 
     Arguments are normalised: ``strides``/``dilations``/``ksize`` are spatial tuples, ``padding``
     is ``"SAME"``, ``"VALID"`` or a tuple of spatial ``(before, after)`` pairs. Results are NumPy
@@ -356,143 +350,46 @@ class TFOracle:
     def __init__(self, tf):
         self.tf = tf
 
-    def _t(self, x):
-        return self.tf.constant(np.ascontiguousarray(x))
+    @staticmethod
+    def _op(name):
+        return ops.get(name).tf_function
 
     @staticmethod
-    def _tf_padding(padding):
-        if isinstance(padding, str):
-            return padding
-        return [[0, 0]] + [list(p) for p in padding] + [[0, 0]]
-
-    def _pads(self, x_last, kernel, strides, dilations, padding):
-        """Per-dim (before, after) pairs for SAME/VALID/explicit."""
-        spatial = x_last.shape[1:-1]
-        if padding == "SAME":
-            return [tf_same_pads(n, k, s, d) for n, k, s, d in
-                    zip(spatial, kernel, strides, dilations)]
-        if padding == "VALID":
-            return [(0, 0)] * len(spatial)
-        return [tuple(p) for p in padding]
-
-    # -- convolutions
+    def _padding(padding):
+        return padding if isinstance(padding, str) else [list(pair) for pair in padding]
 
     def conv(self, x, w, strides, padding, dilations=None, channels_first=False, bias=None,
              activation=None):
-        tf = self.tf
         n = x.ndim - 2
-        strides = tuple(strides)
-        dilations = tuple(dilations or (1,) * n)
-        xl = to_last(x, channels_first)
-        if n == 3:
-            y = self._conv3d(xl, w, strides, padding, dilations)
-        elif n == 2:
-            y = tf.nn.conv2d(self._t(xl), self._t(w), [1, *strides, 1], self._tf_padding(padding),
-                             dilations=[1, *dilations, 1])
-        elif isinstance(padding, str):
-            y = tf.nn.conv1d(self._t(xl), self._t(w), strides[0], padding,
-                             dilations=dilations[0])
-        else:  # tf.nn.conv1d has no explicit padding; it is conv2d with a unit height anyway
-            y = tf.nn.conv2d(self._t(xl[:, None]), self._t(w[None]), [1, 1, strides[0], 1],
-                             [[0, 0], [0, 0], list(padding[0]), [0, 0]],
-                             dilations=[1, 1, dilations[0], 1])[:, 0]
-        if bias is not None:
-            y = tf.nn.bias_add(y, self._t(bias))
-        if activation is not None:
-            y = getattr(tf.nn, activation)(y)
-        return to_first(np.asarray(y), channels_first)
-
-    def _conv3d(self, xl, w, strides, padding, dilations):
-        # TF's CPU Conv3D has no dilation and no groups: zero-insert the filter, split the
-        # groups. Its float64 kernel is also wrong for some strided 1-wide filters (e.g. a
-        # 1x1x1 filter with strides (1, 2, 3)), so run stride 1 on the explicitly padded
-        # input and subsample, which is exact.
-        tf = self.tf
-        pads = self._pads(xl, w.shape[:3], strides, dilations, padding)
-        if any(d > 1 for d in dilations):
-            w = dilate_filter(w, dilations)
-        xl = np.pad(xl, [(0, 0)] + pads + [(0, 0)])
-        group_in, out_channels = w.shape[-2], w.shape[-1]
-        groups = xl.shape[-1] // group_in
-        group_out = out_channels // groups
-        parts = [tf.nn.conv3d(self._t(xl[..., g * group_in:(g + 1) * group_in]),
-                              self._t(w[..., g * group_out:(g + 1) * group_out]),
-                              [1, 1, 1, 1, 1], "VALID") for g in range(groups)]
-        y = np.asarray(tf.concat(parts, axis=-1))
-        return y[:, ::strides[0], ::strides[1], ::strides[2]]
+        return self._op(f"conv{n}d")(x, w, list(strides), self._padding(padding),
+                                     LAYOUTS[n][channels_first], list(dilations or (1,) * n),
+                                     bias=bias, activation=activation)
 
     def depthwise(self, x, w, strides, padding, dilations=(1, 1), channels_first=False):
-        tf = self.tf
-        xl = to_last(x, channels_first)
-        strides, dilations = tuple(strides), tuple(dilations)
-        if (max(dilations) > 1 and max(strides) > 1) or strides[0] != strides[1]:
-            # TF warns and returns wrong shapes for dilation with strides, and its CPU kernel
-            # refuses unequal strides: run stride 1 on the same padded input and subsample.
-            pads = self._pads(xl, w.shape[:2], strides, dilations, padding)
-            y = tf.nn.depthwise_conv2d(self._t(xl), self._t(w), [1, 1, 1, 1],
-                                       self._tf_padding(pads), dilations=list(dilations))
-            y = np.asarray(y)[:, ::strides[0], ::strides[1]]
-        else:
-            y = np.asarray(tf.nn.depthwise_conv2d(self._t(xl), self._t(w), [1, *strides, 1],
-                                                  self._tf_padding(padding),
-                                                  dilations=list(dilations)))
-        return to_first(y, channels_first)
+        return self._op("depthwise_conv2d")(x, w, list(strides), self._padding(padding),
+                                            LAYOUTS[2][channels_first], list(dilations))
 
     def conv_transpose(self, x, w, out_spatial, strides, padding, dilations=(1, 1),
                        channels_first=False):
-        # TF's CPU Conv2DBackpropInput refuses dilation with strides: zero-insert the filter.
-        xl = to_last(x, channels_first)
-        if max(dilations) > 1:
-            w = dilate_filter(w, dilations)
-        shape = (xl.shape[0], *out_spatial, w.shape[2])
-        y = self.tf.nn.conv2d_transpose(self._t(xl), self._t(w), shape, [1, *strides, 1],
-                                        self._tf_padding(padding))
-        return to_first(np.asarray(y), channels_first)
-
-    # -- pooling
+        return self._op("conv2d_transpose")(x, w, tuple(out_spatial), list(strides),
+                                            self._padding(padding), LAYOUTS[2][channels_first],
+                                            list(dilations))
 
     def pool(self, kind, x, ksize, strides, padding, channels_first=False):
-        tf = self.tf
         n = x.ndim - 2
-        xl = to_last(x, channels_first)
-        ksize, strides = tuple(ksize), tuple(strides)
-        if n == 3 and (x.dtype == np.float64 or not isinstance(padding, str)):
-            y = self._pool3d_patches(kind, xl, ksize, strides, padding)
-        else:
-            op = getattr(tf.nn, f"{kind}_pool{n}d")
-            y = np.asarray(op(self._t(xl), list(ksize), list(strides),
-                              self._tf_padding(padding)))
-        return to_first(y, channels_first)
+        return self._op(f"{kind}_pool{n}d")(x, list(ksize), list(strides),
+                                            self._padding(padding), LAYOUTS[n][channels_first])
 
-    def _pool3d_patches(self, kind, xl, ksize, strides, padding):
-        """3-D pooling via tf.extract_volume_patches (TF's CPU MaxPool3D/AvgPool3D lack float64
-        and explicit padding). Every window holds a real cell, so -inf padding is exact for max."""
-        tf = self.tf
-        pads = [(0, 0)] + self._pads(xl, ksize, strides, (1, 1, 1), padding) + [(0, 0)]
-        channels = xl.shape[-1]
+    def _pool3d_rewrite(self, kind, xl, ksize, strides, padding):
+        """tf_reference's 3-D pooling rewrite (float64, explicit padding) on channels-last data,
+        for checking it against TF's own kernel where that exists."""
+        from fastconv import tf_reference
 
-        def windows(a):
-            patches = np.asarray(tf.extract_volume_patches(self._t(a), [1, *ksize, 1],
-                                                           [1, *strides, 1], "VALID"))
-            return patches.reshape(patches.shape[:-1] + (-1, a.shape[-1]))
-
-        if kind == "max":
-            # TF's CPU MaxPool rule: start from the lowest finite value, NaN never wins.
-            cells = np.pad(np.where(np.isnan(xl), -np.inf, xl), pads, constant_values=-np.inf)
-            return np.maximum(windows(cells).max(axis=-2), np.finfo(xl.dtype).min)
-        sums = windows(np.pad(xl, pads)).sum(axis=-2)
-        mask = np.pad(np.ones(xl.shape[:-1] + (1,), xl.dtype), pads)
-        counts = windows(mask).sum(axis=-2)
-        assert sums.shape[-1] == channels
-        return sums / counts
+        return tf_reference._pool3d_rewrite(kind, self.tf.constant(xl), tuple(ksize),
+                                            tuple(strides), padding).numpy()
 
     def global_pool(self, kind, x, channels_first=False, keepdims=False):
-        layer = {"max": self.tf.keras.layers.GlobalMaxPooling2D,
-                 "avg": self.tf.keras.layers.GlobalAveragePooling2D}[kind]
-        fmt = "channels_first" if channels_first else "channels_last"
-        return np.asarray(layer(data_format=fmt, keepdims=keepdims, dtype=x.dtype.name)(x))
+        return self._op(f"global_{kind}_pool2d")(x, LAYOUTS[2][channels_first], keepdims)
 
     def zero_pad(self, x, padding, channels_first=False):
-        fmt = "channels_first" if channels_first else "channels_last"
-        layer = self.tf.keras.layers.ZeroPadding2D(padding, data_format=fmt, dtype=x.dtype.name)
-        return np.asarray(layer(x))
+        return self._op("zero_pad2d")(x, padding, LAYOUTS[2][channels_first])

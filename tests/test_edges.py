@@ -183,7 +183,7 @@ def test_max_pool3d_oracle_rewrite_equals_tf_maxpool3d_on_nan_and_inf(tf, tf_ora
     own float32 kernel."""
     x = _special(3, F32)
     real = tf.nn.max_pool3d(tf.constant(x), 2, 1, "SAME").numpy()
-    emulated = tf_oracle._pool3d_patches("max", x, (2, 2, 2), (1, 1, 1), "SAME")
+    emulated = tf_oracle._pool3d_rewrite("max", x, (2, 2, 2), (1, 1, 1), "SAME")
     np.testing.assert_array_equal(emulated, real)
 
 

@@ -9,10 +9,11 @@ Every case below names a fastconv function and its arguments. The inputs are dra
 ``numpy.random.default_rng(SEED + case index)`` (standard normals, with NaN/-inf/+inf planted in
 the cases that say so) and stored next to TensorFlow's output, so ``tests/test_golden.py``
 checks fastconv (and the NumPy oracle) without TensorFlow and without depending on NumPy's
-random streams. TF computes each case through the suite's oracle (``tests/conftest.py``'s
-``TFOracle``: channels-first through transposes, Keras layers for global pooling and zero
-padding). The file holds one JSON string (``cases.json``: op, array names, keyword arguments,
-dtype, exactness) and arrays named ``<case>/<argument>`` and ``<case>/expected``.
+random streams. TF computes each case with the op table's TensorFlow function
+(``fastconv.ops.get(op).tf_function``, i.e. ``fastconv.tf_reference``: the same call as
+fastconv's, channels-first through transposes, exact rewrites where TF's CPU lacks a kernel).
+The file holds one JSON string (``cases.json``: op, array names, keyword arguments, dtype,
+exactness) and arrays named ``<case>/<argument>`` and ``<case>/expected``.
 
 Regenerate only when TF's semantics are the thing that changed (a new TF release, a new case);
 never to make a failing fastconv pass. ``--check`` prints how far fastconv is from the stored
@@ -29,6 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
+from fastconv import ops
 from fastconv.testing import EXACT_OPS  # the suite's one tolerance rule
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
@@ -37,8 +39,6 @@ HERE = Path(__file__).resolve().parent
 CORPUS = HERE / "golden.npz"
 SEED = 20240611
 F32, F64 = "float32", "float64"
-
-LAYOUTS = {1: ("NWC", "NCW"), 2: ("NHWC", "NCHW"), 3: ("NDHWC", "NCDHW")}
 
 
 def case(name, op, shapes, dtype=F32, special=False, **kwargs):
@@ -79,7 +79,8 @@ CASES = [
     case("conv3d-ncdhw-valid-d112-groups", "conv3d",
          dict(input=(2, 4, 4, 5, 6), filters=(2, 2, 2, 2, 4)),
          strides=1, padding="VALID", data_format="NCDHW", dilations=[1, 1, 2]),
-    case("conv3d-ndhwc-explicit-f64", "conv3d", dict(input=(1, 4, 3, 5, 2), filters=(2, 3, 2, 2, 3)),
+    case("conv3d-ndhwc-explicit-f64", "conv3d",
+         dict(input=(1, 4, 3, 5, 2), filters=(2, 3, 2, 2, 3)),
          dtype=F64, strides=2, padding=[[1, 0], [1, 1], [0, 2]], data_format="NDHWC"),
     # depthwise_conv2d
     case("depthwise-nhwc-same-m2", "depthwise_conv2d",
@@ -172,57 +173,14 @@ def make_inputs(index, spec):
     return arrays
 
 
-# ----------------------------------------------------------------------------- TensorFlow
-
-def _spatial(value, n):
-    return tuple(value) if isinstance(value, (list, tuple)) else (value,) * n
-
-
-def _padding(value):
-    return value if isinstance(value, str) else tuple(tuple(pair) for pair in value)
-
-
-def tf_output(tfo, spec, arrays):
-    """TensorFlow's result for the case, through the suite's TF oracle."""
-    op, kw = spec["op"], spec["kwargs"]
-    x = arrays["input"]
-    n = x.ndim - 2
-    fmt = kw.get("data_format", LAYOUTS[n][0])
-    cf = fmt in ("NCW", "NCHW", "NCDHW", "channels_first")
-    if op in ("conv1d", "conv2d", "conv3d"):
-        strides = _spatial(kw.get("stride", kw.get("strides")), n)
-        return tfo.conv(x, arrays["filters"], strides, _padding(kw["padding"]),
-                        _spatial(kw.get("dilations", 1), n), cf, arrays.get("bias"),
-                        kw.get("activation"))
-    if op == "depthwise_conv2d":
-        return tfo.depthwise(x, arrays["filter"], _spatial(kw["strides"], 2),
-                             _padding(kw["padding"]), _spatial(kw.get("dilations", 1), 2), cf)
-    if op == "conv2d_transpose":
-        shape = kw["output_shape"]
-        out_spatial = tuple(shape[2:]) if cf else tuple(shape[1:3])
-        return tfo.conv_transpose(x, arrays["filters"], out_spatial, _spatial(kw["strides"], 2),
-                                  _padding(kw["padding"]), _spatial(kw.get("dilations", 1), 2),
-                                  cf)
-    if op.startswith(("max_pool", "avg_pool")):
-        return tfo.pool(op[:3], x, _spatial(kw["ksize"], n), _spatial(kw["strides"], n),
-                        _padding(kw["padding"]), cf)
-    if op.startswith("global_"):
-        return tfo.global_pool(op.split("_")[1], x, cf, kw.get("keepdims", False))
-    if op == "zero_pad2d":
-        padding = kw["padding"]
-        return tfo.zero_pad(x, padding if isinstance(padding, int) else
-                            tuple(tuple(p) for p in padding), cf)
-    raise ValueError(f"no TF rule for {op}")
-
-
 # ----------------------------------------------------------------------------- main
 
-def build(tfo):
-    """Return (the JSON case list, dict of arrays) for the whole corpus."""
+def build():
+    """Return (the JSON case list, dict of arrays) for the whole corpus (needs TensorFlow)."""
     entries, arrays = [], {}
     for index, spec in enumerate(CASES):
         inputs = make_inputs(index, spec)
-        expected = np.asarray(tf_output(tfo, spec, inputs))
+        expected = ops.get(spec["op"]).tf_function(**inputs, **spec["kwargs"])
         assert expected.dtype == np.dtype(spec["dtype"]), (spec["name"], expected.dtype)
         for name, value in inputs.items():
             arrays[f"{spec['name']}/{name}"] = value
@@ -237,13 +195,9 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--check", action="store_true", help="compare only, write nothing")
     args = parser.parse_args(argv)
-    sys.path.insert(0, str(HERE.parent))  # tests/: conftest.TFOracle
-    import tensorflow as tf
-    from conftest import TFOracle
-
     import fastconv
 
-    entries, arrays = build(TFOracle(tf))
+    entries, arrays = build()
     names = [entry["name"] for entry in entries]
     assert len(set(names)) == len(names), "case names must be unique"
     worst = 0.0
