@@ -147,6 +147,46 @@ def _conv(n_spatial, input, filters, strides, padding, data_format, dilations, b
     return _run_conv(x, w, bias, window, groups, act, channels_first, n_spatial, device)
 
 
+def convolution(input, filters, strides=None, padding="VALID", data_format=None, dilations=None,
+                *, bias=None, activation=None, device=None):
+    """Convolution of any spatial rank, as ``tf.nn.convolution``: the input's rank decides
+    (3-D input: :func:`conv1d`, 4-D: :func:`conv2d`, 5-D: :func:`conv3d`).
+
+    Parameters
+    ----------
+    input : array_like, 3-D to 5-D
+        Channels-last (``NWC``/``NHWC``/``NDHWC``) or, with ``data_format`` starting with
+        ``"NC"``, channels-first; float32 or float64.
+    filters : array_like (*kernel, in_channels // groups, out_channels)
+        TF's layout: as many dims as the input.
+    strides : int or sequence, optional
+        An int, one value per spatial dim, or TF's full form; None means 1.
+    padding : {"SAME", "VALID"} or list of pairs
+    data_format : str, optional
+        None means channels-last.
+    dilations : int or sequence, optional
+    bias : array_like (out_channels,), optional
+    activation : {None, "relu", "relu6", "sigmoid", "tanh"}
+    device : {None, "cpu", "cuda"}
+
+    Returns
+    -------
+    ndarray
+        As the 1-D/2-D/3-D conv of the input's rank.
+
+    Examples
+    --------
+    >>> import numpy as np, fastconv
+    >>> fastconv.convolution(np.ones((1, 5, 5, 5, 2)), np.ones((3, 3, 3, 2, 4))).shape
+    (1, 3, 3, 3, 4)
+    >>> fastconv.convolution(np.ones((1, 5, 1)), np.ones((3, 1, 1)), padding="SAME")[0, :, 0]
+    array([2., 3., 3., 3., 2.])
+    """
+    n_spatial = _spatial_rank(input)
+    return _conv(n_spatial, input, filters, 1 if strides is None else strides, padding,
+                 data_format, dilations, bias, activation, device)
+
+
 def _conv_window(n_spatial, strides, padding, dilations, channels_first, strides_name):
     """(strides, padding, dilations) normalised, each checked and named in errors."""
     return (normalize_window(strides, n_spatial, strides_name, channels_first),

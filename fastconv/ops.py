@@ -47,8 +47,8 @@ class Op:
     name : str
         The function's name in ``fastconv`` and in :mod:`fastconv.reference`.
     family : str
-        The dispatch family its problems run in (``conv``, ``max_pool``, ``avg_pool``,
-        ``global_pool``, ``zero_pad``).
+        The dispatch family its problems run in (``conv``, ``conv_transpose``, ``max_pool``,
+        ``avg_pool``, ``global_pool``, ``zero_pad``).
     kind : {"conv", "pool", "global", "pad"}
         What the benchmark work model counts: FLOPs (conv) or bytes moved (the rest).
     n_spatial : int or None
@@ -107,6 +107,11 @@ def _samples(name):
                     dict(x=(1, 6, 5, 4), w=(2, 2, 2, 6)))],
         "conv3d": [("conv3d-ncdhw", lambda f, x, w, b: f.conv3d(x, w, 1, "SAME", "NCDHW", bias=b),
                     dict(x=(1, 2, 4, 5, 3), w=(2, 2, 2, 2, 3), b=(3,)))],
+        "convolution": [("convolution-ncw", lambda f, x, w: f.convolution(x, w, 2, "SAME", "NCW"),
+                         dict(x=(2, 3, 9), w=(3, 3, 4))),
+                        ("convolution-rank5", lambda f, x, w, b: f.convolution(
+                            x, w, bias=b, activation="relu"),
+                         dict(x=(1, 4, 5, 3, 2), w=(2, 2, 2, 2, 3), b=(3,)))],
         "depthwise_conv2d": [("depthwise", lambda f, x, w: f.depthwise_conv2d(x, w, 1, "SAME"),
                               dict(x=(2, 6, 5, 3), w=(3, 3, 3, 1)))],
         "conv2d_transpose": [("transpose-nchw",
@@ -155,8 +160,9 @@ OPS: tuple[Op, ...] = (
     _op("conv1d", "conv", "conv", 1, "tf.nn.conv1d"),
     _op("conv2d", "conv", "conv", 2, "tf.nn.conv2d"),
     _op("conv3d", "conv", "conv", 3, "tf.nn.conv3d"),
+    _op("convolution", "conv", "conv", None, "tf.nn.convolution"),
     _op("depthwise_conv2d", "conv", "conv", 2, "tf.nn.depthwise_conv2d"),
-    _op("conv2d_transpose", "conv", "conv", 2, "tf.nn.conv2d_transpose"),
+    _op("conv2d_transpose", "conv_transpose", "conv", 2, "tf.nn.conv2d_transpose"),
     *(_op(f"{kind}_pool{n}d", f"{kind}_pool", "pool", n, f"tf.nn.{kind}_pool{n}d", kind == "max")
       for kind in ("max", "avg") for n in (1, 2, 3)),
     _op("max_pool", "max_pool", "pool", None, "tf.nn.max_pool", exact=True),

@@ -222,6 +222,13 @@ def conv3d(input, filters, strides, padding, data_format="NDHWC", dilations=None
                     activation)
 
 
+def convolution(input, filters, strides=None, padding="VALID", data_format=None, dilations=None,
+                *, bias=None, activation=None, device=None):
+    """Oracle for :func:`fastconv.convolution` (any spatial rank; the input's rank decides)."""
+    return _conv_nd(np.ndim(input) - 2, input, filters, 1 if strides is None else strides,
+                    padding, data_format, dilations, bias, activation)
+
+
 def depthwise_conv2d(input, filter, strides, padding, data_format="NHWC", dilations=None, *,
                      device=None):
     """Oracle for :func:`fastconv.depthwise_conv2d`: output channel ``c * M + m`` is input

@@ -392,6 +392,16 @@ def conv3d(input, filters, strides, padding, data_format="NDHWC", dilations=None
 
 
 @_op
+def convolution(input, filters, strides=None, padding="VALID", data_format=None, dilations=None,
+                *, bias=None, activation=None, device=None):
+    """TensorFlow's :func:`fastconv.convolution`: ``tf.nn.convolution``, which runs the conv of
+    the input's rank, as this does."""
+    n = len(getattr(input, "shape", np.shape(input))) - 2
+    return _prepare_conv(n, input, filters, 1 if strides is None else strides, padding,
+                         data_format, dilations, bias, activation)
+
+
+@_op
 def depthwise_conv2d(input, filter, strides, padding, data_format="NHWC", dilations=None, *,
                      device=None):
     """TensorFlow's :func:`fastconv.depthwise_conv2d`: ``tf.nn.depthwise_conv2d``."""

@@ -43,6 +43,19 @@ def test_every_sample_call_equals_the_oracle(label, dtype, rng):
     (assert_exact if op.exact else assert_close)(got, expected, dtype)
 
 
+def test_convolution_follows_the_input_rank(rng):
+    x = rng.standard_normal((2, 5, 6, 7, 4)).astype(np.float32)
+    w = rng.standard_normal((2, 3, 2, 2, 6)).astype(np.float32)  # two groups
+    assert_close(fastconv.convolution(x, w, [1, 2, 1], "SAME", dilations=[2, 1, 1]),
+                 fastconv.conv3d(x, w, [1, 2, 1], "SAME", dilations=[2, 1, 1]), np.float32)
+    x1, w1 = x[:, 0, 0], w[0, 0]
+    assert_close(fastconv.convolution(x1, w1), fastconv.conv1d(x1, w1, 1, "VALID"), np.float32)
+    with pytest.raises(ValueError, match=r"input must be 3-D, 4-D or 5-D.*got 6-D"):
+        fastconv.convolution(x[None], w)
+    with pytest.raises(ValueError, match=r"filters must be 4-D"):
+        fastconv.convolution(x[:, 0], w)
+
+
 def test_rank_generic_pools_follow_the_input_rank(rng):
     x = rng.standard_normal((2, 5, 6, 7, 3)).astype(np.float32)
     assert_exact(fastconv.max_pool(x, 2, 2, "SAME"), fastconv.max_pool3d(x, 2, 2, "SAME"),
