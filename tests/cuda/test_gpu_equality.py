@@ -36,6 +36,8 @@ SIMULATOR = bool(numba.config.ENABLE_CUDASIM)
 F32, F64 = np.float32, np.float64
 LAYOUTS = {1: ("NWC", "NCW"), 2: ("NHWC", "NCHW"), 3: ("NDHWC", "NCDHW")}
 ACTIVATIONS = (None, "relu", "relu6", "sigmoid", "tanh")
+#: The forward convolutions (filters in TF's layout; torch's F.conv1d/2d/3d).
+CONVS = ("conv1d", "conv2d", "conv3d", "convolution", "depthwise_conv2d")
 #: The launch shapes of this process (environment or defaults), read at import, before
 #: conftest's ``tiny_launch`` shrinks them for each test.
 CONFIGURED = {name: getattr(config, name) for name in dir(config) if name.startswith("CUDA_")}
@@ -99,6 +101,13 @@ def _conv_cases(tier):
                       f"{'-bias' if bias else ''}", f"conv{n}d", arrays,
                 {"stride" if n == 1 else "strides": stride, "padding": pad,
                  "dilations": dilation, "activation": activation}))
+    # The rank-generic conv (tf.nn.convolution): the input's rank picks the 1-D/2-D/3-D conv.
+    for n in (1, 2, 3) if tier == "full" else (1,):
+        cases.append(Case(
+            tier, f"convolution-rank{n + 2}", "convolution",
+            {"input": (2, *sizes[n], group_in * 2), "filters": kernels[n] + (group_in, 6),
+             "bias": (6,)},
+            {"strides": 2, "padding": "SAME", "dilations": 1, "activation": "relu6"}))
     return cases
 
 
@@ -263,7 +272,7 @@ def _torch_supported(case):
     """Whether :func:`_torch_result` computes ``case`` (PyTorch has the op and the padding):
     decided from the case alone, so the cuDNN test ids are the same with or without torch."""
     op, padding = case.op, case.options.get("padding")
-    if op in ("conv1d", "conv2d", "conv3d", "depthwise_conv2d"):
+    if op in CONVS:
         strides = case.options.get("strides", case.options.get("stride"))
         dilation = case.options.get("dilations") or 1
         kernel = case.arrays.get("filters", case.arrays.get("filter"))[:case.rank]
@@ -293,7 +302,7 @@ def _torch_result(torch, case, arrays, options, channels_first):
     def weight(w, order):
         return torch.from_numpy(np.ascontiguousarray(w.transpose(order))).cuda()
 
-    if op in ("conv1d", "conv2d", "conv3d", "depthwise_conv2d"):
+    if op in CONVS:
         w = arrays.get("filters")
         channels = x.shape[1 if channels_first else -1]
         if op == "depthwise_conv2d":
