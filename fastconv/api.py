@@ -199,9 +199,10 @@ def _run_conv(x, w, bias, window, groups, act, channels_first, n_spatial, device
     """Dispatch a validated conv: ``w`` in TF's layout, ``window`` from :func:`_conv_window`."""
     strides, padding, dilations = window
     batch, _, spatial = _split(x.shape, channels_first)
-    out_channels = w.shape[-1]
-    geometry = window_geometry(spatial, tuple(w.shape[:n_spatial]), strides, dilations, padding)
-    w5 = w.reshape((1,) * (3 - n_spatial) + tuple(w.shape))
+    w_shape = tuple(w.shape)  # device arrays' shapes may not take negative indices
+    out_channels = w_shape[-1]
+    geometry = window_geometry(spatial, w_shape[:n_spatial], strides, dilations, padding)
+    w5 = w.reshape((1,) * (3 - n_spatial) + w_shape)
     geometry3 = pad_to_3d(geometry)
     out_shape = layout_shape(batch, out_channels, geometry.out_sizes, channels_first)
     problem = ConvProblem(_to_5d(x, n_spatial, channels_first), w5, bias, geometry3, groups, act,

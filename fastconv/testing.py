@@ -3,7 +3,8 @@
 ``max|actual - expected| <= TOLERANCE[dtype] * max(1, max|expected|)``, NaN exactly where the
 expected result has NaN and equal infinities counted equal; ops that only select or copy
 values (:data:`EXACT_OPS`) must match bit for bit. The suite (``tests/conftest.py``),
-``fastconv compare`` and the GPU check all read this module, so the rule is written once.
+``fastconv compare`` and the GPU equality grid (``tests/cuda -m gpu``) all read this module, so
+the rule is written once.
 
 Examples
 --------
