@@ -93,3 +93,57 @@ def test_the_api_layer_imports_no_backend():
             modules.update(alias.name for alias in node.names)
     assert not {m for m in modules if m.startswith((".cpu", ".cuda", "fastconv.cpu",
                                                      "fastconv.cuda", "numba"))}, modules
+
+
+def _module_level_imports(path, module):
+    """The fastconv modules that ``module`` (at ``path``) imports when it is imported: its
+    top-level import statements (imports inside functions run later and cannot cycle)."""
+    import ast
+
+    package = module if path.name == "__init__.py" else module.rpartition(".")[0]
+    found = set()
+    for node in ast.parse(path.read_text()).body:
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                parts = package.split(".")
+                parts = parts[:len(parts) - node.level + 1]
+                base = ".".join(parts + ([base] if base else []))
+            found.add(base)
+            found.update(f"{base}.{alias.name}" for alias in node.names)
+    return {name for name in found if name.split(".")[0] == "fastconv"}
+
+
+def test_no_module_level_import_cycle():
+    import pathlib
+
+    import fastconv
+
+    root = pathlib.Path(fastconv.__file__).parent
+    modules = {}
+    for path in root.rglob("*.py"):
+        parts = path.relative_to(root.parent).with_suffix("").parts
+        name = ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+        modules[name] = path
+    graph = {name: _module_level_imports(path, name) & set(modules)
+             for name, path in modules.items()}
+    # Importing a submodule imports its packages first; they are not edges of the module.
+    for name in graph:
+        graph[name] -= {name} | {name.rsplit(".", i)[0] for i in range(1, name.count(".") + 1)}
+    state = {}
+
+    def visit(name, trail):
+        if state.get(name) == "done":
+            return
+        assert state.get(name) != "open", f"import cycle: {' -> '.join(trail + [name])}"
+        state[name] = "open"
+        for other in sorted(graph[name]):
+            visit(other, trail + [name])
+        state[name] = "done"
+
+    assert len(graph) > 30 and "fastconv.dispatch" in graph["fastconv.api"]  # edges are seen
+    assert "fastconv.cpu.irtools" in graph["fastconv.cpu.microkernel"]  # relative ones too
+    for name in sorted(graph):
+        visit(name, [])
