@@ -143,7 +143,11 @@ def _unpack(code, kind, numba_type, value):
     context, builder = code.context, code.builder
     if kind in (FLOATS, FLOATS_OR_ADDRESS, OFFSETS) and isinstance(numba_type, types.Array):
         array = context.make_array(numba_type)(context, builder, value)
-        return Buffer(array.data, array.nitems)
+        # 1-D arrays (every kernel's, today) give their length, as the hand-written kernels
+        # read it: nitems makes LLVM move the array struct differently around the call.
+        size = (builder.extract_value(array.shape, 0) if numba_type.ndim == 1
+                else array.nitems)
+        return Buffer(array.data, size)
     if kind in (FLOATS_OR_ADDRESS, OFFSETS):  # an address
         element = code.intp if kind == OFFSETS else code.scalar
         return Buffer(builder.inttoptr(value, element.as_pointer()), None)
