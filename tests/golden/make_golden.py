@@ -152,6 +152,13 @@ CASES = [
          ksize=3, strides=2, padding="SAME"),
     case("avg_pool-nchw-valid-f64", "avg_pool", dict(input=(1, 3, 6, 5)), dtype=F64,
          ksize=2, strides=1, padding="VALID", data_format="NCHW"),
+    # tf.nn.convolution (the input's rank decides)
+    case("convolution-nwc-same-s2-relu", "convolution",
+         dict(input=(2, 11, 3), filters=(3, 3, 4), bias=(4,)),
+         strides=2, padding="SAME", activation="relu"),
+    case("convolution-ncdhw-valid-d121-f64", "convolution",
+         dict(input=(1, 2, 5, 6, 4), filters=(2, 2, 2, 2, 3)),
+         dtype=F64, dilations=[1, 2, 1], data_format="NCDHW"),
 ]
 
 
