@@ -24,7 +24,7 @@ demo: $(VENV)/.demo-installed
 	$(BIN)/fastconv compare
 
 test: $(VENV)/.test-installed
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q --durations=15
 	NUMBA_ENABLE_CUDASIM=1 $(BIN)/python -m pytest -q tests/cuda
 
 bench: $(VENV)/.test-installed
