@@ -17,6 +17,9 @@ from .pool import avg_pool_ndhwc, max_pool_ndhwc
 # the direct and blocked algorithms exactly as ``fastconv.conv*d`` does (the Winograd, planar
 # and GEMM algorithms transform or repack per call and are reached through dispatch only).
 _padding_after = njit(inline="always", cache=True)(padding_after)
+# Sizes go to the kernels as plain int64: a literal (a default argument, a constant in a
+# caller's code) would make Numba compile the kernel once more for each value.
+_i = np.int64
 _blocked_fills_lanes = njit(inline="always", cache=True)(blocked_fills_lanes)
 
 
@@ -85,8 +88,10 @@ def conv2d_nhwc(x, w, out, stride_h=1, stride_w=1, dilation_h=1, dilation_w=1, p
     """
     n_, h_, w_, c_ = x.shape
     b = np.empty(0, dtype=x.dtype) if bias is None else bias
-    _conv5(x.reshape((n_, 1, h_, w_, c_)), w.reshape((1,) + w.shape), out.reshape((out.shape[0], 1) + out.shape[1:]),
-           1, stride_h, stride_w, 1, dilation_h, dilation_w, 0, pad_top, pad_left, groups, b, act)
+    _conv5(x.reshape((n_, 1, h_, w_, c_)), w.reshape((1,) + w.shape),
+           out.reshape((out.shape[0], 1) + out.shape[1:]), _i(1), _i(stride_h), _i(stride_w),
+           _i(1), _i(dilation_h), _i(dilation_w), _i(0), _i(pad_top), _i(pad_left), _i(groups), b,
+           _i(act))
     return out
 
 
@@ -105,8 +110,8 @@ def conv1d_nwc(x, w, out, stride=1, dilation=1, pad_left=0, groups=1, bias=None,
     n_, w_, c_ = x.shape
     b = np.empty(0, dtype=x.dtype) if bias is None else bias
     _conv5(x.reshape((n_, 1, 1, w_, c_)), w.reshape((1, 1) + w.shape),
-           out.reshape((out.shape[0], 1, 1) + out.shape[1:]),
-           1, 1, stride, 1, 1, dilation, 0, 0, pad_left, groups, b, act)
+           out.reshape((out.shape[0], 1, 1) + out.shape[1:]), _i(1), _i(1), _i(stride), _i(1),
+           _i(1), _i(dilation), _i(0), _i(0), _i(pad_left), _i(groups), b, _i(act))
     return out
 
 
@@ -124,8 +129,8 @@ def conv3d_ndhwc(x, w, out, stride_d=1, stride_h=1, stride_w=1, dilation_d=1, di
     27.0
     """
     b = np.empty(0, dtype=x.dtype) if bias is None else bias
-    _conv5(x, w, out, stride_d, stride_h, stride_w, dilation_d, dilation_h, dilation_w,
-           pad_front, pad_top, pad_left, groups, b, act)
+    _conv5(x, w, out, _i(stride_d), _i(stride_h), _i(stride_w), _i(dilation_d), _i(dilation_h),
+           _i(dilation_w), _i(pad_front), _i(pad_top), _i(pad_left), _i(groups), b, _i(act))
     return out
 
 
@@ -149,7 +154,8 @@ def max_pool2d_nhwc(x, out, k_h, k_w, stride_h, stride_w, pad_top=0, pad_left=0)
     """
     n_, h_, w_, c_ = x.shape
     max_pool_ndhwc(x.reshape((n_, 1, h_, w_, c_)), out.reshape((out.shape[0], 1) + out.shape[1:]),
-                   1, k_h, k_w, 1, stride_h, stride_w, 0, pad_top, pad_left, _lowest(x))
+                   _i(1), _i(k_h), _i(k_w), _i(1), _i(stride_h), _i(stride_w), _i(0), _i(pad_top),
+                   _i(pad_left), _lowest(x))
     return out
 
 
@@ -165,8 +171,9 @@ def max_pool1d_nwc(x, out, k, stride, pad_left=0):
     array([1., 2., 3.])
     """
     n_, w_, c_ = x.shape
-    max_pool_ndhwc(x.reshape((n_, 1, 1, w_, c_)), out.reshape((out.shape[0], 1, 1) + out.shape[1:]),
-                   1, 1, k, 1, 1, stride, 0, 0, pad_left, _lowest(x))
+    max_pool_ndhwc(x.reshape((n_, 1, 1, w_, c_)),
+                   out.reshape((out.shape[0], 1, 1) + out.shape[1:]), _i(1), _i(1), _i(k), _i(1),
+                   _i(1), _i(stride), _i(0), _i(0), _i(pad_left), _lowest(x))
     return out
 
 
@@ -183,8 +190,8 @@ def max_pool3d_ndhwc(x, out, k_d, k_h, k_w, stride_d, stride_h, stride_w, pad_fr
     ...                        2, 2, 2, 2, 2, 2)[0, 0, 0, 0, 0])
     7.0
     """
-    max_pool_ndhwc(x, out, k_d, k_h, k_w, stride_d, stride_h, stride_w, pad_front, pad_top,
-                   pad_left, _lowest(x))
+    max_pool_ndhwc(x, out, _i(k_d), _i(k_h), _i(k_w), _i(stride_d), _i(stride_h), _i(stride_w),
+                   _i(pad_front), _i(pad_top), _i(pad_left), _lowest(x))
     return out
 
 
@@ -203,7 +210,8 @@ def avg_pool2d_nhwc(x, out, k_h, k_w, stride_h, stride_w, pad_top=0, pad_left=0)
     """
     n_, h_, w_, c_ = x.shape
     avg_pool_ndhwc(x.reshape((n_, 1, h_, w_, c_)), out.reshape((out.shape[0], 1) + out.shape[1:]),
-                   1, k_h, k_w, 1, stride_h, stride_w, 0, pad_top, pad_left)
+                   _i(1), _i(k_h), _i(k_w), _i(1), _i(stride_h), _i(stride_w), _i(0), _i(pad_top),
+                   _i(pad_left))
     return out
 
 
@@ -219,8 +227,9 @@ def avg_pool1d_nwc(x, out, k, stride, pad_left=0):
     array([0.5, 2.5])
     """
     n_, w_, c_ = x.shape
-    avg_pool_ndhwc(x.reshape((n_, 1, 1, w_, c_)), out.reshape((out.shape[0], 1, 1) + out.shape[1:]),
-                   1, 1, k, 1, 1, stride, 0, 0, pad_left)
+    avg_pool_ndhwc(x.reshape((n_, 1, 1, w_, c_)),
+                   out.reshape((out.shape[0], 1, 1) + out.shape[1:]), _i(1), _i(1), _i(k), _i(1),
+                   _i(1), _i(stride), _i(0), _i(0), _i(pad_left))
     return out
 
 
@@ -237,6 +246,6 @@ def avg_pool3d_ndhwc(x, out, k_d, k_h, k_w, stride_d, stride_h, stride_w, pad_fr
     ...                        2, 2, 2, 2, 2, 2)[0, 0, 0, 0, 0])
     3.5
     """
-    avg_pool_ndhwc(x, out, k_d, k_h, k_w, stride_d, stride_h, stride_w, pad_front, pad_top,
-                   pad_left)
+    avg_pool_ndhwc(x, out, _i(k_d), _i(k_h), _i(k_w), _i(stride_d), _i(stride_h), _i(stride_w),
+                   _i(pad_front), _i(pad_top), _i(pad_left))
     return out
