@@ -142,6 +142,24 @@ def test_infinite_filters_over_padding_follow_tf_eigen_kernels(dtype, tf):
                 CONV_ALGORITHMS)
 
 
+@pytest.mark.parametrize("dtype", [F32, F64])
+@pytest.mark.parametrize("strides", [1, 2])
+def test_infinite_depthwise_weights_over_padding_give_nan_in_both_layouts(dtype, strides, oracle):
+    # Both depthwise kernels skip the taps in the padding (channels-last across channels,
+    # channels-first along each plane's rows), so each must put back TF's 0 * inf = NaN.
+    rng = np.random.default_rng(8)
+    x = rng.standard_normal((2, 7, 6, 3)).astype(dtype)
+    w = rng.standard_normal((3, 3, 3, 1)).astype(dtype)
+    w[0, 2, 1, 0], w[2, 0, 2, 0] = INF, NAN
+    expected = oracle.depthwise(x, w, (strides, strides), "SAME")
+    assert np.isnan(expected[..., 1]).any() and not np.isnan(expected[..., 0]).any()
+    for channels_first in (False, True):
+        data = np.ascontiguousarray(np.moveaxis(x, -1, 1)) if channels_first else x
+        got = fastconv.depthwise_conv2d(data, w, strides, "SAME",
+                                        "NCHW" if channels_first else "NHWC")
+        assert_close(np.moveaxis(got, 1, -1) if channels_first else got, expected, dtype)
+
+
 # ----------------------------------------------------------------------------- NaN/inf: pooling
 
 # One channel of a 4x5 map whose 2x2 windows include: all NaN, all -inf, NaN with -inf, NaN with
