@@ -351,3 +351,29 @@ def test_forcing_an_unknown_algorithm_fails_loudly():
     with pytest.raises(ValueError, match="no conv algorithm named 'nope'"):
         with _force("nope"):
             fastconv.conv2d(np.ones((1, 3, 3, 1), F32), np.ones((1, 1, 1, 1), F32), 1, "VALID")
+
+
+@pytest.mark.parametrize("dtype", [F32, np.float64])
+@pytest.mark.parametrize("strides,padding,dilations", [
+    (1, "SAME", 1), ((2, 1), "VALID", 1), (1, [[0, 0], [0, 0], [2, 1], [1, 3]], (1, 2)),
+    ((3, 1), "SAME", (2, 3))])
+def test_channels_first_depthwise_runs_in_planes_and_matches_the_oracle(
+        dtype, strides, padding, dilations, oracle, assert_close):
+    # Rows of at least a vector (40 > 32 float32 lanes, > 16 float64) and stride 1 along them:
+    # the plane kernel; inf and NaN weights meet the padding (TF's 0 * inf = NaN).
+    from unittest import mock
+
+    from fastconv.cpu import backend
+
+    rng = np.random.default_rng(11)
+    x = rng.standard_normal((2, 3, 9, 40)).astype(dtype)
+    w = rng.standard_normal((3, 3, 3, 1)).astype(dtype)
+    w[0, 0, 1, 0], w[2, 2, 2, 0] = np.inf, np.nan
+    pairs = padding if isinstance(padding, str) else [tuple(p) for p in padding[2:]]
+    s = (strides, strides) if isinstance(strides, int) else strides
+    d = (dilations, dilations) if isinstance(dilations, int) else dilations
+    expected = oracle.depthwise(np.ascontiguousarray(np.moveaxis(x, 1, -1)), w, s, pairs, d)
+    with mock.patch.object(backend, "depthwise_planar", wraps=backend.depthwise_planar) as spy:
+        got = fastconv.depthwise_conv2d(x, w, strides, padding, "NCHW", dilations)
+    assert spy.call_count == 1
+    assert_close(np.moveaxis(got, 1, -1), expected, dtype)

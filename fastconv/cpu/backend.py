@@ -19,7 +19,7 @@ from .conv import conv_direct_ndhwc, pad_ndhwc
 from .conv_blocked import blocked_fills_lanes, conv_blocked_strided
 from .activation import RELU6, bias_activation_ncp
 from .blas import batched_matmul
-from .conv_planar import conv_planar, pad_for_planar
+from .conv_planar import conv_planar, depthwise_planar, pad_for_planar, planar_lanes
 from .depthwise import depthwise_ndhwc
 from .layout import channels_last_shape, from_channels_last, pad_spatial, to_channels_last
 from .pool import AVG as POOL_AVG
@@ -303,8 +303,18 @@ def _blocked_pays_off(problem):
 
 @_skips_empty
 def run_conv_depthwise(problem):
-    """One filter per input channel (groups == channels, one output each): vector tap sums."""
+    """One filter per input channel (groups == channels, one output each): vector tap sums
+    across channels, or on channels-first data with rows of at least a vector (and stride 1
+    along them), along each plane's rows in place."""
     g = problem.geometry
+    if _depthwise_in_planes(problem):
+        out = np.empty(problem.out_shape, problem.dtype)
+        with parallel_region(_conv_microseconds(problem, "depthwise")):
+            xp = pad_for_planar(problem.x, g.pads, out.shape[4], g.kernel[2], g.dilations[2])
+            depthwise_planar(xp, np.ascontiguousarray(problem.w[..., 0, :], dtype=problem.dtype),
+                             _bias_or_empty(problem.bias, problem.dtype), out, g.strides[0],
+                             g.strides[1], *g.dilations, problem.activation)
+        return out
     x = to_channels_last(problem.x, problem.channels_first)
     w = np.ascontiguousarray(problem.w[..., 0, :], dtype=problem.dtype)  # (T, R, S, C)
     out = np.empty(channels_last_shape(problem.out_shape, problem.channels_first), problem.dtype)
@@ -315,6 +325,16 @@ def run_conv_depthwise(problem):
                         *g.strides, *g.dilations, *(before for before, _ in g.pads),
                         problem.activation)
     return from_channels_last(out, problem.channels_first)
+
+
+def _depthwise_in_planes(problem):
+    # Measured (benchmarks/RESULTS.md): on channels-first data, per-plane row vectors beat
+    # transposing to channels-last and back 1.2-2x once an output row fills a vector; on
+    # narrower rows most lanes idle and the transposes win.
+    g = problem.geometry
+    return (problem.channels_first and g.strides[2] == 1
+            and problem.out_shape[4] >= planar_lanes(problem.dtype)
+            and _padded_copy_is_bounded(problem, g.pads))
 
 
 def _depthwise_applies(problem):

@@ -21,6 +21,11 @@ planar_micro = make_planar_microkernel(BLOCK_ROWS, VECTOR_BYTES)
 planar_store = make_planar_store(VECTOR_BYTES)
 
 
+def planar_lanes(dtype):
+    """Output pixels per vector along a row (L)."""
+    return VECTOR_BYTES // np.dtype(dtype).itemsize
+
+
 def pad_for_planar(x, pads, out_width, kernel_width, dilation_width):
     """Zero-pad NCDHW ``x`` by ``pads`` and widen its rows for whole-vector loads."""
     lanes = VECTOR_BYTES // x.itemsize
@@ -93,3 +98,53 @@ def conv_planar(xp, w, bias, out, sd, sh, dd, dh, dw, act):
                         b = bias[k0 + j] if has_bias else zero
                         for p in range(width):
                             of[o + j * plane_out + p] = apply_activation(acc[j * vec + p] + b, act)
+
+
+depthwise_micro = make_planar_microkernel(1, VECTOR_BYTES)
+
+
+@njit(parallel=True, cache=True, nogil=True)
+def depthwise_planar(xp, w, bias, out, sd, sh, dd, dh, dw, act):
+    """Depthwise conv (multiplier 1) of padded NCDHW ``xp`` into NCDHW ``out``, stride 1 along
+    the width: each channel's plane on its own, vectors of ``L`` output pixels along a row,
+    the taps' FMAs in registers (:func:`make_planar_microkernel` with one row and one channel).
+
+    ``xp`` is padded as for :func:`conv_planar` (its zeros make TF's 0 * inf = NaN over padding
+    come out by themselves); ``w`` is (T, R, S, C).
+    """
+    n_, c_, dp, hp, wp_ = xp.shape
+    _, _, od_, oh_, ow_ = out.shape
+    t_, r_, s_, _ = w.shape
+    n_taps = t_ * r_ * s_
+    w_by_channel = np.ascontiguousarray(w.reshape((n_taps, c_)).T).reshape(-1)  # (C, taps)
+    taps = np.empty(n_taps, dtype=np.int64)
+    i = 0
+    for t in range(t_):
+        for r in range(r_):
+            for s in range(s_):
+                taps[i] = (t * dd * hp + r * dh) * wp_ + s * dw
+                i += 1
+    xf = xp.reshape(-1)
+    of = out.reshape(-1)
+    plane = dp * hp * wp_
+    vec = VECTOR_BYTES // xp.itemsize
+    has_bias = bias.shape[0] > 0
+    zero = np.zeros(1, dtype=out.dtype)[0]
+    plane_out = od_ * oh_ * ow_
+    for job in prange(n_ * c_ * od_):
+        nc = job // od_
+        od = job % od_
+        c = nc % c_
+        acc = np.empty(vec, dtype=out.dtype)
+        for oh in range(oh_):
+            x_row = nc * plane + (od * sd * hp + oh * sh) * wp_
+            o = nc * plane_out + (od * oh_ + oh) * ow_
+            for ow0 in range(0, ow_, vec):
+                depthwise_micro(acc, xf, x_row + ow0, taps, plane, 1, w_by_channel, c * n_taps)
+                width = min(vec, ow_ - ow0)
+                if act <= 2:
+                    planar_store(acc, 1, width, of, o + ow0, plane_out, bias, c, act)
+                else:
+                    b = bias[c] if has_bias else zero
+                    for p in range(width):
+                        of[o + ow0 + p] = apply_activation(acc[p] + b, act)
