@@ -307,16 +307,15 @@ def run_conv_depthwise(problem):
     across channels, or on channels-first data with rows of at least a vector (and stride 1
     along them), along each plane's rows in place."""
     g = problem.geometry
+    w = np.ascontiguousarray(problem.w[..., 0, :], dtype=problem.dtype)  # (T, R, S, C)
     if _depthwise_in_planes(problem):
         out = np.empty(problem.out_shape, problem.dtype)
         with parallel_region(_conv_microseconds(problem, "depthwise")):
             xp = pad_for_planar(problem.x, g.pads, out.shape[4], g.kernel[2], g.dilations[2])
-            depthwise_planar(xp, np.ascontiguousarray(problem.w[..., 0, :], dtype=problem.dtype),
-                             _bias_or_empty(problem.bias, problem.dtype), out, g.strides[0],
-                             g.strides[1], *g.dilations, problem.activation)
+            depthwise_planar(xp, w, _bias_or_empty(problem.bias, problem.dtype), out,
+                             g.strides[0], g.strides[1], *g.dilations, problem.activation)
         return out
     x = to_channels_last(problem.x, problem.channels_first)
-    w = np.ascontiguousarray(problem.w[..., 0, :], dtype=problem.dtype)  # (T, R, S, C)
     out = np.empty(channels_last_shape(problem.out_shape, problem.channels_first), problem.dtype)
     nonfinite = ~np.isfinite(w)  # weights that turn skipped padding into NaN, as in TF
     nonfinite = nonfinite.reshape(-1) if nonfinite.any() else np.empty(0, dtype=bool)

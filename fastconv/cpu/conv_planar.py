@@ -47,6 +47,19 @@ def _pack_rows(w, packed):
                     packed[blk, t, c, i] = w[t, c, k] if k < k_total else 0
 
 
+@njit(inline="always", cache=True)
+def _row_taps(t_, r_, s_, hp, wp_, dd, dh, dw):
+    """Element offsets of a (T, R, S) window's taps in a padded plane of rows ``wp_`` long."""
+    taps = np.empty(t_ * r_ * s_, dtype=np.int64)
+    i = 0
+    for t in range(t_):
+        for r in range(r_):
+            for s in range(s_):
+                taps[i] = (t * dd * hp + r * dh) * wp_ + s * dw
+                i += 1
+    return taps
+
+
 @njit(parallel=True, cache=True, nogil=True)
 def conv_planar(xp, w, bias, out, sd, sh, dd, dh, dw, act):
     """Stride-1-along-width conv of padded NCDHW ``xp`` into NCDHW ``out``.
@@ -62,13 +75,7 @@ def conv_planar(xp, w, bias, out, sd, sh, dd, dh, dw, act):
     packed = np.empty((n_kb, n_taps, c_, BLOCK_ROWS), dtype=xp.dtype)
     _pack_rows(w.reshape((n_taps, c_, k_)), packed)
     wf = packed.reshape(-1)
-    taps = np.empty(n_taps, dtype=np.int64)
-    i = 0
-    for t in range(t_):
-        for r in range(r_):
-            for s in range(s_):
-                taps[i] = (t * dd * hp + r * dh) * wp_ + s * dw
-                i += 1
+    taps = _row_taps(t_, r_, s_, hp, wp_, dd, dh, dw)
     xf = xp.reshape(-1)
     plane = dp * hp * wp_
     vec = VECTOR_BYTES // xp.itemsize
@@ -117,13 +124,7 @@ def depthwise_planar(xp, w, bias, out, sd, sh, dd, dh, dw, act):
     t_, r_, s_, _ = w.shape
     n_taps = t_ * r_ * s_
     w_by_channel = np.ascontiguousarray(w.reshape((n_taps, c_)).T).reshape(-1)  # (C, taps)
-    taps = np.empty(n_taps, dtype=np.int64)
-    i = 0
-    for t in range(t_):
-        for r in range(r_):
-            for s in range(s_):
-                taps[i] = (t * dd * hp + r * dh) * wp_ + s * dw
-                i += 1
+    taps = _row_taps(t_, r_, s_, hp, wp_, dd, dh, dw)
     xf = xp.reshape(-1)
     of = out.reshape(-1)
     plane = dp * hp * wp_
