@@ -150,21 +150,25 @@ def _layout_shape(batch, channels, spatial, channels_first):
 
 @st.composite
 def geometries(draw, n, *, max_kernel=4, dilation=True, explicit="conv", max_extra=6,
-               common=0.0):
+               common=0.0, windows=None):
     """Kernel, strides, dilations, padding and input sizes that give a non-empty output.
 
     ``explicit``: None (SAME/VALID only), ``"conv"`` (pads 0-3) or ``"max_pool"`` (pads below
     the window, as TF requires). ``common``: the share of draws that are the most common layers,
     3x3 (trailing two dims) or 1x1, with stride and dilation 1, which some algorithms specialise
-    in (winograd, gemm).
+    in (winograd, gemm). ``windows``: draw the trailing two dims' ``(kernel, strides)`` from
+    this list of 2-D windows instead (a 1-D geometry takes their second dim).
     """
     modes = ["SAME", "VALID"] + (["explicit"] if explicit else [])
     mode = draw(st.sampled_from(modes))
     is_common = common > 0 and draw(st.integers(0, 99)) < 100 * common
     common_k = draw(st.sampled_from([3, 3, 1])) if is_common else None
+    window = draw(st.sampled_from(windows)) if windows else None
     kernel, strides, dilations, pads, sizes = [], [], [], [], []
     for axis in range(n):
-        if is_common and (axis >= n - 2 or common_k == 1):
+        if window is not None and axis >= n - 2:
+            (k, s), d = window[axis - n + 2], 1
+        elif is_common and (axis >= n - 2 or common_k == 1):
             k, s, d = common_k, 1, 1
         elif is_common:  # 3-D: a (2+1)-D video layer's 1x3x3, or 3x3x3
             k, d = draw(st.sampled_from([1, 1, 3])), 1
@@ -257,15 +261,23 @@ def transpose_cases(draw):
         seed=draw(st.integers(0, 2**32 - 1)))
 
 
+# ((k_h, s_h), (k_w, s_w)) windows
+PLANAR_POOL_WINDOWS = [((2, 2), (2, 2)), ((3, 2), (3, 2)), ((1, 1), (3, 2)), ((4, 3), (2, 1))]
+
+
 @st.composite
 def pool_cases(draw):
     kind = draw(st.sampled_from(["max", "avg"]))
     n = draw(st.sampled_from([1, 2, 2, 3]))
+    channels_first = draw(st.booleans())
+    # Channels-first pools run the planar kernel, compiled per window: a palette of windows
+    # (the common ones and odd shapes) keeps the compile count bounded, not one per draw.
     geometry = draw(geometries(n, max_kernel=3 if n == 3 else 4, dilation=False,
                                explicit="max_pool" if kind == "max" else None,
-                               max_extra=3 if n == 3 else 7))
+                               max_extra=3 if n == 3 else 7,
+                               windows=PLANAR_POOL_WINDOWS if channels_first else None))
     return SimpleNamespace(
-        op=f"{kind}_pool{n}d", kind=kind, n=n, channels_first=draw(st.booleans()),
+        op=f"{kind}_pool{n}d", kind=kind, n=n, channels_first=channels_first,
         dtype=draw(st.sampled_from([F32, F64])), batch=draw(st.sampled_from([1, 2, 2, 3])),
         channels=draw(st.sampled_from([1, 2, 3, 19])), geometry=geometry,
         form=draw(st.sampled_from(["int", "spatial", "full"])),
