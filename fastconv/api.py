@@ -7,6 +7,8 @@ kernel runs, builds a problem object from :mod:`fastconv.problems`, and hands it
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 from . import dispatch
@@ -16,7 +18,8 @@ from .problems import (ConvProblem, ConvTransposeProblem, GlobalPoolProblem, Pad
 from .shapes import (LAYOUTS, as_int, check_int32, normalize_window, parse_data_format,
                      parse_padding, window_geometry)
 from .validation import (activation_code, array_dtype, as_host_array, check_device,
-                         check_float_dtype, check_rank, check_same_dtype, is_device_array)
+                         check_float_dtype, check_rank, check_same_dtype, is_dask_array,
+                         is_device_array)
 
 __all__ = list(NAMES)  # the op table (fastconv.ops) lists every public op once
 
@@ -712,3 +715,26 @@ def zero_pad2d(input, padding=1, data_format="NHWC", *, device=None):
                          array_dtype(x))
     out = dispatch.run("zero_pad", device, problem)
     return _finish(out, layout_shape(batch, channels, out_spatial, channels_first))
+
+
+# ----------------------------------------------------------------------------- dask arrays
+
+def _follows_dask(op):
+    """``op`` that returns a lazy dask array when its input is one (:mod:`fastconv.chunked`)."""
+    @functools.wraps(op)
+    def follows(*args, **kwargs):
+        if args and is_dask_array(args[0]):
+            from . import chunked
+
+            return chunked.run(op, args[0], args[1:], kwargs)
+        if not args and is_dask_array(kwargs.get("input")):
+            from . import chunked
+
+            kwargs = dict(kwargs)
+            return chunked.run(op, kwargs.pop("input"), (), kwargs)
+        return op(*args, **kwargs)
+    return follows
+
+
+for _name in NAMES:
+    globals()[_name] = _follows_dask(globals()[_name])

@@ -144,7 +144,7 @@ def select(family: str, device: str, problem) -> Implementation:
 def capture_problems():
     """Record the problems that ops in this thread would run, instead of running them.
 
-    Inside the block every op returns zeros of its result's shape and appends
+    Inside the block every op returns (read-only) zeros of its result's shape and appends
     ``(family, device, problem)`` to the yielded list: ``fastconv warmup`` learns this way
     which kernels a call needs without computing it.
 
@@ -172,5 +172,7 @@ def run(family: str, device: str, problem):
         import numpy as np
 
         captured.append((family, device, problem))
-        return np.zeros(problem.out_shape, problem.dtype)
+        # Zero-strided: a captured call of any size allocates nothing (fastconv.chunked
+        # validates dask calls of whole-slide size this way).
+        return np.broadcast_to(np.zeros((), problem.dtype), problem.out_shape)
     return select(family, device, problem).run(problem)

@@ -27,6 +27,12 @@ def is_device_array(value):
             or type(value).__module__.startswith("numba.cuda.simulator"))
 
 
+def is_dask_array(value):
+    """True for dask arrays, checked without importing dask."""
+    return type(value).__module__.startswith("dask.") and hasattr(value, "chunks") and hasattr(
+        value, "dask")
+
+
 def array_dtype(value):
     """Return the NumPy dtype of a host or device array without copying it."""
     dtype = getattr(value, "dtype", None)

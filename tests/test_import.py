@@ -11,7 +11,8 @@ import sys
 
 import pytest
 
-HEAVY = ("tensorflow", "keras", "numba", "numba.cuda", "llvmlite")
+HEAVY = ("tensorflow", "keras", "numba", "numba.cuda", "llvmlite", "torch", "dask",
+         "distributed")
 
 
 def _fresh(code):
