@@ -19,8 +19,9 @@ Scenarios, each in its own process, one after the other (never concurrently):
 Each prints its wall time (median of ``--repeat`` runs after a first, untimed run that loads
 the kernels from the disk cache), the peak resident memory of each process that computed (a
 worker's peak minus what it held before the first run, with fastconv, Numba and dask imported,
-is what the blocks cost), and the efficiency ``in-memory time / chunked time``. The chunked output is checked against the
-in-memory one band by band (max |diff| within the suite's float32 tolerance).
+is what the blocks cost), and the efficiency ``in-memory time / chunked time``. The chunked
+output is checked against the in-memory one band by band (max |diff| within the suite's
+float32 tolerance).
 
 Usage::
 

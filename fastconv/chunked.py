@@ -28,9 +28,11 @@ How blocks map (docs/dask.md says more):
   partial means by their float64 sums over the known total count.
 
 Blocks are NumPy or CuPy arrays (CUDA kernels run on CuPy blocks); filters and bias stay NumPy
-and travel in the graph. Results equal the in-memory call: bit for bit for the ops that only
-select or copy (max pools, zero padding), within the suite's float tolerance otherwise (a
-conv's sums are the same; the algorithm chosen per block may differ).
+and travel in the graph, which is written directly (one task per output block, one ``getitem``
+per neighbouring chunk it reads: only halos move between workers). Results equal the in-memory
+call: bit for bit for the ops that only select or copy (max pools, zero padding), within the
+suite's float tolerance otherwise (a conv's sums are the same; the algorithm chosen per block
+may differ).
 
 Importing this module imports dask; ``import fastconv`` does not import this module.
 """
@@ -147,7 +149,8 @@ def transposed_segments(chunks, kernel, stride, dilation, pad_before, out_size):
             continue
         # The first input cell whose taps reach output `first` (or, where none does, the last
         # one before it), and the last one that reaches output end - 1 (or the next after it).
-        start = min(_ceil_div(first + pad_before - span + 1, stride), (first + pad_before) // stride)
+        start = min(_ceil_div(first + pad_before - span + 1, stride),
+                    (first + pad_before) // stride)
         start = min(max(start, 0), size - 1)
         last = max((end - 1 + pad_before) // stride, _ceil_div(end + pad_before - span, stride))
         last = max(min(last, size - 1), start)
@@ -339,11 +342,34 @@ def _zeros_geometry(template, segments, n_spatial):
                     g.out_sizes[:lead] + tuple(s.out for s in segments))
 
 
-def _windowed(da, x, template, family, out_shape, device, meta):
-    """Convs, transposed convs, pools and zero padding: one task per output block."""
-    import itertools
+def _overlapping_chunks(bounds, start, stop):
+    """``[(chunk index, slice within it)]`` of the chunks holding cells ``start .. stop - 1``."""
+    first = int(np.searchsorted(bounds, start, side="right")) - 1
+    parts = []
+    for index in range(max(first, 0), len(bounds) - 1):
+        low, high = bounds[index], bounds[index + 1]
+        if low >= stop:
+            break
+        if high > start and high > low:
+            parts.append((index, slice(max(start, low) - low, min(stop, high) - low)))
+    return parts
 
-    import dask
+
+def _windowed(da, x, template, family, out_shape, device, meta):
+    """Convs, transposed convs, pools and zero padding: one task per output block.
+
+    The graph is written directly, as dask's own ``map_overlap`` does: a block's task takes the
+    pieces of the input chunks it reads (a ``getitem`` task per neighbouring chunk, so only the
+    halo moves between workers, or the chunk's own key when the whole chunk is read), assembles
+    them and runs the kernel. Building it costs a few tens of microseconds per block, whatever
+    the size of the input's graph (slicing the dask array per block cost milliseconds, growing
+    with the graph).
+    """
+    import itertools
+    import operator
+
+    from dask.base import tokenize
+    from dask.highlevelgraph import HighLevelGraph
 
     channels_first = template.channels_first
     n_spatial = x.ndim - 2
@@ -357,44 +383,85 @@ def _windowed(da, x, template, family, out_shape, device, meta):
     else:
         channels = _independent_channels(x, channels_first)
     per_dim = _segments_per_dim(x, template, family)
-    batch_bounds = _bounds(x.chunks[0])
-    batches = [(a, b) for a, b in zip(batch_bounds[:-1], batch_bounds[1:]) if b > a]
-    grid = np.empty((len(batches),) + tuple(len(s) for s in per_dim) + (len(channels.segments),),
-                    dtype=object)
-    for index in itertools.product(*(range(n) for n in grid.shape)):
-        (b0, b1) = batches[index[0]]
+    spatial_axes = _spatial_axes(x.ndim, channels_first)
+    spatial_bounds = [_bounds(x.chunks[axis]) for axis in spatial_axes]
+    channel_bounds = _bounds(x.chunks[_channel_axis(x.ndim, channels_first)])
+    batch_chunks = [(i, n) for i, n in enumerate(x.chunks[0]) if n > 0]
+    token = tokenize(x.name, family, template, per_dim, channels, device)
+    name, parts_name = f"fastconv-{family}-{token}", f"fastconv-{family}-halo-{token}"
+
+    def caller_order(batch, spatial, channel):
+        return (batch, channel, *spatial) if channels_first else (batch, *spatial, channel)
+
+    dsk = {}
+    grid = (range(len(batch_chunks)), *(range(len(s)) for s in per_dim),
+            range(len(channels.segments)))
+    for index in itertools.product(*grid):
+        batch_chunk, batch = batch_chunks[index[0]]
         segments = [per_dim[d][i] for d, i in enumerate(index[1:-1])]
         (c0, c1), (k0, k1) = channels.segments[index[-1]]
-        spatial_out = tuple(s.out for s in segments)
-        block_out = layout_shape(b1 - b0, k1 - k0, spatial_out, channels_first)
-        slices = [slice(s.start, s.stop) for s in segments]
-        slices = ([slice(b0, b1), slice(c0, c1)] + slices if channels_first
-                  else [slice(b0, b1)] + slices + [slice(c0, c1)])
+        channel_chunk = int(np.searchsorted(channel_bounds, c0, side="right")) - 1
+        block_out = layout_shape(batch, k1 - k0, tuple(s.out for s in segments), channels_first)
         channel_slices = ((c0, c1), (k0, k1)) if channels.grouped else None
+        key = (name, *caller_order(index[0], index[1:-1], index[-1]))
         if _only_padding(template, family, segments):
             geometry = _zeros_geometry(template, segments, n_spatial)
-            in_shape = layout_shape(b1 - b0, c1 - c0, geometry.in_sizes[3 - n_spatial:],
+            in_shape = layout_shape(batch, c1 - c0, geometry.in_sizes[3 - n_spatial:],
                                     channels_first)
-            block = da.from_delayed(
-                dask.delayed(_zeros_block, pure=True)(in_shape, template, geometry, block_out,
-                                                      channel_slices, device),
-                block_out, dtype=template.dtype, meta=meta)
-        else:
-            piece = x[tuple(slices)]
-            if any(len(c) > 1 for c in piece.chunks):
-                piece = piece.rechunk(piece.shape)
-            geometry = _block_geometry(template, family, segments, n_spatial)
-            block = da.map_blocks(compute_block, piece, template, family, geometry, block_out,
-                                  channel_slices, device, chunks=tuple((n,) for n in block_out),
-                                  dtype=template.dtype, meta=meta)
-        grid[index] = block
-    # grid is (batch, *spatial, channels); da.block wants the caller's axis order.
-    order = ((0, x.ndim - 1) + tuple(range(1, x.ndim - 1))) if channels_first else None
-    if order is not None:
-        grid = grid.transpose(order)
-    result = da.block(grid.tolist())
+            dsk[key] = (_zeros_block, in_shape, template, geometry, block_out, channel_slices,
+                        device)
+            continue
+        per_dim_parts = [_overlapping_chunks(bounds, seg.start, seg.stop)
+                         for bounds, seg in zip(spatial_bounds, segments)]
+        within_channel = slice(c0 - channel_bounds[channel_chunk],
+                               c1 - channel_bounds[channel_chunk])
+
+        def piece(where):
+            """The key of the piece of one input chunk (``where``: its place in the block)."""
+            chunk_ids = tuple(per_dim_parts[d][i][0] for d, i in enumerate(where))
+            slices = caller_order(slice(None), tuple(per_dim_parts[d][i][1]
+                                                     for d, i in enumerate(where)),
+                                  within_channel)
+            source = (x.name, *caller_order(batch_chunk, chunk_ids, channel_chunk))
+            if all(sl == slice(None) or (sl.start == 0 and sl.stop == x.chunks[a][source[1 + a]])
+                   for a, sl in enumerate(slices)):
+                return source  # the whole chunk
+            part_key = (parts_name, *key[1:], *where)
+            dsk[part_key] = (operator.getitem, source, slices)
+            return part_key
+
+        def nested(where=()):
+            """Nested lists of piece keys over the spatial dims, leaves wrapped for channels."""
+            if len(where) == n_spatial:
+                return piece(where) if channels_first else [piece(where)]
+            return [nested(where + (i,)) for i in range(len(per_dim_parts[len(where)]))]
+
+        parts = [[nested()]] if channels_first else [nested()]
+        dsk[key] = (_block_from_parts, parts, template, family,
+                    _block_geometry(template, family, segments, n_spatial), block_out,
+                    channel_slices, device)
+    chunks = caller_order(tuple(n for _, n in batch_chunks),
+                          tuple(tuple(s.out for s in segs) for segs in per_dim),
+                          tuple(k1 - k0 for _, (k0, k1) in channels.segments))
+    graph = HighLevelGraph.from_collections(name, dsk, dependencies=[x])
+    result = da.Array(graph, name, chunks, meta=meta)
     assert result.shape == out_shape, (result.shape, out_shape)
     return result
+
+
+def _assemble(parts, axis=0):
+    """Concatenate nested lists of arrays, the outer list along ``axis`` (``np.concatenate``
+    dispatches to CuPy for CuPy pieces)."""
+    if not isinstance(parts, list):
+        return parts
+    pieces = [_assemble(part, axis + 1) for part in parts]
+    return pieces[0] if len(pieces) == 1 else np.concatenate(pieces, axis=axis)
+
+
+def _block_from_parts(parts, template, family, geometry, out_shape, channel_slices, device):
+    """A block's task: assemble the pieces of the input it reads, then :func:`compute_block`."""
+    return compute_block(_assemble(parts), template, family, geometry, out_shape,
+                         channel_slices, device)
 
 
 # ----------------------------------------------------------------------------- global pools
