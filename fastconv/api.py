@@ -51,7 +51,21 @@ def _warn_if_torch_layout(w_shape, channels, n_spatial, channels_first):
                       f"{_FILTER_LAYOUT[n_spatial]} (a {'x'.join(map(str, tf_kernel))} kernel), "
                       f"the layout fastconv uses in every data_format; if they are PyTorch's "
                       f"(out_channels, in_channels, *kernel), convert them with "
-                      f"w.transpose{_TORCH_TO_TF_AXES[n_spatial]}", UserWarning, stacklevel=4)
+                      f"w.transpose{_TORCH_TO_TF_AXES[n_spatial]}", UserWarning,
+                      stacklevel=_user_stacklevel())
+
+
+def _user_stacklevel():
+    """The ``stacklevel`` that points a warning at the first caller outside fastconv (the
+    public op, its dask wrapper and fastconv.chunked are frames of ours)."""
+    import os
+    import sys
+
+    package = os.path.dirname(os.path.abspath(__file__))
+    frame, level = sys._getframe(2), 2  # 1: the function that warns
+    while frame is not None and os.path.abspath(frame.f_code.co_filename).startswith(package):
+        frame, level = frame.f_back, level + 1
+    return level
 
 
 # ----------------------------------------------------------------------------- arguments

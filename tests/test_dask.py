@@ -433,3 +433,21 @@ def test_module_examples():
 
     failures, tried = doctest.testmod(chunked)
     assert tried >= 3 and failures == 0
+
+
+def test_blocks_of_padding_only_give_bias_and_activation(monkeypatch):
+    """Explicit padding wider than a 1x1 window at stride 3: whole output blocks read only
+    padding; they are computed from zeros (relu(bias)), as in memory."""
+    zero_blocks = []
+    zeros_block = chunked._zeros_block
+    monkeypatch.setattr(chunked, "_zeros_block",
+                        lambda *args: zero_blocks.append(1) or zeros_block(*args))
+    x = np.random.default_rng(7).standard_normal((1, 4, 5, 2))
+    w, bias = np.ones((1, 1, 2, 3)), np.array([0.5, -1.0, 2.0])
+
+    def call(x):
+        return fastconv.conv2d(x, w, 3, [[0, 0], [7, 5], [6, 7], [0, 0]], bias=bias,
+                               activation="relu")
+    got = call(da.from_array(x, chunks=(1, 1, 1, 2))).compute()
+    assert zero_blocks
+    assert_close(got, call(x), F64)

@@ -557,7 +557,9 @@ def test_pytorch_layout_filters_that_only_fit_that_way_name_the_layout():
 
 def test_filters_that_fit_both_layouts_warn_with_channels_first():
     x = np.zeros((2, 3, 16, 16), F32)
-    with pytest.warns(UserWarning, match=r"read as TF's \(H, W, in_channels, out_channels\) "
-                                         r"\(a 8x3 kernel\).*w\.transpose\(2, 3, 1, 0\)"):
+    message = (r"read as TF's \(H, W, in_channels, out_channels\) \(a 8x3 kernel\).*"
+               r"w\.transpose\(2, 3, 1, 0\)")
+    with pytest.warns(UserWarning, match=message) as caught:
         y = fastconv.conv2d(x, np.zeros((8, 3, 3, 3), F32), 1, "SAME", "NCHW")
     assert y.shape == (2, 3, 16, 16)  # TF's reading: 3 output channels
+    assert caught[0].filename == __file__  # the warning points at the caller's line
