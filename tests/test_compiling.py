@@ -10,6 +10,7 @@
   results at once, a background process fills the cache, the next process loads it.
 """
 
+import dataclasses
 import json
 import os
 import pickle
@@ -124,6 +125,33 @@ def test_stand_in_keys_the_same_code_and_holds_no_data(rng, monkeypatch):
     x_copy = np.ascontiguousarray(x[:, ::2])  # non-contiguous views are copied: writable
     assert compiling.compile_key("max_pool", "direct", _pool_problem(x_copy)) != \
         compiling.compile_key("max_pool", "direct", problem)
+
+
+def test_read_only_arrays_share_the_writable_kernels(rng):
+    """A read-only input, filter or bias is seen by the kernels through a writable view of the
+    same memory (no copy, no second compile); the arrays themselves stay read-only."""
+    x = rng.standard_normal((2, 6, 6, 3)).astype(np.float32)
+    w = rng.standard_normal((3, 3, 3, 4)).astype(np.float32)
+    bias = np.ones(4, np.float32)
+    expected = fastconv.conv2d(x, w, 1, "SAME", bias=bias)
+    frozen = [a.copy() for a in (x, w, bias)]
+    for a in frozen:
+        a.flags.writeable = False
+    with dispatch.capture_problems() as seen:
+        fastconv.conv2d(frozen[0], w, 1, "SAME", bias=bias)
+    (_, _, problem), = seen
+    problem.w, problem.bias = frozen[1].reshape(problem.w.shape), frozen[2]  # read-only views
+    seen_by_kernels = compiling.writable_inputs(problem)
+    for name, original in zip(("x", "w", "bias"), frozen):
+        alias = getattr(seen_by_kernels, name)
+        assert alias.flags.writeable and np.shares_memory(alias, original)
+        assert not original.flags.writeable
+    impl = dispatch.select("conv", "cpu", problem)
+    copies = dataclasses.replace(problem, x=problem.x.copy(), w=problem.w.copy(),
+                                 bias=bias)  # writable
+    assert impl.run.compile_key(problem) == impl.run.compile_key(copies)
+    np.testing.assert_array_equal(fastconv.conv2d(*frozen[:2], 1, "SAME", bias=frozen[2]),
+                                  expected)
 
 
 def test_window_shapes_compiled_into_a_kernel_key_it(rng):
