@@ -737,16 +737,14 @@ def _follows_dask(op):
     """``op`` that returns a lazy dask array when its input is one (:mod:`fastconv.chunked`)."""
     @functools.wraps(op)
     def follows(*args, **kwargs):
-        if args and is_dask_array(args[0]):
-            from . import chunked
+        if not is_dask_array(args[0] if args else kwargs.get("input")):
+            return op(*args, **kwargs)
+        from . import chunked
 
+        if args:
             return chunked.run(op, args[0], args[1:], kwargs)
-        if not args and is_dask_array(kwargs.get("input")):
-            from . import chunked
-
-            kwargs = dict(kwargs)
-            return chunked.run(op, kwargs.pop("input"), (), kwargs)
-        return op(*args, **kwargs)
+        kwargs = dict(kwargs)
+        return chunked.run(op, kwargs.pop("input"), (), kwargs)
     return follows
 
 

@@ -189,10 +189,15 @@ def _conv_channels(x, problem):
         segments = tuple(((a, b), (a // group_in * per_group, b // group_in * per_group))
                          for a, b in zip(bounds[:-1], bounds[1:]) if b > a)
         return x, _Channels(segments, True)
-    if len(chunks) > 1:
+    return _whole_channels(x, problem.channels_first, problem.w.shape[-1])
+
+
+def _whole_channels(x, channels_first, out_channels):
+    """``x`` with its channel axis in one chunk (every input channel in every block)."""
+    axis = _channel_axis(x.ndim, channels_first)
+    if len(x.chunks[axis]) > 1:
         x = x.rechunk({axis: -1})
-    channels = x.shape[axis]
-    return x, _Channels((((0, channels), (0, problem.w.shape[-1])),), False)
+    return x, _Channels((((0, x.shape[axis]), (0, out_channels)),), False)
 
 
 def _independent_channels(x, channels_first):
@@ -273,9 +278,9 @@ def run(op, input, args, kwargs):
         standin_result = op(_standin(input), *args, **kwargs)
     out_shape = tuple(standin_result.shape)
     (family, _, problem), = seen
-    meta = da.utils.meta_from_array(input, len(out_shape), problem.dtype)
     if 0 in input.shape:  # nothing to chunk: the in-memory op on the empty input
         return da.from_array(op(np.zeros(input.shape, input.dtype), *args, **kwargs))
+    meta = da.utils.meta_from_array(input, len(out_shape), problem.dtype)
     template = dataclasses.replace(problem, x=None)
     if family == "global_pool":
         return _global_pool(da, input, template, out_shape, device, meta)
@@ -317,16 +322,14 @@ def _block_geometry(template, family, segments, n_spatial):
                         ones + tuple(s.out for s in segments))
     g = template.geometry
     pads = g.pads[:lead] + tuple((s.pad_before, s.pad_after) for s in segments)
+    reads, outs = tuple(s.stop - s.start for s in segments), tuple(s.out for s in segments)
     if family == "conv_transpose":  # the block's forward conv: output block -> input slice
-        return Geometry(g.in_sizes[:lead] + tuple(s.out for s in segments), g.kernel, g.strides,
-                        g.dilations, pads, g.out_sizes[:lead] + tuple(s.stop - s.start
-                                                                      for s in segments))
-    return Geometry(g.in_sizes[:lead] + tuple(s.stop - s.start for s in segments), g.kernel,
-                    g.strides, g.dilations, pads, g.out_sizes[:lead] + tuple(s.out
-                                                                             for s in segments))
+        reads, outs = outs, reads
+    return Geometry(g.in_sizes[:lead] + reads, g.kernel, g.strides, g.dilations, pads,
+                    g.out_sizes[:lead] + outs)
 
 
-def _only_padding(template, family, segments):
+def _only_padding(family, segments):
     """True when a conv block's windows read no input cell along some dim (explicit padding
     wider than the window): its input is all zeros, so the block is computed from zeros."""
     return family == "conv" and any(s.stop <= s.start for s in segments)
@@ -374,10 +377,8 @@ def _windowed(da, x, template, family, out_shape, device, meta):
     channels_first = template.channels_first
     n_spatial = x.ndim - 2
     if family in ("conv", "conv_transpose"):
-        if family == "conv_transpose":
-            axis = _channel_axis(x.ndim, channels_first)
-            x = x.rechunk({axis: -1}) if len(x.chunks[axis]) > 1 else x
-            channels = _Channels((((0, x.shape[axis]), (0, template.w.shape[-2])),), False)
+        if family == "conv_transpose":  # filters (T, R, S, out_channels, in_channels)
+            x, channels = _whole_channels(x, channels_first, template.w.shape[-2])
         else:
             x, channels = _conv_channels(x, template)
     else:
@@ -404,7 +405,7 @@ def _windowed(da, x, template, family, out_shape, device, meta):
         block_out = layout_shape(batch, k1 - k0, tuple(s.out for s in segments), channels_first)
         channel_slices = ((c0, c1), (k0, k1)) if channels.grouped else None
         key = (name, *caller_order(index[0], index[1:-1], index[-1]))
-        if _only_padding(template, family, segments):
+        if _only_padding(family, segments):
             geometry = _zeros_geometry(template, segments, n_spatial)
             in_shape = layout_shape(batch, c1 - c0, geometry.in_sizes[3 - n_spatial:],
                                     channels_first)

@@ -29,8 +29,8 @@ def is_device_array(value):
 
 def is_dask_array(value):
     """True for dask arrays, checked without importing dask."""
-    return type(value).__module__.startswith("dask.") and hasattr(value, "chunks") and hasattr(
-        value, "dask")
+    return (type(value).__module__.startswith("dask.") and hasattr(value, "chunks")
+            and hasattr(value, "dask"))
 
 
 def array_dtype(value):

@@ -51,6 +51,10 @@ from fastconv import ops  # noqa: E402
 from fastconv.testing import TOLERANCE, assert_close, assert_exact  # noqa: E402,F401  (one rule)
 DTYPES = (np.float32, np.float64)
 LAYOUTS = {1: ("NWC", "NCW"), 2: ("NHWC", "NCHW"), 3: ("NDHWC", "NCDHW")}
+#: ((k_h, s_h), (k_w, s_w)) windows the channels-first pooling strategies draw from: the planar
+#: kernel compiles per window (~3.5 s each), so the property tests share a palette of four (the
+#: common ones and odd shapes) instead of compiling one per draw.
+PLANAR_POOL_WINDOWS = [((2, 2), (2, 2)), ((3, 2), (3, 2)), ((1, 1), (3, 2)), ((4, 3), (2, 1))]
 _TF_FIXTURES = {"tf", "tf_oracle"}
 
 

@@ -21,13 +21,10 @@ from hypothesis import strategies as st  # noqa: E402
 
 import fastconv  # noqa: E402
 from fastconv import chunked  # noqa: E402
+from conftest import LAYOUTS, PLANAR_POOL_WINDOWS  # noqa: E402
 from fastconv.testing import assert_close, assert_exact  # noqa: E402
 
 F32, F64 = np.dtype(np.float32), np.dtype(np.float64)
-LAYOUTS = {1: ("NWC", "NCW"), 2: ("NHWC", "NCHW"), 3: ("NDHWC", "NCDHW")}
-#: Channels-first pools compile one planar kernel per window (see test_properties); these are
-#: the windows the property tests compile too.
-PLANAR_WINDOWS = [((2, 2), (2, 2)), ((3, 2), (3, 2)), ((1, 1), (3, 2)), ((4, 3), (2, 1))]
 
 
 def _examples(units):
@@ -175,7 +172,7 @@ def pool_cases(draw):
     cf = draw(st.booleans())
     g = draw(window(n, max_kernel=3 if n == 3 else 4, dilation=False,
                     padding="max_pool" if kind == "max" else None,
-                    windows=PLANAR_WINDOWS if cf else None))
+                    windows=PLANAR_POOL_WINDOWS if cf else None))
     dtype = draw(st.sampled_from([F32, F64]))
     shape = _shape(draw(st.integers(1, 3)), draw(st.integers(1, 4)), g.sizes, cf)
     fn = getattr(fastconv, f"{kind}_pool{n}d")

@@ -46,7 +46,8 @@ from hypothesis import given, note, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
 import fastconv  # noqa: E402
-from conftest import LAYOUTS, assert_close, assert_exact, padding_arg, window_arg  # noqa: E402
+from conftest import (LAYOUTS, PLANAR_POOL_WINDOWS, assert_close, assert_exact,  # noqa: E402
+                      padding_arg, window_arg)
 from fastconv import dispatch, reference  # noqa: E402
 
 F32, F64 = np.float32, np.float64
@@ -261,17 +262,11 @@ def transpose_cases(draw):
         seed=draw(st.integers(0, 2**32 - 1)))
 
 
-# ((k_h, s_h), (k_w, s_w)) windows
-PLANAR_POOL_WINDOWS = [((2, 2), (2, 2)), ((3, 2), (3, 2)), ((1, 1), (3, 2)), ((4, 3), (2, 1))]
-
-
 @st.composite
 def pool_cases(draw):
     kind = draw(st.sampled_from(["max", "avg"]))
     n = draw(st.sampled_from([1, 2, 2, 3]))
     channels_first = draw(st.booleans())
-    # Channels-first pools run the planar kernel, compiled per window: a palette of windows
-    # (the common ones and odd shapes) keeps the compile count bounded, not one per draw.
     geometry = draw(geometries(n, max_kernel=3 if n == 3 else 4, dilation=False,
                                explicit="max_pool" if kind == "max" else None,
                                max_extra=3 if n == 3 else 7,
