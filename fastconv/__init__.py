@@ -27,7 +27,8 @@ __version__ = "0.1.0"
 __all__ = [*_OP_NAMES, "conv_output_size", "same_padding", "set_num_threads",
            "get_num_threads", "cpu", "cuda", "reference", "dispatch", "ops"]
 
-_LAZY_MODULES = {"cpu", "cuda", "reference", "tf_reference", "dispatch", "cli", "ops", "testing"}
+_LAZY_MODULES = {"cpu", "cuda", "reference", "tf_reference", "dispatch", "cli", "ops", "testing",
+                 "functional"}
 
 # What compiles, when and for how long is logged here (INFO); silent unless configured.
 logging.getLogger(__name__).addHandler(logging.NullHandler())

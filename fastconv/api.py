@@ -446,18 +446,35 @@ def conv2d_transpose(input, filters, output_shape, strides, padding="SAME", data
     out_channels = w.shape[2]
     output_shape = _output_shape(output_shape, batch, out_channels, channels_first)
     out_spatial = _split(output_shape, channels_first)[2]
-    geometry = window_geometry(out_spatial, tuple(w.shape[:2]), strides, dilations, padding)
+    return _run_conv_transpose(x, w, None, out_spatial, (strides, padding, dilations),
+                               channels_first, 2, device, output_shape)
+
+
+def _run_conv_transpose(x, w, bias, out_spatial, window, channels_first, n_spatial, device,
+                        output_shape=None):
+    """Dispatch a validated transposed conv: ``w`` (*kernel, out_channels, in_channels) in TF's
+    layout, ``window`` (strides, padding, dilations) of the forward conv that maps
+    ``out_spatial`` back to the input's spatial sizes (checked here)."""
+    strides, padding, dilations = window
+    batch, _, spatial = _split(x.shape, channels_first)
+    w_shape = tuple(w.shape)
+    out_channels = w_shape[n_spatial]
+    out_spatial = tuple(out_spatial)
+    geometry = window_geometry(out_spatial, w_shape[:n_spatial], strides, dilations, padding)
     if geometry.out_sizes != spatial:
-        raise ValueError(f"output_shape {tuple(output_shape)} is inconsistent with the input: a "
-                         f"conv2d with these strides/padding maps spatial size {out_spatial} to "
+        shown = tuple(output_shape) if output_shape is not None else out_spatial
+        raise ValueError(f"output_shape {shown} is inconsistent with the input: a "
+                         f"conv with these strides/padding maps spatial size {out_spatial} to "
                          f"{geometry.out_sizes}, not to the input's {spatial}")
-    w5 = w.reshape((1,) + tuple(w.shape))
-    problem_geometry = pad_to_3d(geometry)
-    problem = ConvTransposeProblem(_to_5d(x, 2, channels_first), w5, problem_geometry,
+    w5 = w.reshape((1,) * (3 - n_spatial) + w_shape)
+    geometry3 = pad_to_3d(geometry)
+    problem = ConvTransposeProblem(_to_5d(x, n_spatial, channels_first), w5, geometry3,
                                    channels_first, layout_shape(batch, out_channels,
-                                                                (1,) + out_spatial,
-                                                                channels_first), dtype)
-    return _finish(dispatch.run("conv_transpose", device, problem), output_shape)
+                                                                geometry3.in_sizes,
+                                                                channels_first),
+                                   array_dtype(x), bias)
+    return _finish(dispatch.run("conv_transpose", device, problem),
+                   layout_shape(batch, out_channels, out_spatial, channels_first))
 
 
 def _output_shape(output_shape, batch, out_channels, channels_first):
@@ -721,11 +738,19 @@ def zero_pad2d(input, padding=1, data_format="NHWC", *, device=None):
     (1, 30, 30, 1)
     """
     x, channels_first, device = _prepare_input(input, 2, data_format, device)
-    pairs = _zero_pad_pairs(padding)
+    return _run_zero_pad(x, _zero_pad_pairs(padding), channels_first, device)
+
+
+def _run_zero_pad(x, pairs, channels_first, device):
+    """Dispatch zero padding of a validated data-layout array by ``pairs``, one
+    ``(before, after)`` pair per spatial dim."""
+    n_spatial = len(pairs)
     batch, channels, spatial = _split(x.shape, channels_first)
     out_spatial = tuple(n + a + b for n, (a, b) in zip(spatial, pairs))
-    problem = PadProblem(_to_5d(x, 2, channels_first), ((0, 0),) + pairs, channels_first,
-                         layout_shape(batch, channels, (1,) + out_spatial, channels_first),
+    pads3 = ((0, 0),) * (3 - n_spatial) + tuple(pairs)
+    problem = PadProblem(_to_5d(x, n_spatial, channels_first), pads3, channels_first,
+                         layout_shape(batch, channels, (1,) * (3 - n_spatial) + out_spatial,
+                                      channels_first),
                          array_dtype(x))
     out = dispatch.run("zero_pad", device, problem)
     return _finish(out, layout_shape(batch, channels, out_spatial, channels_first))

@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+
 from .shapes import Geometry
 
 
@@ -57,6 +59,7 @@ class ConvTransposeProblem:
     channels_first: bool
     out_shape: tuple  # 5-D, data layout
     dtype: Any
+    bias: Any = None  # (out_channels,) or None: added to every output
 
 
 @dataclass
@@ -91,3 +94,69 @@ class PadProblem:
     channels_first: bool
     out_shape: tuple
     dtype: Any
+
+
+@dataclass
+class ModePadProblem:
+    """Padding of any dims, as ``torch.nn.functional.pad``: ``mode`` ``"constant"`` (with
+    ``value``), ``"reflect"``, ``"replicate"`` or ``"circular"``; pads are non-negative
+    (PyTorch's negative pads are crops, made before)."""
+
+    x: Any  # up to 5-D
+    pads: tuple  # one (before, after) pair per dim of x
+    mode: str
+    value: float
+    out_shape: tuple
+    dtype: Any
+
+
+@dataclass
+class UnpoolProblem:
+    """Max unpooling: ``out`` zeros, then each input value stored at its index in its
+    (batch, channel) plane of the output (flat, ``(d * H + h) * W + w``)."""
+
+    x: Any  # (N, C, *spatial) or (N, *spatial, C)
+    indices: Any  # integers, the shape of x, indices into the output's planes
+    channels_first: bool
+    out_shape: tuple  # data layout
+    dtype: Any
+
+
+@dataclass
+class WindowPoolProblem:
+    """Pooling over windows given per spatial dim as tables (PyTorch's rules).
+
+    Output ``o`` of dim ``a`` reads input cells ``starts[a][o] + j * dilations[a]`` for
+    ``j < sizes[a][o]``, those outside ``[0, in_size)`` being padding: this holds dilated and
+    ceil-mode windows as well as adaptive pooling's uneven ones. ``kind`` is ``"max"`` (NaN
+    wins, windows start from -inf, as PyTorch's CPU kernels), ``"avg"`` (the sum divided by
+    ``divisor_override`` or by the product of ``divisors[a][o]``) or ``"lp"`` (``(sum of x **
+    power / divisor * lp_scale) ** (1 / power)``, as ``torch.nn.functional.lp_pool*``).
+    With ``return_indices`` the run returns ``(out, indices)``: each max's flat index in its
+    (batch, channel) plane, ``(d * H + h) * W + w``, int64.
+    """
+
+    x: Any  # (N, C, D, H, W) or (N, D, H, W, C)
+    starts: tuple  # three int64 arrays (out_size,)
+    sizes: tuple  # three int64 arrays (out_size,)
+    dilations: tuple  # three ints
+    divisors: tuple  # three int64 arrays (out_size,); unused by max
+    channels_first: bool
+    out_shape: tuple  # 5-D, data layout
+    dtype: Any
+    kind: str = "max"
+    return_indices: bool = False
+    divisor_override: int = 0  # 0: divide by the product of the divisors
+    power: float = 1.0
+    lp_scale: float = 1.0
+
+    def tables(self):
+        """The tables as one (9, M) int64 array: per spatial dim (depth, height, width) the
+        windows' first cells, tap counts and divisors (one array: one transfer to a GPU)."""
+        longest = max(len(table) for table in self.starts)
+        tables = np.zeros((9, max(longest, 1)), dtype=np.int64)
+        for axis in range(3):
+            for row, table in enumerate((self.starts, self.sizes, self.divisors)):
+                values = table[axis]
+                tables[3 * axis + row, :len(values)] = values
+        return tables

@@ -29,6 +29,8 @@ from .pool import (FIXED_WINDOW_MAX, avg_pool_ndhwc, global_pool_nsc, max_pool_n
 from .threads import parallel_region
 from .transpose import flipped_filters, transpose_phases, upsample_and_pad
 from .winograd import conv3x3_winograd, transform_filters
+from .window_pool import window_pool_ndhwc, window_pool_planar
+from .window_pool import MAX as WINDOW_MAX, AVG as WINDOW_AVG, LP as WINDOW_LP
 
 
 def _skips_empty(run):
@@ -86,7 +88,8 @@ def run_conv_transpose_direct(problem):
     out = np.empty(channels_last_shape(problem.out_shape, problem.channels_first), problem.dtype)
     with parallel_region(_conv_microseconds(problem, "direct")):
         conv_direct_ndhwc(upsample_and_pad(x, g), flipped_filters(problem.w),
-                          np.empty(0, problem.dtype), out, 1, 1, 1, *g.dilations, 1, 0)
+                          _bias_or_empty(problem.bias, problem.dtype), out, 1, 1, 1,
+                          *g.dilations, 1, 0)
     return from_channels_last(out, problem.channels_first)
 
 
@@ -186,8 +189,12 @@ def run_conv_transpose_blocked(problem):
     pads, phases = transpose_phases(tuple(_spatial(problem.x, channels_first)), g)
     x, shift = _input_and_padding(problem, pads)
     covered = all(all(phase["taps"]) for phase in phases)
-    # Phases with no taps (stride > kernel) stay zero; otherwise every output is written.
+    # Phases with no taps (stride > kernel) stay zero (or the bias); otherwise every output
+    # is written.
     out = (np.empty if covered else np.zeros)(problem.out_shape, problem.dtype)
+    if not covered and problem.bias is not None:
+        out[...] = np.asarray(problem.bias, problem.dtype).reshape(
+            (-1, 1, 1, 1) if channels_first else (-1,))
     out_strides = _element_strides(out, channels_first)
     phase_strides = out_strides.copy()
     phase_strides[2:] *= np.array(g.strides, dtype=np.int64)
@@ -199,7 +206,7 @@ def run_conv_transpose_blocked(problem):
         out_start = int(np.dot(phase["start"], out_strides[2:]))
         # The phase reads padded x from ``offset``: x itself with this much padding before.
         pads_before = [before - offset for before, offset in zip(shift, phase["offset"])]
-        _blocked(x, channels_first, pads_before, w, 1, None, out, channels_first,
+        _blocked(x, channels_first, pads_before, w, 1, problem.bias, out, channels_first,
                  out.reshape(-1)[out_start:], phase_strides, phase["count"], (1, 1, 1),
                  phase["dilation"], 0, _conv_microseconds(problem, "blocked") / len(phases))
     return out
@@ -377,6 +384,31 @@ def run_pool_planar(problem):
     return out
 
 
+_WINDOW_MODES = {"max": WINDOW_MAX, "avg": WINDOW_AVG, "lp": WINDOW_LP}
+
+
+def run_window_pool(problem):
+    """PyTorch-rule pooling over window tables (:mod:`.window_pool`): the output, or
+    ``(output, indices)`` when the problem asks for indices."""
+    out = np.empty(problem.out_shape, problem.dtype)
+    idx = np.zeros(problem.out_shape if problem.return_indices else (0,) * 5, np.int64)
+    if out.size and problem.x.size:
+        x = np.ascontiguousarray(problem.x)
+        args = (problem.tables(), *problem.dilations, _WINDOW_MODES[problem.kind],
+                int(problem.divisor_override), float(problem.power), float(problem.lp_scale))
+        cells = math.prod(max(sizes, default=1) for sizes in problem.sizes)
+        with parallel_region(out.size * cells / 2e3):  # ~2 cells per ns, as pooling
+            if problem.channels_first:
+                planes = x.shape[0] * x.shape[1]
+                idx4 = (idx.reshape(planes, *idx.shape[2:]) if problem.return_indices
+                        else np.zeros((0,) * 4, np.int64))
+                window_pool_planar(x.reshape(planes, *x.shape[2:]),
+                                   out.reshape(planes, *out.shape[2:]), idx4, *args)
+            else:
+                window_pool_ndhwc(x, out, idx, *args)
+    return (out, idx) if problem.return_indices else out
+
+
 def _is_channels_first(problem):
     return problem.channels_first
 
@@ -439,7 +471,11 @@ for _family in ("max_pool", "avg_pool"):
     _register(_family, "planar", run_pool_planar, _is_channels_first, _planar_pool_window,
               priority=10)
 _register("global_pool", "direct", run_global_pool)
+_register("window_pool", "tables", run_window_pool)
 _register("zero_pad", "direct", run_zero_pad)
+# Unpooling is one scatter, which NumPy does at memory speed: nothing to compile.
+register(Implementation("max_unpool", "cpu", "scatter", numpy_ops.max_unpool))
+register(Implementation("pad", "cpu", "copy", numpy_ops.mode_pad))
 # The first-call tier (plain NumPy, nothing to compile): chosen by the policy, or when forced.
 for _family, _run in numpy_ops.BY_FAMILY.items():
     register(Implementation(_family, "cpu", "numpy", _skips_empty(_run), auto=False))

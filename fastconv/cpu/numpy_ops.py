@@ -133,6 +133,8 @@ def conv_transpose(problem):
         if slices is None:
             continue
         out[(slice(None),) + slices[1]] += x[(slice(None),) + slices[0]] @ w[offsets].T
+    if problem.bias is not None:
+        out += np.asarray(problem.bias, problem.dtype)
     return _in_layout(out, problem.channels_first)
 
 
@@ -196,6 +198,101 @@ def zero_pad(problem):
     return np.pad(np.asarray(problem.x), pads)
 
 
+def _window_cells(starts, sizes, dilation, n):
+    """Each window's input cells along one dim, (out, taps), clipped into the input, and
+    whether each is a real cell (not padding, not past the window's own size)."""
+    starts, sizes = np.asarray(starts, np.int64), np.asarray(sizes, np.int64)
+    taps = np.arange(max(int(sizes.max(initial=0)), 1))
+    cells = starts[:, None] + taps[None, :] * dilation
+    real = (taps[None, :] < sizes[:, None]) & (cells >= 0) & (cells < n)
+    return np.clip(cells, 0, max(n - 1, 0)), real
+
+
+def _spread(table, axis):
+    """An (out, taps) table of spatial dim ``axis`` shaped to broadcast over
+    (OD, OH, OW, KD, KH, KW)."""
+    shape = [1] * 6
+    shape[axis], shape[3 + axis] = table.shape
+    return table.reshape(shape)
+
+
+def window_pool(problem):
+    """PyTorch-rule pooling over window tables (see ``WindowPoolProblem``) by gathering every
+    window's cells: max with NaN winning (the index of the last NaN, else of the first max),
+    average and Lp over the real cells with the problem's divisors."""
+    x = _channels_last(np.asarray(problem.x), problem.channels_first)
+    dtype = np.dtype(problem.dtype)
+    _, d_, h_, w_, _ = x.shape
+    (cd, rd), (ch, rh), (cw, rw) = (
+        _window_cells(problem.starts[a], problem.sizes[a], problem.dilations[a], x.shape[1 + a])
+        for a in range(3))
+    cells = x[:, cd][:, :, :, ch][:, :, :, :, :, cw]  # (N, OD, KD, OH, KH, OW, KW, C)
+    cells = cells.transpose(0, 1, 3, 5, 7, 2, 4, 6)
+    cells = cells.reshape(cells.shape[:5] + (-1,))  # (N, OD, OH, OW, C, taps)
+    real = _spread(rd, 0) & _spread(rh, 1) & _spread(rw, 2)  # (OD, OH, OW, KD, KH, KW)
+    real = real.reshape(real.shape[:3] + (1, -1))  # (OD, OH, OW, 1, taps)
+    if problem.kind == "max":
+        values = np.where(real, cells, dtype.type(-np.inf))
+        out = values.max(axis=-1)
+        result = _in_layout(out.astype(dtype, copy=False), problem.channels_first)
+        if not problem.return_indices:
+            return result
+        flat = (_spread(cd, 0) * h_ + _spread(ch, 1)) * w_ + _spread(cw, 2)
+        flat = np.broadcast_to(flat.reshape(flat.shape[:3] + (1, -1)), values.shape[1:])
+        nan = np.isnan(values)
+        taps = values.shape[-1]
+        last_nan = taps - 1 - np.argmax(nan[..., ::-1], axis=-1)
+        first_real = np.broadcast_to(np.argmax(real, axis=-1), out.shape)
+        which = np.where(nan.any(axis=-1), last_nan,
+                         np.where(out == -np.inf, first_real, np.argmax(values, axis=-1)))
+        index = np.take_along_axis(np.broadcast_to(flat, values.shape), which[..., None],
+                                   axis=-1)[..., 0]
+        return result, _in_layout(index.astype(np.int64), problem.channels_first)
+    if problem.kind == "lp":
+        cells = cells ** dtype.type(problem.power)
+    sums = np.where(real, cells, dtype.type(0)).sum(axis=-1, dtype=dtype)
+    if problem.divisor_override:
+        count = np.asarray(problem.divisor_override)
+    else:
+        dd, dh, dw = (np.asarray(table, np.int64) for table in problem.divisors)
+        count = (dd[:, None, None] * dh[None, :, None] * dw[None, None, :])[..., None]
+    out = sums / count.astype(dtype)
+    if problem.kind == "lp":
+        out = (out * dtype.type(problem.lp_scale)) ** dtype.type(1.0 / problem.power)
+    return _in_layout(out.astype(dtype, copy=False), problem.channels_first)
+
+
+def max_unpool(problem):
+    """Zeros, then every input value stored at its flat index in its (batch, channel) plane
+    (the last of equal indices wins, as PyTorch's CPU loop)."""
+    x = np.asarray(problem.x)
+    indices = np.asarray(problem.indices, dtype=np.int64)
+    n = x.shape[0]
+    if problem.channels_first:
+        planes, axis = (n, x.shape[1], -1), 2
+    else:
+        planes, axis = (n, -1, x.shape[-1]), 1
+    out = np.zeros(problem.out_shape, dtype=problem.dtype)
+    if x.size:
+        np.put_along_axis(out.reshape(planes), indices.reshape(planes), x.reshape(planes),
+                          axis=axis)
+    return out
+
+
+#: PyTorch's padding modes -> np.pad's.
+PAD_MODES = {"reflect": "reflect", "replicate": "edge", "circular": "wrap"}
+
+
+def mode_pad(problem):
+    """np.pad in PyTorch's modes (constant with its value, reflect, replicate, circular)."""
+    x = np.asarray(problem.x)
+    pads = [tuple(pair) for pair in problem.pads]
+    if problem.mode == "constant":
+        return np.pad(x, pads, constant_values=np.asarray(problem.value, problem.dtype))
+    return np.pad(x, pads, mode=PAD_MODES[problem.mode])
+
+
 #: family -> the NumPy function that computes it.
 BY_FAMILY = {"conv": conv, "conv_transpose": conv_transpose, "max_pool": pool, "avg_pool": pool,
-             "global_pool": global_pool, "zero_pad": zero_pad}
+             "global_pool": global_pool, "zero_pad": zero_pad, "window_pool": window_pool,
+             "max_unpool": max_unpool, "pad": mode_pad}

@@ -25,10 +25,12 @@ from . import launch
 IMPORT_ERROR = None
 try:
     from .conv import launch_conv
-    from .pool import launch_global_pool, launch_pool, launch_zero_pad
+    from .pool import (launch_global_pool, launch_max_unpool, launch_mode_pad, launch_pool,
+                       launch_window_pool, launch_zero_pad)
 except Exception as _error:  # noqa: BLE001 - any failure here means "no CUDA kernels"
     IMPORT_ERROR = _error
     launch_conv = launch_global_pool = launch_pool = launch_zero_pad = None
+    launch_window_pool = launch_max_unpool = launch_mode_pad = None
 
 
 def prepare_array(value):
@@ -44,7 +46,11 @@ def _on_gpu(run):
         launch.require_cuda()
         if 0 in problem.out_shape or 0 in problem.x.shape:
             zeros = np.zeros(problem.out_shape, problem.dtype)
-            return launch.result_like(launch.to_device(zeros), problem.x)
+            result = launch.result_like(launch.to_device(zeros), problem.x)
+            if getattr(problem, "return_indices", False):
+                indices = launch.to_device(np.zeros(problem.out_shape, np.int64))
+                return result, launch.result_like(indices, problem.x)
+            return result
         return run(problem)
     return checked
 
@@ -66,8 +72,9 @@ def run_conv_transpose(problem):
     """conv2d_transpose as the tiled conv of the flipped filters over the spread input."""
     x = launch.to_device(problem.x)
     w = launch.to_device(problem.w, problem.dtype)
+    bias = None if problem.bias is None else launch.to_device(problem.bias, problem.dtype)
     out, finish = launch.output(problem.out_shape, problem.dtype, problem.x)
-    launch_conv(x, w, None, out, problem.geometry, 1, 0, problem.channels_first, True,
+    launch_conv(x, w, bias, out, problem.geometry, 1, 0, problem.channels_first, True,
                 launch.device_key())
     return finish()
 
@@ -79,6 +86,39 @@ def run_pool(problem):
     out, finish = launch.output(problem.out_shape, problem.dtype, problem.x)
     launch_pool(x, out, problem.geometry, problem.kind, problem.channels_first,
                 launch.device_key())
+    return finish()
+
+
+@_on_gpu
+def run_window_pool(problem):
+    """PyTorch-rule pooling over window tables, one thread per output element."""
+    x = launch.to_device(problem.x)
+    out, finish = launch.output(problem.out_shape, problem.dtype, problem.x)
+    if problem.return_indices:
+        idx, finish_idx = launch.output(problem.out_shape, np.int64, problem.x)
+    else:
+        idx, finish_idx = launch.empty((0,) * 5, np.int64), None
+    launch_window_pool(x, out, idx, launch.to_device(problem.tables()), problem,
+                       launch.device_key())
+    return (finish(), finish_idx()) if problem.return_indices else finish()
+
+
+def run_max_unpool(problem):
+    """Max unpooling: zero the output, then one thread per input value stores it."""
+    launch.require_cuda()
+    x = launch.device_contiguous(launch.to_device(problem.x))
+    indices = launch.device_contiguous(launch.to_device(problem.indices))
+    out, finish = launch.output(problem.out_shape, problem.dtype, problem.x)
+    launch_max_unpool(x, indices, out, problem.channels_first, launch.device_key())
+    return finish()
+
+
+def run_mode_pad(problem):
+    """PyTorch's padding modes: one thread per output element reads the cell it maps to."""
+    launch.require_cuda()
+    x = launch.device_contiguous(launch.to_device(problem.x))
+    out, finish = launch.output(problem.out_shape, problem.dtype, problem.x)
+    launch_mode_pad(x, out, problem.pads, problem.mode, problem.value, launch.device_key())
     return finish()
 
 
@@ -109,4 +149,7 @@ register(Implementation("conv_transpose", "cuda", "tiled", run_conv_transpose))
 register(Implementation("max_pool", "cuda", "direct", run_pool))
 register(Implementation("avg_pool", "cuda", "direct", run_pool))
 register(Implementation("global_pool", "cuda", "direct", run_global_pool))
+register(Implementation("window_pool", "cuda", "tables", run_window_pool))
+register(Implementation("max_unpool", "cuda", "scatter", run_max_unpool))
+register(Implementation("pad", "cuda", "gather", run_mode_pad))
 register(Implementation("zero_pad", "cuda", "direct", run_zero_pad))

@@ -137,6 +137,213 @@ def launch_pool(x, out, geometry, kind, channels_first, device):
     return out
 
 
+# ----------------------------------------------------------------------------- window tables
+
+@functools.lru_cache(maxsize=None)
+def window_pool_kernel(dtype, channels_first, device):
+    """PyTorch-rule pooling over window tables (see ``WindowPoolProblem``), one thread per
+    output element: ``kernel(x, out, idx, tables, dil_d, dil_h, dil_w, mode, override, power,
+    scale)`` with ``tables`` (9, M) int64 and mode 0 max (NaN wins; ``idx`` gets the argmax
+    unless it is empty), 1 average, 2 Lp, as :mod:`fastconv.cpu.window_pool`."""
+    ftype = numba_float(dtype)
+    sizes, position = _element_indexing(channels_first)
+
+    @cuda.jit
+    def window_pool(x, out, idx, t, dil_d, dil_h, dil_w, mode, override, power, scale):
+        (channels, in_d, in_h, in_w, out_d, out_h, out_w, inner_size,
+         outer_size) = sizes(x, out)
+        inner = cuda.blockIdx.x * cuda.blockDim.x + cuda.threadIdx.x
+        if inner >= inner_size:
+            return
+        with_indices = idx.shape[0] > 0
+        exponent = ftype(power)
+        for outer in range(cuda.blockIdx.y, outer_size, cuda.gridDim.y):
+            n, c, od, oh, ow = position(inner, outer, channels, out_d, out_h, out_w)
+            acc = ftype(-np.inf) if mode == 0 else ftype(0)
+            where = -1
+            for jd in range(t[1, od]):
+                d = t[0, od] + jd * dil_d
+                if d < 0 or d >= in_d:
+                    continue
+                for jh in range(t[4, oh]):
+                    h = t[3, oh] + jh * dil_h
+                    if h < 0 or h >= in_h:
+                        continue
+                    for jw in range(t[7, ow]):
+                        w = t[6, ow] + jw * dil_w
+                        if w < 0 or w >= in_w:
+                            continue
+                        if channels_first:
+                            value = x[n, c, d, h, w]
+                        else:
+                            value = x[n, d, h, w, c]
+                        if mode == 0:
+                            if where < 0:
+                                where = (d * in_h + h) * in_w + w  # the first real cell
+                            if value > acc or value != value:  # PyTorch's rule: NaN wins
+                                acc = value
+                                where = (d * in_h + h) * in_w + w
+                        elif mode == 1:
+                            acc += value
+                        else:
+                            acc += value ** exponent
+            if mode == 0:
+                stored = acc
+            else:
+                count = override if override > 0 else t[2, od] * t[5, oh] * t[8, ow]
+                stored = acc / ftype(count)
+                if mode == 2:
+                    stored = (stored * ftype(scale)) ** ftype(1.0 / power)
+            if channels_first:
+                out[n, c, od, oh, ow] = stored
+                if with_indices:
+                    idx[n, c, od, oh, ow] = where
+            else:
+                out[n, od, oh, ow, c] = stored
+                if with_indices:
+                    idx[n, od, oh, ow, c] = where
+
+    return window_pool
+
+
+def launch_window_pool(x, out, idx, tables, problem, device):
+    """Run a ``WindowPoolProblem`` of device array ``x`` into ``out`` (and ``idx``)."""
+    from .. import config
+
+    threads = config.CUDA_THREADS_PER_BLOCK
+    kernel = window_pool_kernel(str(out.dtype), bool(problem.channels_first), device)
+    if problem.channels_first:
+        n, c, out_d, out_h, out_w = out.shape
+        inner, outer = out_h * out_w, n * c * out_d
+    else:
+        n, out_d, out_h, out_w, c = out.shape
+        inner, outer = out_w * c, n * out_d * out_h
+    modes = {"max": 0, "avg": 1, "lp": 2}
+    kernel[_grid(inner, outer, threads), threads](
+        x, out, idx, tables, *problem.dilations, modes[problem.kind],
+        int(problem.divisor_override), float(problem.power), float(problem.lp_scale))
+    return out
+
+
+@functools.lru_cache(maxsize=None)
+def unpool_kernel(dtype, channels_first, device):
+    """``kernel(x, indices, out)`` on (N, C, S) / (N, S, C) views (channels-first / last): one
+    thread per input element stores it at its index of ``out`` (zeroed before)."""
+
+    @cuda.jit
+    def unpool(x, indices, out):
+        i = cuda.grid(1)
+        if channels_first:
+            n_, c_, s_ = x.shape
+        else:
+            n_, s_, c_ = x.shape
+        if i >= n_ * c_ * s_:
+            return
+        if channels_first:
+            n, c, s = i // (c_ * s_), (i // s_) % c_, i % s_
+            out[n, c, indices[n, c, s]] = x[n, c, s]
+        else:
+            n, s, c = i // (s_ * c_), (i // c_) % s_, i % c_
+            out[n, indices[n, s, c], c] = x[n, s, c]
+
+    return unpool
+
+
+@functools.lru_cache(maxsize=None)
+def fill_zeros_kernel(dtype, device):
+    """``kernel(out)``: zeros into a 1-D device array, one thread per element."""
+
+    @cuda.jit
+    def fill(out):
+        i = cuda.grid(1)
+        if i < out.shape[0]:
+            out[i] = 0
+
+    return fill
+
+
+def launch_max_unpool(x, indices, out, channels_first, device):
+    """Zero ``out`` and scatter ``x`` into it (all device arrays, data layout)."""
+    from .. import config
+
+    threads = config.CUDA_THREADS_PER_BLOCK
+    n = out.shape[0]
+    channels = out.shape[1] if channels_first else out.shape[-1]
+    planes = (n, channels, -1) if channels_first else (n, -1, channels)
+    flat = out.reshape(-1)
+    fill_zeros_kernel(str(out.dtype), device)[max(1, -(-flat.size // threads)), threads](flat)
+    if x.size:
+        kernel = unpool_kernel(str(out.dtype), bool(channels_first), device)
+        kernel[max(1, -(-x.size // threads)), threads](x.reshape(planes),
+                                                       indices.reshape(planes),
+                                                       out.reshape(planes))
+    return out
+
+
+_PAD_MODES = {"constant": 0, "reflect": 1, "replicate": 2, "circular": 3}
+
+
+@functools.lru_cache(maxsize=None)
+def mode_pad_kernel(dtype, device):
+    """``kernel(x, out, before, mode, value)`` on 5-D arrays: each output element reads the
+    input cell its index maps to (``before``: the padding before each dim), as
+    ``torch.nn.functional.pad``'s modes do, or ``value`` (constant mode) outside."""
+    ftype = numba_float(dtype)
+
+    @cuda.jit(device=True)
+    def source(o, before, size, mode):
+        s = o - before
+        if 0 <= s < size:
+            return s
+        if mode == 1:  # reflect (pads below the size: one reflection)
+            return -s if s < 0 else 2 * (size - 1) - s
+        if mode == 2:  # replicate
+            return 0 if s < 0 else size - 1
+        if mode == 3:  # circular (pads at most the size)
+            return s + size if s < 0 else s - size
+        return -1
+
+    @cuda.jit
+    def pad(x, out, before, mode, value):
+        i = cuda.grid(1)
+        s0, s1, s2, s3, s4 = out.shape
+        if i >= s0 * s1 * s2 * s3 * s4:
+            return
+        o4 = i % s4
+        o3 = (i // s4) % s3
+        o2 = (i // (s4 * s3)) % s2
+        o1 = (i // (s4 * s3 * s2)) % s1
+        o0 = i // (s4 * s3 * s2 * s1)
+        a = source(o0, before[0], x.shape[0], mode)
+        b = source(o1, before[1], x.shape[1], mode)
+        c = source(o2, before[2], x.shape[2], mode)
+        d = source(o3, before[3], x.shape[3], mode)
+        e = source(o4, before[4], x.shape[4], mode)
+        if a < 0 or b < 0 or c < 0 or d < 0 or e < 0:
+            out[o0, o1, o2, o3, o4] = ftype(value)
+        else:
+            out[o0, o1, o2, o3, o4] = x[a, b, c, d, e]
+
+    return pad
+
+
+def launch_mode_pad(x, out, pads, mode, value, device):
+    """Pad device array ``x`` into ``out`` (both up to 5-D, viewed as 5-D)."""
+    from .. import config
+
+    lead = 5 - len(x.shape)
+    x5 = x.reshape((1,) * lead + tuple(x.shape))
+    out5 = out.reshape((1,) * lead + tuple(out.shape))
+    before = np.array([0] * lead + [b for b, _ in pads], dtype=np.int64)
+    threads = config.CUDA_THREADS_PER_BLOCK
+    size = int(np.prod(out5.shape))
+    if size:
+        kernel = mode_pad_kernel(str(out.dtype), device)
+        kernel[max(1, -(-size // threads)), threads](x5, out5, cuda.to_device(before),
+                                                      _PAD_MODES[mode], float(value))
+    return out
+
+
 # ----------------------------------------------------------------------------- global pooling
 
 #: Global pooling splits the positions over more blocks until the grid has about this many.
