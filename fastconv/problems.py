@@ -72,6 +72,12 @@ class PoolProblem:
     out_shape: tuple
     dtype: Any
     kind: str = "max"  # "max" or "avg"
+    #: PyTorch's max: windows start from -inf and a NaN wins (TF's: NaN never wins, and an
+    #: all -inf window gives the dtype's lowest value).
+    nan_wins: bool = False
+    #: PyTorch's ``count_include_pad``: averages divide by the cells inside the input padded
+    #: by the padding *before* on both sides (TF's: by the real cells).
+    count_padding: bool = False
 
 
 @dataclass

@@ -24,8 +24,9 @@ from .depthwise import depthwise_ndhwc
 from .layout import channels_last_shape, from_channels_last, pad_spatial, to_channels_last
 from .pool import AVG as POOL_AVG
 from .pool import MAX as POOL_MAX
-from .pool import (FIXED_WINDOW_MAX, avg_pool_ndhwc, global_pool_nsc, max_pool_ndhwc,
-                   planar_fixed_kernel, pool_ncdhw)
+from .pool import AVG_PAD as POOL_AVG_PAD
+from .pool import MAX_NAN as POOL_MAX_NAN
+from .pool import FIXED_WINDOW_MAX, global_pool_nsc, planar_fixed_kernel, pool_ncdhw, pool_ndhwc
 from .threads import parallel_region
 from .transpose import flipped_filters, transpose_phases, upsample_and_pad
 from .winograd import conv3x3_winograd, transform_filters
@@ -354,13 +355,20 @@ def run_pool_direct(problem):
     x = to_channels_last(problem.x, problem.channels_first)
     out = np.empty(channels_last_shape(problem.out_shape, problem.channels_first), problem.dtype)
     pads_before = tuple(before for before, _ in g.pads)
+    mode, lowest = _pool_mode(problem)
     with parallel_region(_pool_microseconds(problem)):
-        if problem.kind == "max":
-            lowest = np.finfo(problem.dtype).min
-            max_pool_ndhwc(x, out, *g.kernel, *g.strides, *pads_before, lowest)
-        else:
-            avg_pool_ndhwc(x, out, *g.kernel, *g.strides, *pads_before)
+        pool_ndhwc(x, out, *g.kernel, *g.strides, *pads_before, mode, lowest)
     return from_channels_last(out, problem.channels_first)
+
+
+def _pool_mode(problem):
+    """The kernels' mode and the max's starting value: TF's max starts from the dtype's
+    lowest value, PyTorch's from -inf."""
+    if problem.kind != "max":
+        return POOL_AVG_PAD if problem.count_padding else POOL_AVG, problem.dtype.type(0)
+    if problem.nan_wins:
+        return POOL_MAX_NAN, problem.dtype.type(-np.inf)
+    return POOL_MAX, np.finfo(problem.dtype).min
 
 
 @_skips_empty
@@ -369,16 +377,16 @@ def run_pool_planar(problem):
     g = problem.geometry
     out = np.empty(problem.out_shape, problem.dtype)
     pads_before = tuple(before for before, _ in g.pads)
-    lowest = np.finfo(problem.dtype).min
-    mode = POOL_MAX if problem.kind == "max" else POOL_AVG
+    mode, lowest = _pool_mode(problem)
     x = np.ascontiguousarray(problem.x)
     with parallel_region(_pool_microseconds(problem)):
         if g.in_sizes[0] == 1 and max(g.kernel[1:] + g.strides[1:]) <= FIXED_WINDOW_MAX:
             # Common 1-D/2-D windows: a kernel compiled for the shape (vectorised rows).
             n, c, _, h, w = x.shape
-            kernel = planar_fixed_kernel(*g.kernel[1:], *g.strides[1:])
+            kernel = planar_fixed_kernel(*g.kernel[1:], *g.strides[1:], mode == POOL_MAX_NAN)
             kernel(x.reshape(n * c, h, w), out.reshape(n * c, *out.shape[3:]),
-                   pads_before[1], pads_before[2], mode, lowest)
+                   pads_before[1], pads_before[2], POOL_MAX if mode == POOL_MAX_NAN else mode,
+                   lowest)
         else:
             pool_ncdhw(x, out, *g.kernel, *g.strides, *pads_before, mode, lowest)
     return out
@@ -445,7 +453,7 @@ def _planar_pool_window(problem):
     """The window and stride compiled into the planar pooling kernel, when it uses one."""
     g = problem.geometry
     if g.in_sizes[0] == 1 and max(g.kernel[1:] + g.strides[1:]) <= FIXED_WINDOW_MAX:
-        return g.kernel[1:] + g.strides[1:]
+        return g.kernel[1:] + g.strides[1:] + (("nan-wins",) if problem.nan_wins else ())
     return ()
 
 

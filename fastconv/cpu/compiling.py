@@ -97,7 +97,7 @@ def compile_key(family, name, problem, extra=()):
         return (family, name, dtype, problem.channels_first, None,
                 (_readonly(problem.x), _readonly(problem.w), False)) + tuple(extra)
     return (family, name, dtype, problem.channels_first, getattr(problem, "kind", None),
-            (_readonly(problem.x), False, False)) + tuple(extra)
+            (_readonly(problem.x), False, False)) + tuple(extra)  # nan_wins: a runtime mode
 
 
 _ACTIVATION_NAMES = {code: name for name, code in ACTIVATIONS.items()

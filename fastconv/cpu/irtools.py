@@ -426,6 +426,14 @@ def fused_activation(builder, value, flags):
     return builder.select(relu6, capped, value)
 
 
+def keep_max_nan(builder, current, value):
+    """PyTorch's CPU max: ``value`` when it is greater or NaN, else ``current`` (so a NaN
+    wins and stays)."""
+    keep = builder.and_(builder.fcmp_unordered("<=", value, current),
+                        builder.fcmp_ordered("ord", value, value))
+    return builder.select(keep, current, value)
+
+
 def keep_max(builder, current, value):
     """``value > current ? value : current``: NaN is never greater, so NaN never wins (TF's
     CPU max pooling)."""

@@ -138,7 +138,7 @@ def conv_transpose(problem):
     return _in_layout(out, problem.channels_first)
 
 
-def _pool_axis(x, axis, size_out, k, stride, pad, reduce, fill):
+def _pool_axis(x, axis, size_out, k, stride, pad, reduce, fill, count_padding=False):
     """One separable pass of a clipped window along ``axis``: ``reduce`` over each window's
     real cells, starting from ``fill``; also returns each output's count of real cells."""
     n = x.shape[axis]
@@ -158,24 +158,28 @@ def _pool_axis(x, axis, size_out, k, stride, pad, reduce, fill):
             view = acc[tuple(dst)]
             reduce(view, x[tuple(src)], out=view)
     starts = np.arange(size_out) * stride - pad
+    if count_padding:  # PyTorch's count_include_pad: the cells inside the padded input
+        return acc, np.minimum(starts + k, n + pad) - starts
     counts = np.minimum(starts + k, n) - np.maximum(starts, 0)
     return acc, counts
 
 
 def pool(problem):
-    """Max (TF's CPU semantics: NaN never wins, floor at the dtype's lowest) or average
-    (divided by the count of real cells, in the data's dtype) pooling, one dim at a time."""
+    """Max (TF's CPU semantics: NaN never wins, floor at the dtype's lowest; or PyTorch's with
+    ``nan_wins``) or average (divided by the count of real cells, in the data's dtype)
+    pooling, one dim at a time."""
     g = problem.geometry
     x = _channels_last(np.asarray(problem.x), problem.channels_first)
     is_max = problem.kind == "max"
     dtype = np.dtype(problem.dtype)
-    fill = np.finfo(dtype).min if is_max else 0
-    reduce = np.fmax if is_max else np.add
+    fill = (-np.inf if problem.nan_wins else np.finfo(dtype).min) if is_max else 0
+    reduce = (np.maximum if problem.nan_wins else np.fmax) if is_max else np.add
     counts = np.ones((1, 1, 1), dtype=np.int64)
     out = x.astype(dtype, copy=False)
     for axis in (2, 1, 0):  # width first: the cheapest order for channels-last data
         out, per_axis = _pool_axis(out, axis + 1, g.out_sizes[axis], g.kernel[axis],
-                                   g.strides[axis], g.pads[axis][0], reduce, fill)
+                                   g.strides[axis], g.pads[axis][0], reduce, fill,
+                                   problem.count_padding)
         counts = counts * per_axis.reshape([-1 if i == axis else 1 for i in range(3)])
     if not is_max:
         out = out / counts[None, ..., None].astype(dtype)

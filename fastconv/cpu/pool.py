@@ -17,7 +17,11 @@ from .window_reduce import make_pair_max_rows, make_window_reduce
 
 reduce_window = make_window_reduce()
 pair_max_rows = make_pair_max_rows()
-MAX, AVG = 0, 1
+pair_max_rows_nan = make_pair_max_rows(nan_wins=True)
+#: Modes: TF's max (NaN never wins), average over real cells, PyTorch's max (NaN wins and
+#: stays), average dividing by the cells inside the padded input (PyTorch's
+#: ``count_include_pad``, padding ``pad`` on both sides). Averages are the odd modes.
+MAX, AVG, MAX_NAN, AVG_PAD = 0, 1, 2, 3
 #: Output-row chunks handed to the thread pool (a few per thread, for balance).
 ROW_CHUNKS = config.CPU_ROW_CHUNKS
 
@@ -28,6 +32,21 @@ def _window(o, stride, pad, k, size):
     start = o * stride - pad
     stop = min(start + k, size)
     return max(start, 0), stop
+
+
+@njit(inline="always", cache=True)
+def _padded_extent(o, stride, pad, k, size):
+    """Cells of window ``o`` inside the input padded by ``pad`` on both sides (PyTorch's
+    ``count_include_pad`` divisor along one dim)."""
+    start = o * stride - pad
+    return min(start + k, size + pad) - start
+
+
+@njit(inline="always", cache=True)
+def _in_dtype(value, scratch):
+    """``value`` converted to ``scratch``'s dtype (a one-element array)."""
+    scratch[0] = value
+    return scratch[0]
 
 
 @njit(inline="always", cache=True)
@@ -52,8 +71,10 @@ def pool_ndhwc(x, out, kd, kh, kw, sd, sh, sw, pd, ph, pw, mode, lowest):
     """Max (``mode == MAX``, TF's CPU semantics) or average pooling of ``x`` into ``out``.
 
     Max starts from ``lowest`` (the dtype's most negative finite value, as in TF, so an all-NaN
-    or all -inf window gives ``lowest``) and NaN inputs never win. Average divides the sum of
-    the real cells by their count in the data's dtype, as TF does.
+    or all -inf window gives ``lowest``) and NaN inputs never win (``MAX_NAN``: they do, as
+    in PyTorch, which passes -inf as ``lowest``). Average divides the sum of the real cells
+    by their count in the data's dtype, as TF does (``AVG_PAD``: by the cells inside the
+    input padded by ``pd, ph, pw`` on both sides, PyTorch's ``count_include_pad``).
     """
     n_, d_, h_, w_, c_ = x.shape
     _, od_, oh_, ow_, _ = out.shape
@@ -63,8 +84,10 @@ def pool_ndhwc(x, out, kd, kh, kw, sd, sh, sw, pd, ph, pw, mode, lowest):
     typed = _typed_constants(max_cells, lowest, x)
     rows = n_ * od_ * oh_
     chunks = min(rows, ROW_CHUNKS)  # scratch allocated per chunk: allocation is not free
+    reduce_mode = AVG if mode == AVG_PAD else mode  # the vector reduction's modes: 0, 1, 2
     for chunk in prange(chunks):
         offsets = np.empty(max_cells, dtype=np.intp)
+        scratch = np.empty(1, dtype=x.dtype)
         for job in range(chunk * rows // chunks, (chunk + 1) * rows // chunks):
             n = job // (od_ * oh_)
             od = (job // oh_) % od_
@@ -79,8 +102,13 @@ def pool_ndhwc(x, out, kd, kh, kw, sd, sh, sw, pd, ph, pw, mode, lowest):
                         for w in range(w0, w1):
                             offsets[cells] = (((n * d_ + d) * h_ + h) * w_ + w) * c_
                             cells += 1
-                scalar = typed[max_cells + 1] if mode == MAX else typed[cells]
-                reduce_window(xf, 0, offsets, cells, of, (job * ow_ + ow) * c_, c_, mode,
+                if mode == AVG_PAD:
+                    scalar = _in_dtype(_padded_extent(od, sd, pd, kd, d_)
+                                       * _padded_extent(oh, sh, ph, kh, h_)
+                                       * _padded_extent(ow, sw, pw, kw, w_), scratch)
+                else:
+                    scalar = typed[max_cells + 1] if mode % 2 == 0 else typed[cells]
+                reduce_window(xf, 0, offsets, cells, of, (job * ow_ + ow) * c_, c_, reduce_mode,
                               scalar)
 
 
@@ -124,19 +152,20 @@ def pool_ncdhw(x, out, kd, kh, kw, sd, sh, sw, pd, ph, pw, mode, lowest):
     Max and sum are separable, so each output row first reduces its ``kd * kh`` input rows
     into one row buffer (contiguous loads, branch-free selects: vectorised), then slides the
     width window over that buffer. Average divides by the real-cell count in the data's dtype.
-    NaN never wins the max, as in :func:`pool_ndhwc`, and the order of the comparisons cannot
-    change a max, so the result equals TF's.
+    NaN never wins the max, as in :func:`pool_ndhwc` (``MAX_NAN``: a NaN wins, as PyTorch's),
+    and the order of the comparisons cannot change a max, so the result equals TF's.
     """
     n_, c_, d_, h_, w_ = x.shape
     _, _, od_, oh_, ow_ = out.shape
     max_cells = _max_cells(kd, kh, kw, d_, h_, w_)
-    typed = _typed_constants(max_cells, lowest if mode == MAX else 0, x)
+    typed = _typed_constants(max_cells, lowest if mode % 2 == 0 else 0, x)
     init = typed[max_cells + 1]
     for plane in prange(n_ * c_):
         n = plane // c_
         c = plane % c_
         # A buffer per plane, not per output row: allocations would dominate small rows.
         row = np.empty(w_, dtype=x.dtype)
+        scratch = np.empty(1, dtype=x.dtype)
         for od in range(od_):
             d0, d1 = _window(od, sd, pd, kd, d_)
             for oh in range(oh_):
@@ -151,6 +180,11 @@ def pool_ncdhw(x, out, kd, kh, kw, sd, sh, sw, pd, ph, pw, mode, lowest):
                                 v = src[w]
                                 m = row[w]
                                 row[w] = v if v > m else m
+                        elif mode == MAX_NAN:
+                            for w in range(w_):
+                                v = src[w]
+                                m = row[w]
+                                row[w] = m if (m != m or m >= v) else v
                         else:
                             for w in range(w_):
                                 row[w] += src[w]
@@ -164,10 +198,21 @@ def pool_ncdhw(x, out, kd, kh, kw, sd, sh, sw, pd, ph, pw, mode, lowest):
                             v = row[w]
                             acc = v if v > acc else acc
                         dst[ow] = acc
-                    else:
+                    elif mode == MAX_NAN:
+                        for w in range(w0, w1):
+                            v = row[w]
+                            acc = acc if (acc != acc or acc >= v) else v
+                        dst[ow] = acc
+                    elif mode == AVG:
                         for w in range(w0, w1):
                             acc += row[w]
                         dst[ow] = acc / typed[rows * (w1 - w0)]
+                    else:
+                        for w in range(w0, w1):
+                            acc += row[w]
+                        dst[ow] = acc / _in_dtype(_padded_extent(od, sd, pd, kd, d_)
+                                                  * _padded_extent(oh, sh, ph, kh, h_)
+                                                  * _padded_extent(ow, sw, pw, kw, w_), scratch)
 
 
 #: Channels-first windows up to this size (and stride) get a kernel compiled for their shape.
@@ -175,16 +220,19 @@ FIXED_WINDOW_MAX = config.POOL_FIXED_WINDOW_MAX
 
 
 @functools.lru_cache(maxsize=None)
-def planar_fixed_kernel(kh, kw, sh, sw):
+def planar_fixed_kernel(kh, kw, sh, sw, nan_wins=False):
     """Channels-first 1-D/2-D pooling compiled for one window shape and stride.
 
     With the window and stride as compile-time constants, the interior loop over output
     columns reads ``x[row + ow * SW + j]``, which LLVM vectorises with interleaved loads and
     shuffles; at run time the stride would force a scalar loop (the generic ``pool_ncdhw``).
     ``x`` is (planes, H, W), ``out`` (planes, OH, OW); borders clip the window as
-    :func:`pool_ndhwc` does, and the semantics are the same.
+    :func:`pool_ndhwc` does, and the semantics are the same (``nan_wins``: PyTorch's max,
+    where a NaN wins; ``mode`` is then MAX; ``AVG_PAD`` as in :func:`pool_ndhwc`).
     """
     KH, KW, SH, SW = kh, kw, sh, sw  # frozen into the compiled kernel (and its cache entry)
+    NAN_WINS = nan_wins
+    pair_max = pair_max_rows_nan if nan_wins else pair_max_rows
 
     @njit(parallel=True, cache=True, nogil=True)
     def kernel(x, out, ph, pw, mode, lowest):
@@ -206,14 +254,17 @@ def planar_fixed_kernel(kh, kw, sh, sw):
                 if mode == MAX:
                     start = first
                     if KH == 2 and KW == 2 and SH == 2 and SW == 2:  # the common 2x2/2 window
-                        start += pair_max_rows(xf, base + first * 2, base + w_ + first * 2, of,
-                                               o + first, last - first, init)
+                        start += pair_max(xf, base + first * 2, base + w_ + first * 2, of,
+                                          o + first, last - first, init)
                     for ow in range(start, last):
                         m = init
                         for r in range(KH):
                             for j in range(KW):
                                 v = xf[base + r * w_ + ow * SW + j]
-                                m = v if v > m else m
+                                if NAN_WINS:
+                                    m = m if (m != m or m >= v) else v
+                                else:
+                                    m = v if v > m else m
                         of[o + ow] = m
                 else:
                     count = typed[KH * KW]
@@ -230,12 +281,17 @@ def planar_fixed_kernel(kh, kw, sh, sw):
                     for h in range(h0, h1):
                         for w in range(w0, w1):
                             v = xf[(plane * h_ + h) * w_ + w]
-                            if mode == MAX:
+                            if mode == MAX and NAN_WINS:
+                                acc = acc if (acc != acc or acc >= v) else v
+                            elif mode == MAX:
                                 acc = v if v > acc else acc
                             else:
                                 acc += v
                     if mode == MAX:
                         of[o + ow] = acc
+                    elif mode == AVG_PAD:  # at most KH * KW: PyTorch's padding <= k / 2
+                        of[o + ow] = acc / typed[_padded_extent(oh, SH, ph, KH, h_)
+                                                 * _padded_extent(ow, SW, pw, KW, w_)]
                     else:
                         of[o + ow] = acc / typed[(h1 - h0) * (w1 - w0)]
 

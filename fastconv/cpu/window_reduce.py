@@ -6,7 +6,8 @@ computes, for every channel ``c < n_channels``::
     out[out_base + c] = REDUCE(x[x_base + offsets[i] + c] for i in range(n_cells))
 
 with REDUCE = max (mode 0: start at ``count``, which the caller sets to the dtype's lowest
-value, and let NaN never win, as TF's CPU kernel does) or sum divided by ``count`` (mode 1).
+value, and let NaN never win, as TF's CPU kernel does; mode 2: PyTorch's max, where a NaN
+wins and stays) or sum divided by ``count`` (mode 1).
 Channels go in whole vectors (plus a scalar tail), each output is stored once, and the running
 value lives in a register: pooling is memory-bound, and this keeps it at one load per input cell
 and one store per output.
@@ -20,8 +21,8 @@ import functools
 import llvmlite.ir as ir
 from numba import types
 
-from .irtools import (FLOATS, INDEX, OFFSETS, SCALAR, keep_max, lanes_below, loop, splat,
-                      vector_intrinsic)
+from .irtools import (FLOATS, INDEX, OFFSETS, SCALAR, keep_max, keep_max_nan, lanes_below, loop,
+                      splat, vector_intrinsic)
 
 #: Bytes per vector step: 64 = one zmm or two ymm registers, several steps in flight.
 VECTOR_BYTES = 64
@@ -42,7 +43,8 @@ def make_window_reduce(vector_bytes: int = VECTOR_BYTES):
         b0 = code.builder
         x_ptr = b0.gep(x.data, [x_base])
         out_ptr = b0.gep(out.data, [out_base])
-        is_max = b0.icmp_signed("==", mode, code.index(0))
+        is_max = b0.icmp_signed("!=", mode, code.index(1))
+        nan_wins = b0.icmp_signed("==", mode, code.index(2))
         count_vec = splat(b0, count, code.vector)
 
         def reduce_at(b, channel, width_type):
@@ -53,7 +55,8 @@ def make_window_reduce(vector_bytes: int = VECTOR_BYTES):
                 (acc,) = cell.values
                 offset = b.load(b.gep(offsets.data, [cell.index]))
                 value = code.load(b.gep(x_ptr, [b.add(offset, channel)]), value_type=width_type)
-                cell.carry([b.select(is_max, keep_max(b, acc, value), b.fadd(acc, value))])
+                larger = b.select(nan_wins, keep_max_nan(b, acc, value), keep_max(b, acc, value))
+                cell.carry([b.select(is_max, larger, b.fadd(acc, value))])
             (acc,) = cell.values
             result = b.select(is_max, acc, b.fdiv(acc, divisor))
             code.store(result, b.gep(out_ptr, [channel]))
@@ -123,7 +126,7 @@ def make_window_dot(vector_bytes: int = VECTOR_BYTES):
 
 
 @functools.lru_cache(maxsize=None)
-def make_pair_max_rows(vector_bytes: int = VECTOR_BYTES):
+def make_pair_max_rows(vector_bytes: int = VECTOR_BYTES, nan_wins: bool = False):
     """Return ``pair_max(x, row0, row1, out, out_base, count, lowest) -> done``.
 
     Channels-first 2x2 stride-2 max pooling of one output row: ``out[out_base + q] = max of
@@ -131,7 +134,8 @@ def make_pair_max_rows(vector_bytes: int = VECTOR_BYTES):
     vectors of ``L`` outputs (two input vectors per row, the pairs split by constant shuffles),
     the last partial vector with masked loads and stores; returns ``count``. As in
     :func:`make_window_reduce`, the max starts from ``lowest`` and NaN never wins, so the
-    result is the sequential scan's (TF's). NumPy equivalent::
+    result is the sequential scan's (TF's); with ``nan_wins`` a NaN wins (PyTorch's max).
+    NumPy equivalent (``np.maximum`` with ``nan_wins``)::
 
         q = np.arange(count)
         cells = [x[row + 2 * q + d] for row in (row0, row1) for d in (0, 1)]
@@ -152,8 +156,9 @@ def make_pair_max_rows(vector_bytes: int = VECTOR_BYTES):
             offset = b.mul(q, code.index(2 * lanes))
             rows = [code.load(b.gep(x.data, [b.add(row, offset)]), in_mask, value_type=wide,
                               builder=b) for row in (row0, row1)]
-            m = keep_max(b, keep_max(b, floor, rows[0]), rows[1])
-            pairs = keep_max(b, b.shuffle_vector(m, m, even), b.shuffle_vector(m, m, odd))
+            larger = keep_max_nan if nan_wins else keep_max
+            m = larger(b, larger(b, floor, rows[0]), rows[1])
+            pairs = larger(b, b.shuffle_vector(m, m, even), b.shuffle_vector(m, m, odd))
             code.store(pairs, b.gep(out.data, [b.add(out_base, b.mul(q, code.index(lanes)))]),
                        out_mask, builder=b)
 

@@ -85,7 +85,7 @@ def run_pool(problem):
     x = launch.to_device(problem.x)
     out, finish = launch.output(problem.out_shape, problem.dtype, problem.x)
     launch_pool(x, out, problem.geometry, problem.kind, problem.channels_first,
-                launch.device_key())
+                launch.device_key(), problem.nan_wins, problem.count_padding)
     return finish()
 
 

@@ -62,7 +62,8 @@ def _element_indexing(channels_first):
 
 
 @functools.lru_cache(maxsize=None)
-def pool_kernel(kind, dtype, window, strides, channels_first, device):
+def pool_kernel(kind, dtype, window, strides, channels_first, device, nan_wins=False,
+                count_padding=False):
     """Build (once per static configuration) a max or avg pooling kernel.
 
     Returns ``kernel(x, out, pad_d, pad_h, pad_w)`` over 5-D arrays in the data layout, to be
@@ -73,7 +74,7 @@ def pool_kernel(kind, dtype, window, strides, channels_first, device):
     s_d, s_h, s_w = strides
     is_max = kind == "max"
     ftype = numba_float(dtype)
-    lowest = float(np.finfo(dtype).min)
+    lowest = -np.inf if nan_wins else float(np.finfo(dtype).min)
     sizes, position = _element_indexing(channels_first)
 
     @cuda.jit
@@ -88,6 +89,10 @@ def pool_kernel(kind, dtype, window, strides, channels_first, device):
             d_first = od * s_d - pad_d
             h_first = oh * s_h - pad_h
             w_first = ow * s_w - pad_w
+            # PyTorch's count_include_pad divisor: the cells inside the padded input
+            padded = ((min(d_first + k_d, in_d + pad_d) - d_first)
+                      * (min(h_first + k_h, in_h + pad_h) - h_first)
+                      * (min(w_first + k_w, in_w + pad_w) - w_first))
             d_stop = min(d_first + k_d, in_d)
             h_stop = min(h_first + k_h, in_h)
             w_stop = min(w_first + k_w, in_w)
@@ -103,12 +108,16 @@ def pool_kernel(kind, dtype, window, strides, channels_first, device):
                         else:
                             value = x[n, d, h, w, c]
                         if is_max:
-                            if value > result:  # False for NaN: NaN never wins, as on TF's CPU
+                            # False for NaN: NaN never wins, as on TF's CPU (unless nan_wins,
+                            # PyTorch's rule)
+                            if value > result or (nan_wins and value != value):
                                 result = value
                         else:
                             result += value
             if is_max:
                 stored = result
+            elif count_padding:
+                stored = result / ftype(padded)
             else:  # a new name: reassigning ``result`` would retype the sum as float64
                 stored = result / ((d_stop - d_first) * (h_stop - h_first) * (w_stop - w_first))
             if channels_first:
@@ -119,13 +128,14 @@ def pool_kernel(kind, dtype, window, strides, channels_first, device):
     return pool
 
 
-def launch_pool(x, out, geometry, kind, channels_first, device):
+def launch_pool(x, out, geometry, kind, channels_first, device, nan_wins=False,
+                count_padding=False):
     """Run max or avg pooling of device array ``x`` into ``out`` (both 5-D, data layout)."""
     from .. import config
 
     threads = config.CUDA_THREADS_PER_BLOCK
     kernel = pool_kernel(kind, str(out.dtype), tuple(geometry.kernel), tuple(geometry.strides),
-                         bool(channels_first), device)
+                         bool(channels_first), device, bool(nan_wins), bool(count_padding))
     if channels_first:
         n, c, out_d, out_h, out_w = out.shape
         inner, outer = out_h * out_w, n * c * out_d

@@ -24,13 +24,14 @@ from .arguments import check_pool_window, ntuple
 from .errors import FunctionalError, FunctionalTypeError, torch_errors
 
 
-def _run(call, out_spatial, family, problem):
-    """Dispatch a pooling problem and give its result (and indices) back to the caller."""
+def _run(call, out_spatial, family, problem, finish=True):
+    """Dispatch a pooling problem and give its result (and indices) back to the caller
+    (``finish=False``: in the call's layout, for more work first)."""
     shape = layout_shape(call.batch, call.channels, out_spatial, call.channels_first)
     result = dispatch.run(family, call.device, problem)
     if isinstance(result, tuple):
         return tuple(call.finish(part.reshape(shape)) for part in result)
-    return call.finish(result.reshape(shape))
+    return call.finish(result.reshape(shape)) if finish else result.reshape(shape)
 
 
 def _window_pool(call, out_spatial, starts, sizes, divisors, dilations, kind, **options):
@@ -49,14 +50,20 @@ def _window_pool(call, out_spatial, starts, sizes, divisors, dilations, kind, **
     return _run(call, out_spatial, "window_pool", problem)
 
 
-def _tf_pool(call, kind, kernel, stride, pads, out_spatial):
-    """Run a TF-rule pooling (windows clipped to the input, averages over real cells)."""
+def _tf_pool(call, kind, kernel, stride, padding, out_spatial, finish=True,
+             count_padding=False):
+    """Run a clipped-window pooling (the windows of PyTorch's ``padding`` and output sizes,
+    clipped to the input) on TF's kernels with PyTorch's max (NaN wins) and averages over
+    the real cells, or with ``count_padding`` over the cells inside the padded input."""
+    pads = [(p, max(0, (o - 1) * s + k - size - p))
+            for p, o, s, k, size in zip(padding, out_spatial, stride, kernel, call.spatial)]
     geometry = pad_to_3d(Geometry(call.spatial, tuple(kernel), tuple(stride),
                                   (1,) * call.n_spatial, tuple(pads), tuple(out_spatial)))
     out5 = layout_shape(call.batch, call.channels, geometry.out_sizes, call.channels_first)
     problem = PoolProblem(api._to_5d(call.x, call.n_spatial, call.channels_first), geometry,
-                          call.channels_first, out5, call.dtype, kind)
-    return _run(call, out_spatial, f"{kind}_pool", problem)
+                          call.channels_first, out5, call.dtype, kind, nan_wins=kind == "max",
+                          count_padding=count_padding)
+    return _run(call, out_spatial, f"{kind}_pool", problem, finish)
 
 
 def _regular_windows(call, kernel, stride, padding, dilation, out_spatial):
@@ -84,6 +91,8 @@ def _max_pool(n, op, input, kernel_size, stride, padding, dilation, ceil_mode, r
     call = tensors.begin(input, n, op)
     kernel, stride, padding, dilation, out = _pool_arguments(call, op, kernel_size, stride,
                                                              padding, dilation, ceil_mode)
+    if not return_indices and all(d == 1 for d in dilation):
+        return _tf_pool(call, "max", kernel, stride, padding, out)
     starts, sizes = _regular_windows(call, kernel, stride, padding, dilation, out)
     return _window_pool(call, out, starts, sizes, sizes, dilation, "max",
                         return_indices=bool(return_indices))
@@ -95,6 +104,7 @@ def _padded_counts(starts, k, size, pad):
 
 
 def _real_counts(starts, k, size):
+    """The real (unpadded) cells of each window."""
     return np.minimum(starts + k, size) - np.maximum(starts, 0)
 
 
@@ -108,19 +118,14 @@ def _avg_pool(n, op, input, kernel_size, stride, padding, ceil_mode, count_inclu
         divisor_override = as_int(divisor_override, "divisor_override")
         if divisor_override == 0:
             raise FunctionalError(f"{op}(): divisor must be not zero")
+    if divisor_override is None:
+        return _tf_pool(call, "avg", kernel, stride, padding, out,
+                        count_padding=bool(count_include_pad) and any(padding))
     starts, sizes = _regular_windows(call, kernel, stride, padding, dilation, out)
-    if divisor_override is None and (not count_include_pad or not any(padding)):
-        # PyTorch's average is TF's here: the mean of each window's real cells.
-        pads = [(p, max(0, (o - 1) * s + k - size - p))
-                for p, o, s, k, size in zip(padding, out, stride, kernel, call.spatial)]
-        return _tf_pool(call, "avg", kernel, stride, pads, out)
-    if count_include_pad:
-        divisors = [_padded_counts(st, k, size, p)
-                    for st, k, size, p in zip(starts, kernel, call.spatial, padding)]
-    else:
-        divisors = [_real_counts(st, k, size) for st, k, size in zip(starts, kernel, call.spatial)]
+    divisors = [_padded_counts(st, k, size, p)
+                for st, k, size, p in zip(starts, kernel, call.spatial, padding)]
     return _window_pool(call, out, starts, sizes, divisors, dilation, "avg",
-                        divisor_override=divisor_override or 0)
+                        divisor_override=divisor_override)
 
 
 @torch_errors
@@ -205,9 +210,9 @@ def _adaptive_pool(n, op, kind, input, output_size, return_indices=False):
         return _empty(call, out, return_indices)
     if all(o == 1 for o in out) and not return_indices:
         return _global(call, kind, out)
-    if kind == "avg" and all(size % o == 0 for size, o in zip(call.spatial, out)):
+    if not return_indices and all(size % o == 0 for size, o in zip(call.spatial, out)):
         kernel = tuple(size // o for size, o in zip(call.spatial, out))
-        return _tf_pool(call, "avg", kernel, kernel, ((0, 0),) * n, out)
+        return _tf_pool(call, kind, kernel, kernel, (0,) * n, out)
     starts, sizes = _adaptive_windows(call, out)
     return _window_pool(call, out, starts, sizes, sizes, (1,) * n, kind,
                         return_indices=bool(return_indices))
