@@ -29,10 +29,10 @@ def _checked_weight(call, weight, bias, op, transposed, groups):
         raise FunctionalError(f"{op}(): groups must be an int, got {groups!r}")
     if groups < 1:
         raise FunctionalError(f"{op}(): non-positive groups is not supported")
-    if min(w.shape) < 1:
-        raise FunctionalError(f"{op}(): weight must have non-zero sizes, got {list(w.shape)}")
     if call.channels < 1:
         raise FunctionalError(f"{op}(): input has zero channels: {call.shape_text()}")
+    if min(w.shape) < 1:
+        raise FunctionalError(f"{op}(): weight must have non-zero sizes, got {list(w.shape)}")
     if transposed:
         expected, out_channels = int(w.shape[0]), int(w.shape[1]) * groups
         if call.channels != expected or expected % groups:
