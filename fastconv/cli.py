@@ -66,6 +66,8 @@ def _parser():
                          help="skip measuring the sgemm and copy ceilings")
     compare.add_argument("--list", action="store_true", help="list the selected cases and exit")
     compare.add_argument("--debug", action="store_true", help="print tracebacks of failing cases")
+    compare.add_argument("--peers", help="'torch': run fastconv.functional's cases beside the "
+                                         "tf.nn API and torch.nn.functional instead (needs torch)")
     commands.add_parser("ceilings", help="measure numpy sgemm GFLOP/s and parallel-copy GB/s")
     warm = commands.add_parser(
         "warmup", help="compile the kernels of the common CNN layers ahead of time",
@@ -107,9 +109,51 @@ def _check_cuda(parser):
                      f"machine with an NVIDIA GPU and driver, or use --device cpu")
 
 
+def _compare_torch(parser, args):
+    """``fastconv compare --peers torch``: :mod:`fastconv.compare_torch`'s table."""
+    from . import compare, compare_torch, config, timing
+
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        parser.error("--peers torch needs PyTorch: pip install 'fastconv[torch]'")
+    config.COMPILE = "sync"
+    cases = [c for c in compare_torch.CASES
+             if not args.cases or any(_matches(c.name, p) for p in _split(args.cases))]
+    if args.list:
+        for case in cases:
+            print(f"{case.name:28s} {case.op}")
+        return 0
+    if not args.no_ceilings:
+        from .compare import format_ceilings
+
+        print(format_ceilings(timing.ceilings()))
+    bar = compare.Progress(len(cases))
+    results = compare_torch.run(cases, args.repeat or (3 if args.quick else 7), bar.step)
+    bar.close()
+    print(compare_torch.format_table(results))
+    print(compare_torch.summary(results))
+    if args.json:
+        import dataclasses
+
+        with open(args.json, "w") as fh:
+            json.dump({"results": [dataclasses.asdict(r) for r in results]}, fh, indent=1)
+    return 0 if all(r.equal and not r.error for r in results) else 1
+
+
+def _matches(name, pattern):
+    import fnmatch
+
+    return fnmatch.fnmatch(name, pattern) or name == pattern
+
+
 def _compare(parser, args):
     from . import compare, config, timing, workloads
 
+    if args.peers:
+        if args.peers.strip().lower() != "torch":
+            parser.error(f"--peers: {args.peers!r}; the peers available are: torch")
+        return _compare_torch(parser, args)
     config.COMPILE = "sync"  # time the kernels, never the NumPy tier of first calls
     compare.SHOW_TRACEBACKS = args.debug
     cases = workloads.select(ops=_split(args.ops), quick=args.quick, names=_split(args.cases))

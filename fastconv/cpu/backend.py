@@ -383,10 +383,9 @@ def run_pool_planar(problem):
         if g.in_sizes[0] == 1 and max(g.kernel[1:] + g.strides[1:]) <= FIXED_WINDOW_MAX:
             # Common 1-D/2-D windows: a kernel compiled for the shape (vectorised rows).
             n, c, _, h, w = x.shape
-            kernel = planar_fixed_kernel(*g.kernel[1:], *g.strides[1:], mode == POOL_MAX_NAN)
+            kernel = planar_fixed_kernel(*g.kernel[1:], *g.strides[1:])
             kernel(x.reshape(n * c, h, w), out.reshape(n * c, *out.shape[3:]),
-                   pads_before[1], pads_before[2], POOL_MAX if mode == POOL_MAX_NAN else mode,
-                   lowest)
+                   pads_before[1], pads_before[2], mode, lowest)
         else:
             pool_ncdhw(x, out, *g.kernel, *g.strides, *pads_before, mode, lowest)
     return out
@@ -453,7 +452,7 @@ def _planar_pool_window(problem):
     """The window and stride compiled into the planar pooling kernel, when it uses one."""
     g = problem.geometry
     if g.in_sizes[0] == 1 and max(g.kernel[1:] + g.strides[1:]) <= FIXED_WINDOW_MAX:
-        return g.kernel[1:] + g.strides[1:] + (("nan-wins",) if problem.nan_wins else ())
+        return g.kernel[1:] + g.strides[1:]
     return ()
 
 

@@ -220,19 +220,17 @@ FIXED_WINDOW_MAX = config.POOL_FIXED_WINDOW_MAX
 
 
 @functools.lru_cache(maxsize=None)
-def planar_fixed_kernel(kh, kw, sh, sw, nan_wins=False):
+def planar_fixed_kernel(kh, kw, sh, sw):
     """Channels-first 1-D/2-D pooling compiled for one window shape and stride.
 
     With the window and stride as compile-time constants, the interior loop over output
     columns reads ``x[row + ow * SW + j]``, which LLVM vectorises with interleaved loads and
     shuffles; at run time the stride would force a scalar loop (the generic ``pool_ncdhw``).
     ``x`` is (planes, H, W), ``out`` (planes, OH, OW); borders clip the window as
-    :func:`pool_ndhwc` does, and the semantics are the same (``nan_wins``: PyTorch's max,
-    where a NaN wins; ``mode`` is then MAX; ``AVG_PAD`` as in :func:`pool_ndhwc`).
+    :func:`pool_ndhwc` does, and the modes and semantics are the same (the max modes share
+    one compiled kernel: each has its own interior loop).
     """
     KH, KW, SH, SW = kh, kw, sh, sw  # frozen into the compiled kernel (and its cache entry)
-    NAN_WINS = nan_wins
-    pair_max = pair_max_rows_nan if nan_wins else pair_max_rows
 
     @njit(parallel=True, cache=True, nogil=True)
     def kernel(x, out, ph, pw, mode, lowest):
@@ -242,7 +240,8 @@ def planar_fixed_kernel(kh, kw, sh, sw, nan_wins=False):
         of = out.reshape(-1)
         lo = min(-(-pw // SW), ow_)
         hi = max(min((w_ + pw - KW) // SW + 1, ow_), lo)
-        typed = _typed_constants(KH * KW, lowest if mode == MAX else 0, x)
+        is_max = mode % 2 == 0
+        typed = _typed_constants(KH * KW, lowest if is_max else 0, x)
         init = typed[KH * KW + 1]
         for plane in prange(p_):
             for oh in range(oh_):
@@ -251,21 +250,32 @@ def planar_fixed_kernel(kh, kw, sh, sw, nan_wins=False):
                 first = lo if h1 - h0 == KH else ow_  # interior columns, when no row is clipped
                 last = hi if h1 - h0 == KH else ow_
                 base = (plane * h_ + h0) * w_ - pw
-                if mode == MAX:
+                if is_max:
                     start = first
                     if KH == 2 and KW == 2 and SH == 2 and SW == 2:  # the common 2x2/2 window
-                        start += pair_max(xf, base + first * 2, base + w_ + first * 2, of,
-                                          o + first, last - first, init)
-                    for ow in range(start, last):
-                        m = init
-                        for r in range(KH):
-                            for j in range(KW):
-                                v = xf[base + r * w_ + ow * SW + j]
-                                if NAN_WINS:
+                        if mode == MAX_NAN:
+                            start += pair_max_rows_nan(xf, base + first * 2,
+                                                       base + w_ + first * 2, of, o + first,
+                                                       last - first, init)
+                        else:
+                            start += pair_max_rows(xf, base + first * 2, base + w_ + first * 2,
+                                                   of, o + first, last - first, init)
+                    if mode == MAX_NAN:
+                        for ow in range(start, last):
+                            m = init
+                            for r in range(KH):
+                                for j in range(KW):
+                                    v = xf[base + r * w_ + ow * SW + j]
                                     m = m if (m != m or m >= v) else v
-                                else:
+                            of[o + ow] = m
+                    else:
+                        for ow in range(start, last):
+                            m = init
+                            for r in range(KH):
+                                for j in range(KW):
+                                    v = xf[base + r * w_ + ow * SW + j]
                                     m = v if v > m else m
-                        of[o + ow] = m
+                            of[o + ow] = m
                 else:
                     count = typed[KH * KW]
                     for ow in range(first, last):
@@ -281,13 +291,13 @@ def planar_fixed_kernel(kh, kw, sh, sw, nan_wins=False):
                     for h in range(h0, h1):
                         for w in range(w0, w1):
                             v = xf[(plane * h_ + h) * w_ + w]
-                            if mode == MAX and NAN_WINS:
+                            if mode == MAX_NAN:
                                 acc = acc if (acc != acc or acc >= v) else v
                             elif mode == MAX:
                                 acc = v if v > acc else acc
                             else:
                                 acc += v
-                    if mode == MAX:
+                    if is_max:
                         of[o + ow] = acc
                     elif mode == AVG_PAD:  # at most KH * KW: PyTorch's padding <= k / 2
                         of[o + ow] = acc / typed[_padded_extent(oh, SH, ph, KH, h_)
