@@ -7,7 +7,8 @@ the suite's tolerance otherwise) and times, alternately in one process with medi
 the equivalent ``tf.nn``-style call on the same data (channels-first, TF-layout filters
 prepared once; none where tf.nn has no such op) and torch. torch's OpenMP threads spin for
 ~15 ms after a call, so each torch sample is followed by an idle wait before the next sample
-(not timed). ``F / API`` is the cost of PyTorch's front end (the issue's goal: within 1.10);
+(not timed), fastconv's two calls take turns going first, and every sample follows an
+untimed call. ``F / API`` is the cost of PyTorch's front end (the issue's goal: within 1.10);
 ``torch / F`` > 1 means fastconv is faster than PyTorch.
 """
 
@@ -212,9 +213,14 @@ def time_alternating(calls, repeat, target, untimed_after):
     time.sleep(TORCH_IDLE_SECONDS)
     numbers = [timing._calls_per_sample(call, target) for call in everything]
     samples = [[] for _ in everything]
-    for _ in range(max(1, repeat)):
-        for index, (call, number) in enumerate(zip(everything, numbers)):
-            samples[index].append(timing._sample(call, number))
+    for round_ in range(max(1, repeat)):
+        # fastconv's calls in turns (first, then second, ...), each after an untimed call:
+        # the first sample after torch's idle would otherwise pay the threads' wake-up.
+        order = list(range(len(calls)))
+        order = order[round_ % len(order):] + order[:round_ % len(order)]
+        for index in order + [len(calls)]:
+            everything[index]()
+            samples[index].append(timing._sample(everything[index], numbers[index]))
         time.sleep(TORCH_IDLE_SECONDS)  # torch ran last: its pool's spin must not be charged
     return [statistics.median(s) for s in samples]
 

@@ -184,7 +184,7 @@ def pool_ncdhw(x, out, kd, kh, kw, sd, sh, sw, pd, ph, pw, mode, lowest):
                             for w in range(w_):
                                 v = src[w]
                                 m = row[w]
-                                row[w] = m if (m != m or m >= v) else v
+                                row[w] = m if ((m != m) | (m >= v)) else v
                         else:
                             for w in range(w_):
                                 row[w] += src[w]
@@ -201,7 +201,7 @@ def pool_ncdhw(x, out, kd, kh, kw, sd, sh, sw, pd, ph, pw, mode, lowest):
                     elif mode == MAX_NAN:
                         for w in range(w0, w1):
                             v = row[w]
-                            acc = acc if (acc != acc or acc >= v) else v
+                            acc = acc if ((acc != acc) | (acc >= v)) else v
                         dst[ow] = acc
                     elif mode == AVG:
                         for w in range(w0, w1):
@@ -261,13 +261,18 @@ def planar_fixed_kernel(kh, kw, sh, sw):
                             start += pair_max_rows(xf, base + first * 2, base + w_ + first * 2,
                                                    of, o + first, last - first, init)
                     if mode == MAX_NAN:
+                        # TF's max plus a NaN flag: fewer operations per tap than PyTorch's
+                        # update rule, and the same result (init is -inf, so nan is NaN).
+                        nan = init - init
                         for ow in range(start, last):
                             m = init
+                            seen_nan = False
                             for r in range(KH):
                                 for j in range(KW):
                                     v = xf[base + r * w_ + ow * SW + j]
-                                    m = m if (m != m or m >= v) else v
-                            of[o + ow] = m
+                                    m = v if v > m else m
+                                    seen_nan |= v != v
+                            of[o + ow] = nan if seen_nan else m
                     else:
                         for ow in range(start, last):
                             m = init
@@ -292,7 +297,7 @@ def planar_fixed_kernel(kh, kw, sh, sw):
                         for w in range(w0, w1):
                             v = xf[(plane * h_ + h) * w_ + w]
                             if mode == MAX_NAN:
-                                acc = acc if (acc != acc or acc >= v) else v
+                                acc = acc if ((acc != acc) | (acc >= v)) else v
                             elif mode == MAX:
                                 acc = v if v > acc else acc
                             else:

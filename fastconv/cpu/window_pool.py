@@ -26,7 +26,7 @@ ROW_CHUNKS = config.CPU_ROW_CHUNKS
 @njit(inline="always", cache=True)
 def _wins(value, best):
     """PyTorch's max update rule: greater, or NaN (so the last NaN's index is kept)."""
-    return value > best or value != value
+    return (value > best) | (value != value)
 
 
 @njit(inline="always", cache=True)
@@ -105,7 +105,7 @@ def window_pool_planar(x, out, idx, t, dil_d, dil_h, dil_w, mode, override, powe
                         for w in range(w_):
                             v = src[w]
                             m = row[w]
-                            row[w] = m if (m != m or m >= v) else v
+                            row[w] = m if ((m != m) | (m >= v)) else v
                     elif mode == AVG:
                         for w in range(w_):
                             row[w] += src[w]
@@ -118,7 +118,7 @@ def window_pool_planar(x, out, idx, t, dil_d, dil_h, dil_w, mode, override, powe
                 for jw in range(w0, w1):
                     v = row[sw[ow] + jw * dil_w]
                     if mode == MAX:
-                        acc = acc if (acc != acc or acc >= v) else v
+                        acc = acc if ((acc != acc) | (acc >= v)) else v
                     else:
                         acc += v
                 if mode == MAX:
@@ -177,7 +177,7 @@ def window_pool_ndhwc(x, out, idx, t, dil_d, dil_h, dil_w, mode, override, power
                                 for c in range(c_):
                                     v = src[c]
                                     m = acc[c]
-                                    acc[c] = m if (m != m or m >= v) else v
+                                    acc[c] = m if ((m != m) | (m >= v)) else v
                             elif mode == AVG:
                                 for c in range(c_):
                                     acc[c] += src[c]

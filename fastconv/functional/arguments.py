@@ -16,6 +16,10 @@ def ntuple(value, n, name, minimum=1):
     >>> ntuple(3, 2, "kernel_size"), ntuple((2, 1), 2, "stride")
     ((3, 3), (2, 1))
     """
+    if type(value) is int and value >= minimum:  # the common case, without the checks below
+        if value > 2**31 - 1:
+            check_int32((value,), name)
+        return (value,) * n
     if hasattr(value, "tolist") and not isinstance(value, (list, tuple)):
         value = value.tolist()
     if isinstance(value, (list, tuple)):

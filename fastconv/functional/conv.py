@@ -80,7 +80,9 @@ def _conv(n, op, input, weight, bias, stride, padding, dilation, groups):
                 f"{tuple(s + b + a for s, (b, a) in zip(call.spatial, pads))}. Kernel size: "
                 f"{kernel} (dilation {dilation}). Kernel size can't be greater than actual "
                 f"input size")
-    w_tf = api._data(_tf_filters(w, n), "weight", call.device, call.dtype)
+    w_tf = _tf_filters(w, n)
+    if call.device == "cuda":
+        w_tf = api._data(w_tf, "weight", call.device, call.dtype)
     out = api._run_conv(call.x, w_tf, bias, (stride, pads, dilation), groups, 0,
                         call.channels_first, n, call.device)
     return call.finish(out)

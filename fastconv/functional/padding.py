@@ -7,7 +7,9 @@ wraps the cropped input), then the padding is one gather on the array's device.
 
 from __future__ import annotations
 
-from .. import dispatch
+import math
+
+from .. import api, dispatch
 from ..problems import ModePadProblem
 from ..shapes import as_int
 from ..validation import array_dtype
@@ -103,9 +105,14 @@ def pad(input, pad, mode="constant", value=None):
             x = dispatch.prepare_array("cuda", x)
     out_shape = tuple(int(size) + a + b for size, (a, b) in zip(x.shape, pads))
     device = "cpu" if tensors._kind(x) == "numpy" else "cuda"
-    problem = ModePadProblem(x, tuple(pads), mode, 0.0 if value is None else float(value),
-                             out_shape, dtype)
-    out = dispatch.run("pad", device, problem)
+    if (mode == "constant" and (value is None or (value == 0 and math.copysign(1, value) > 0))
+            and 3 <= rank <= 5 and all(p == (0, 0) for p in pads[:2])):
+        # Zeros around the spatial dims of (N, C, *spatial): the zero-padding kernels.
+        out = api._run_zero_pad(x, tuple(pads[2:]), True, device)
+    else:
+        problem = ModePadProblem(x, tuple(pads), mode, 0.0 if value is None else float(value),
+                                 out_shape, dtype)
+        out = dispatch.run("pad", device, problem)
     if to_torch:
         import torch
 

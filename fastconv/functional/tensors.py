@@ -66,19 +66,15 @@ class Call:
     to_torch: bool  # a CPU tensor came in: results go back as CPU tensors
     dtype: np.dtype
     n_spatial: int
+    batch: int = 0
+    channels: int = 0
+    spatial: tuple = ()
 
-    @property
-    def batch(self):
-        return int(self.x.shape[0])
-
-    @property
-    def channels(self):
-        return int(self.x.shape[1 if self.channels_first else -1])
-
-    @property
-    def spatial(self):
+    def __post_init__(self):
         shape = tuple(int(v) for v in self.x.shape)
-        return shape[2:] if self.channels_first else shape[1:-1]
+        self.batch = shape[0]
+        self.channels, self.spatial = ((shape[1], shape[2:]) if self.channels_first
+                                       else (shape[-1], shape[1:-1]))
 
     def shape_text(self):
         """The input's shape as the caller gave it (PyTorch's order), for messages."""
@@ -122,13 +118,14 @@ def begin(input, n_spatial, name):
                               f"(batched) input to {name}, but got input of size: "
                               f"{list(input.shape)}")
     device = "cpu" if kind == "numpy" else "cuda"
+    if device == "cuda":  # strided numba device arrays are copied on the device to reshape
+        input = api._data(input, "input", device)
     batched = rank == n_spatial + 2
     if not batched:
-        input = api._data(input, "input", device)
         input = input.reshape((1,) + tuple(input.shape))
     view = _channels_last_view(input, kind)
     channels_first = view is None
-    x = api._data(input if channels_first else view, "input", device)
+    x = input if channels_first else view
     call = Call(x, channels_first, device, batched, to_torch, dtype, n_spatial)
     if 0 in call.spatial:
         raise FunctionalError(f"{name}(): Expected input to have non-zero size for non-batch "
