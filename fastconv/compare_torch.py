@@ -102,6 +102,32 @@ CASES = (
               {"norm_type": 2, "kernel_size": 2}),
     TorchCase("max_unpool", "max_unpool2d", {"x": (64, 32, 28, 28)}, {"kernel_size": 2},
               exact=True),
+    TorchCase("transpose1d", "conv_transpose1d", {"x": (8, 64, 128), "w": (64, 32, 4)},
+              {"stride": 2, "padding": 1}),
+    TorchCase("transpose3d", "conv_transpose3d", {"x": (2, 16, 8, 16, 16),
+                                                  "w": (16, 8, 4, 4, 4)},
+              {"stride": 2, "padding": 1}),
+    TorchCase("avg_pool3d", "avg_pool3d", {"x": (2, 16, 16, 32, 32)}, {"kernel_size": 2},
+              lambda fc, a: fc.avg_pool3d(a["x"], 2, 2, "VALID", "NCDHW")),
+    TorchCase("adaptive_avg_1d", "adaptive_avg_pool1d", {"x": (8, 64, 256)},
+              {"output_size": 32},
+              lambda fc, a: fc.avg_pool1d(a["x"], 8, 8, "VALID", "NCW")),
+    TorchCase("adaptive_max_1d", "adaptive_max_pool1d", {"x": (8, 64, 250)},
+              {"output_size": 32}, exact=True),
+    TorchCase("adaptive_avg_3d", "adaptive_avg_pool3d", {"x": (2, 16, 16, 32, 32)},
+              {"output_size": 1},
+              lambda fc, a: fc.avg_pool3d(a["x"], (16, 32, 32), 1, "VALID", "NCDHW")),
+    TorchCase("adaptive_max_3d", "adaptive_max_pool3d", {"x": (2, 16, 16, 32, 32)},
+              {"output_size": (8, 16, 16)},
+              lambda fc, a: fc.max_pool3d(a["x"], 2, 2, "VALID", "NCDHW"), exact=True),
+    TorchCase("lp_pool1d", "lp_pool1d", {"x": (8, 64, 256)},
+              {"norm_type": 2, "kernel_size": 3, "stride": 2}),
+    TorchCase("lp_pool3d", "lp_pool3d", {"x": (2, 16, 16, 32, 32)},
+              {"norm_type": 2, "kernel_size": 2}),
+    TorchCase("max_unpool1d", "max_unpool1d", {"x": (8, 64, 256)}, {"kernel_size": 2},
+              exact=True),
+    TorchCase("max_unpool3d", "max_unpool3d", {"x": (2, 16, 16, 32, 32)}, {"kernel_size": 2},
+              exact=True),
     TorchCase("pad_reflect", "pad", {"x": (8, 64, 56, 56)},
               {"pad": (1, 1, 1, 1), "mode": "reflect"}, exact=True),
     TorchCase("pad_constant", "pad", {"x": (8, 64, 56, 56)}, {"pad": (1, 1, 1, 1)},
@@ -152,8 +178,9 @@ def _calls(case, arrays):
         x = torch.from_numpy(arrays["x_nhwc"]).permute(0, 3, 1, 2)
     params = [torch.from_numpy(arrays[name]) for name in ("w", "b") if name in arrays]
     options = dict(case.options)
-    if case.op == "max_unpool2d":
-        pooled, indices = TF.max_pool2d(x, 2, return_indices=True)
+    if case.op.startswith("max_unpool"):
+        pool = getattr(TF, case.op.replace("max_unpool", "max_pool"))
+        pooled, indices = pool(x, case.options["kernel_size"], return_indices=True)
         x, params = pooled, [indices]
     if case.op == "pad":
         pad = options.pop("pad")

@@ -464,3 +464,16 @@ def test_seed_003_cnn_runs_through_functional_equal_to_torch():
     assert tuple(y.shape) == (16, 64, 7, 7)
     assert_close(got.numpy(), expected.numpy(), np.float32)
     assert (got.argmax(1) == expected.argmax(1)).all()
+
+
+def test_compare_peers_torch_checks_and_times_its_cases():
+    """`fastconv compare --peers torch`'s rows: equal to torch, three timings (two where tf.nn
+    has no such op)."""
+    from fastconv import compare_torch
+
+    cases = [c for c in compare_torch.CASES if c.name in ("seed004_pool1d", "max_unpool1d")]
+    results = compare_torch.run(cases, repeat=1)
+    assert [r.error for r in results] == ["", ""] and all(r.equal for r in results)
+    assert all(r.functional_ms > 0 and r.torch_ms > 0 for r in results)
+    assert results[0].api_ms > 0 and math.isnan(results[1].api_ms)
+    assert "cases equal to torch" in compare_torch.summary(results)
