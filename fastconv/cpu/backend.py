@@ -422,8 +422,16 @@ def _is_channels_first(problem):
 
 def run_global_pool(problem):
     """Global max / mean over the spatial dims."""
-    x = to_channels_last(problem.x, problem.channels_first)
     n, channels = problem.out_shape
+    if problem.channels_first and problem.x.size:
+        # Each (batch, channel) plane is one contiguous row: NumPy's SIMD reductions read it
+        # in place (the kernel below wants channels-last, which would cost a transposed copy
+        # of the whole input). max propagates NaN, as tf.reduce_max does.
+        rows = np.ascontiguousarray(problem.x).reshape(n, channels, -1)
+        if problem.kind == "max":
+            return rows.max(axis=2)
+        return rows.mean(axis=2, dtype=problem.dtype)
+    x = to_channels_last(problem.x, problem.channels_first)
     out = np.empty((n, channels), problem.dtype)
     if out.size == 0:
         return out
