@@ -172,6 +172,9 @@ def pool_ncdhw(x, out, kd, kh, kw, sd, sh, sw, pd, ph, pw, mode, lowest):
                 h0, h1 = _window(oh, sh, ph, kh, h_)
                 for w in range(w_):
                     row[w] = init
+                # PyTorch's max (MAX_NAN) runs TF's and notes NaNs; rows that had one are
+                # combined again with PyTorch's rule (rare: NaN-free data pays one OR a cell).
+                seen_nan = False
                 for d in range(d0, d1):
                     for h in range(h0, h1):
                         src = x[n, c, d, h]
@@ -184,10 +187,21 @@ def pool_ncdhw(x, out, kd, kh, kw, sd, sh, sw, pd, ph, pw, mode, lowest):
                             for w in range(w_):
                                 v = src[w]
                                 m = row[w]
-                                row[w] = m if ((m != m) | (m >= v)) else v
+                                row[w] = v if v > m else m
+                                seen_nan |= v != v
                         else:
                             for w in range(w_):
                                 row[w] += src[w]
+                if seen_nan:
+                    for w in range(w_):
+                        row[w] = init
+                    for d in range(d0, d1):
+                        for h in range(h0, h1):
+                            src = x[n, c, d, h]
+                            for w in range(w_):
+                                v = src[w]
+                                m = row[w]
+                                row[w] = m if ((m != m) | (m >= v)) else v
                 rows = (d1 - d0) * (h1 - h0)
                 dst = out[n, c, od, oh]
                 for ow in range(ow_):
@@ -198,10 +212,15 @@ def pool_ncdhw(x, out, kd, kh, kw, sd, sh, sw, pd, ph, pw, mode, lowest):
                             v = row[w]
                             acc = v if v > acc else acc
                         dst[ow] = acc
-                    elif mode == MAX_NAN:
+                    elif mode == MAX_NAN and seen_nan:
                         for w in range(w0, w1):
                             v = row[w]
                             acc = acc if ((acc != acc) | (acc >= v)) else v
+                        dst[ow] = acc
+                    elif mode == MAX_NAN:  # no NaN in these rows: TF's max from -inf
+                        for w in range(w0, w1):
+                            v = row[w]
+                            acc = v if v > acc else acc
                         dst[ow] = acc
                     elif mode == AVG:
                         for w in range(w0, w1):

@@ -109,6 +109,9 @@ def window_pool_planar(x, out, idx, t, dil_d, dil_h, dil_w, mode, override, powe
                     elif mode == AVG:
                         for w in range(w_):
                             row[w] += src[w]
+                    elif typed_power == 2:  # the common norm: no pow call, vectorised
+                        for w in range(w_):
+                            row[w] += src[w] * src[w]
                     else:
                         for w in range(w_):
                             row[w] += src[w] ** typed_power
@@ -181,6 +184,9 @@ def window_pool_ndhwc(x, out, idx, t, dil_d, dil_h, dil_w, mode, override, power
                             elif mode == AVG:
                                 for c in range(c_):
                                     acc[c] += src[c]
+                            elif typed_power == 2:
+                                for c in range(c_):
+                                    acc[c] += src[c] * src[c]
                             else:
                                 for c in range(c_):
                                     acc[c] += src[c] ** typed_power
