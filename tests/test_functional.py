@@ -477,3 +477,16 @@ def test_compare_peers_torch_checks_and_times_its_cases():
     assert all(r.functional_ms > 0 and r.torch_ms > 0 for r in results)
     assert results[0].api_ms > 0 and math.isnan(results[1].api_ms)
     assert "cases equal to torch" in compare_torch.summary(results)
+
+
+def test_docstring_examples_run():
+    """Every public function's numpydoc example (the modules' doctests) runs as written."""
+    import doctest
+    import importlib
+
+    for name in ("fastconv.functional", "fastconv.functional.conv",
+                 "fastconv.functional.pooling", "fastconv.functional.padding",
+                 "fastconv.functional.arguments"):
+        failures, tried = doctest.testmod(importlib.import_module(name),
+                                          optionflags=doctest.NORMALIZE_WHITESPACE)
+        assert tried > 0 and failures == 0, name
