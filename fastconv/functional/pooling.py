@@ -133,7 +133,12 @@ def _lp_pool(n, op, input, norm_type, kernel_size, stride, ceil_mode):
     if isinstance(norm_type, bool) or not isinstance(norm_type, (int, float)):
         raise FunctionalTypeError(f"{op}(): norm_type must be a number, got {norm_type!r}")
     if math.isinf(norm_type):  # PyTorch: the max (or min) of the absolute values
-        magnitude = abs(input.detach() if tensors.is_torch(input) else input)
+        try:
+            magnitude = abs(input.detach() if tensors.is_torch(input) else input)
+        except TypeError:
+            raise FunctionalTypeError(f"{op}(): norm_type={norm_type} takes |input| on the "
+                                      f"input's own device: pass a NumPy or CuPy array or a "
+                                      f"torch tensor, not {type(input).__name__}") from None
         if norm_type > 0:
             return _max_pool(n, op, magnitude, kernel_size, stride, 0, 1, ceil_mode, False)
         return -_max_pool(n, op, -magnitude, kernel_size, stride, 0, 1, ceil_mode, False)
@@ -256,7 +261,7 @@ def _max_unpool(n, op, input, indices, kernel_size, stride, padding, output_size
         raise FunctionalTypeError(f"{op}(): indices must be integers, got {api.array_dtype(idx)}")
     total = math.prod(out)
     if 0 not in given:
-        low, high = tensors.flat_index_range(idx, total)
+        low, high = tensors.flat_index_range(idx)
         if low < 0 or high >= total:
             bad = low if low < 0 else high
             raise FunctionalError(f"Found an invalid max index: {bad} (output volumes are of "

@@ -197,14 +197,9 @@ def concatenate_channels(parts, channels_first):
     return cuda.to_device(np.concatenate([p.copy_to_host() for p in parts], axis=axis))
 
 
-def flat_index_range(indices, size):
-    """(min, max) of an index array on any device (one small copy back for device arrays)."""
-    kind = _kind(indices)
-    if kind == "torch":
-        return int(indices.min()), int(indices.max())
-    if kind == "cupy":
-        return int(indices.min()), int(indices.max())
-    if kind == "numba":
-        host = indices.copy_to_host()
-        return int(host.min()), int(host.max())
+def flat_index_range(indices):
+    """(min, max) of a non-empty index array on any device (numba device arrays, which have no
+    reductions, are copied back: indices are checked before anything is written)."""
+    if _kind(indices) == "numba":
+        indices = indices.copy_to_host()
     return int(indices.min()), int(indices.max())

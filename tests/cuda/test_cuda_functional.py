@@ -82,3 +82,5 @@ def test_errors_come_before_any_launch(rand):
         F.max_unpool2d(x, cuda.to_device(np.full((1, 2, 4, 4), 99)), 2)
     with pytest.raises(ValueError, match="half"):
         F.max_pool2d(x, 2, 1, 2)
+    with pytest.raises(TypeError, match="norm_type=inf"):  # |x| needs the array's own library
+        F.lp_pool2d(x, float("inf"), 2)
