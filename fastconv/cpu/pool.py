@@ -35,6 +35,13 @@ def _window(o, stride, pad, k, size):
 
 
 @njit(inline="always", cache=True)
+def nan_wins_max(best, value):
+    """PyTorch's max of two values: a NaN wins and stays (``|``, not ``or``: no branch, so the
+    loops around it vectorise)."""
+    return best if ((best != best) | (best >= value)) else value
+
+
+@njit(inline="always", cache=True)
 def _padded_extent(o, stride, pad, k, size):
     """Cells of window ``o`` inside the input padded by ``pad`` on both sides (PyTorch's
     ``count_include_pad`` divisor along one dim)."""
@@ -43,7 +50,7 @@ def _padded_extent(o, stride, pad, k, size):
 
 
 @njit(inline="always", cache=True)
-def _in_dtype(value, scratch):
+def in_dtype(value, scratch):
     """``value`` converted to ``scratch``'s dtype (a one-element array)."""
     scratch[0] = value
     return scratch[0]
@@ -103,7 +110,7 @@ def pool_ndhwc(x, out, kd, kh, kw, sd, sh, sw, pd, ph, pw, mode, lowest):
                             offsets[cells] = (((n * d_ + d) * h_ + h) * w_ + w) * c_
                             cells += 1
                 if mode == AVG_PAD:
-                    scalar = _in_dtype(_padded_extent(od, sd, pd, kd, d_)
+                    scalar = in_dtype(_padded_extent(od, sd, pd, kd, d_)
                                        * _padded_extent(oh, sh, ph, kh, h_)
                                        * _padded_extent(ow, sw, pw, kw, w_), scratch)
                 else:
@@ -201,7 +208,7 @@ def pool_ncdhw(x, out, kd, kh, kw, sd, sh, sw, pd, ph, pw, mode, lowest):
                             for w in range(w_):
                                 v = src[w]
                                 m = row[w]
-                                row[w] = m if ((m != m) | (m >= v)) else v
+                                row[w] = nan_wins_max(m, v)
                 rows = (d1 - d0) * (h1 - h0)
                 dst = out[n, c, od, oh]
                 for ow in range(ow_):
@@ -215,7 +222,7 @@ def pool_ncdhw(x, out, kd, kh, kw, sd, sh, sw, pd, ph, pw, mode, lowest):
                     elif mode == MAX_NAN and seen_nan:
                         for w in range(w0, w1):
                             v = row[w]
-                            acc = acc if ((acc != acc) | (acc >= v)) else v
+                            acc = nan_wins_max(acc, v)
                         dst[ow] = acc
                     elif mode == MAX_NAN:  # no NaN in these rows: TF's max from -inf
                         for w in range(w0, w1):
@@ -229,7 +236,7 @@ def pool_ncdhw(x, out, kd, kh, kw, sd, sh, sw, pd, ph, pw, mode, lowest):
                     else:
                         for w in range(w0, w1):
                             acc += row[w]
-                        dst[ow] = acc / _in_dtype(_padded_extent(od, sd, pd, kd, d_)
+                        dst[ow] = acc / in_dtype(_padded_extent(od, sd, pd, kd, d_)
                                                   * _padded_extent(oh, sh, ph, kh, h_)
                                                   * _padded_extent(ow, sw, pw, kw, w_), scratch)
 
@@ -316,7 +323,7 @@ def planar_fixed_kernel(kh, kw, sh, sw):
                         for w in range(w0, w1):
                             v = xf[(plane * h_ + h) * w_ + w]
                             if mode == MAX_NAN:
-                                acc = acc if ((acc != acc) | (acc >= v)) else v
+                                acc = nan_wins_max(acc, v)
                             elif mode == MAX:
                                 acc = v if v > acc else acc
                             else:

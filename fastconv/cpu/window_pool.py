@@ -17,6 +17,7 @@ import numpy as np
 from numba import njit, prange
 
 from .. import config
+from .pool import in_dtype, nan_wins_max
 
 MAX, AVG, LP = 0, 1, 2
 #: Output-row chunks handed to the thread pool (a few per thread, for balance).
@@ -39,16 +40,24 @@ def _real_taps(start, taps, dilation, size):
 
 
 @njit(inline="always", cache=True)
+def _flat(d, h, w, h_, w_):
+    """A cell's flat index in its (batch, channel) plane: PyTorch's argmax index."""
+    return (d * h_ + h) * w_ + w
+
+
+@njit(inline="always", cache=True)
+def _row_of(job, od_, oh_):
+    """(batch or plane, od, oh) of output row ``job``."""
+    return job // (od_ * oh_), (job // oh_) % od_, job % oh_
+
+
+@njit(inline="always", cache=True)
 def _finish(acc, count, mode, power, scale, scratch):
     """An average's or Lp norm's value from its sum, in the data's dtype (``scratch``: a
     one-element array of that dtype, so the division does not widen float32)."""
-    scratch[0] = count
-    value = acc / scratch[0]
+    value = acc / in_dtype(count, scratch)
     if mode == LP:
-        scratch[0] = scale
-        value = value * scratch[0]
-        scratch[0] = 1.0 / power
-        value = value ** scratch[0]
+        value = (value * in_dtype(scale, scratch)) ** in_dtype(1.0 / power, scratch)
     return value
 
 
@@ -65,23 +74,19 @@ def window_pool_planar(x, out, idx, t, dil_d, dil_h, dil_w, mode, override, powe
     chunks = min(rows, ROW_CHUNKS)
     for chunk in prange(chunks):
         row = np.empty(w_, dtype=x.dtype)
-        scratch = np.empty(2, dtype=x.dtype)
-        scratch[1] = power
-        typed_power = scratch[1]
-        scratch[1] = -np.inf if mode == MAX else 0.0
-        init = scratch[1]
+        scratch = np.empty(1, dtype=x.dtype)
+        typed_power = in_dtype(power, scratch)
+        init = in_dtype(-np.inf if mode == MAX else 0.0, scratch)
         for job in range(chunk * rows // chunks, (chunk + 1) * rows // chunks):
-            plane = job // (od_ * oh_)
-            od = (job // oh_) % od_
-            oh = job % oh_
+            plane, od, oh = _row_of(job, od_, oh_)
             d0, d1 = _real_taps(sd[od], nd[od], dil_d, d_)
             h0, h1 = _real_taps(sh[oh], nh[oh], dil_h, h_)
             if with_indices:
                 for ow in range(ow_):
                     w0, w1 = _real_taps(sw[ow], nw[ow], dil_w, w_)
                     best = init
-                    where = ((sd[od] + d0 * dil_d) * h_ + sh[oh] + h0 * dil_h) * w_ \
-                        + sw[ow] + w0 * dil_w
+                    where = _flat(sd[od] + d0 * dil_d, sh[oh] + h0 * dil_h, sw[ow] + w0 * dil_w,
+                                  h_, w_)
                     for jd in range(d0, d1):
                         d = sd[od] + jd * dil_d
                         for jh in range(h0, h1):
@@ -91,7 +96,7 @@ def window_pool_planar(x, out, idx, t, dil_d, dil_h, dil_w, mode, override, powe
                                 v = x[plane, d, h, w]
                                 if _wins(v, best):
                                     best = v
-                                    where = (d * h_ + h) * w_ + w
+                                    where = _flat(d, h, w, h_, w_)
                     out[plane, od, oh, ow] = best
                     idx[plane, od, oh, ow] = where
                 continue
@@ -105,7 +110,7 @@ def window_pool_planar(x, out, idx, t, dil_d, dil_h, dil_w, mode, override, powe
                         for w in range(w_):
                             v = src[w]
                             m = row[w]
-                            row[w] = m if ((m != m) | (m >= v)) else v
+                            row[w] = nan_wins_max(m, v)
                     elif mode == AVG:
                         for w in range(w_):
                             row[w] += src[w]
@@ -121,7 +126,7 @@ def window_pool_planar(x, out, idx, t, dil_d, dil_h, dil_w, mode, override, powe
                 for jw in range(w0, w1):
                     v = row[sw[ow] + jw * dil_w]
                     if mode == MAX:
-                        acc = acc if ((acc != acc) | (acc >= v)) else v
+                        acc = nan_wins_max(acc, v)
                     else:
                         acc += v
                 if mode == MAX:
@@ -144,21 +149,17 @@ def window_pool_ndhwc(x, out, idx, t, dil_d, dil_h, dil_w, mode, override, power
     for chunk in prange(chunks):
         acc = np.empty(c_, dtype=x.dtype)
         where = np.empty(c_, dtype=np.int64)
-        scratch = np.empty(2, dtype=x.dtype)
-        scratch[1] = power
-        typed_power = scratch[1]
-        scratch[1] = -np.inf if mode == MAX else 0.0
-        init = scratch[1]
+        scratch = np.empty(1, dtype=x.dtype)
+        typed_power = in_dtype(power, scratch)
+        init = in_dtype(-np.inf if mode == MAX else 0.0, scratch)
         for job in range(chunk * rows // chunks, (chunk + 1) * rows // chunks):
-            n = job // (od_ * oh_)
-            od = (job // oh_) % od_
-            oh = job % oh_
+            n, od, oh = _row_of(job, od_, oh_)
             d0, d1 = _real_taps(sd[od], nd[od], dil_d, d_)
             h0, h1 = _real_taps(sh[oh], nh[oh], dil_h, h_)
             for ow in range(ow_):
                 w0, w1 = _real_taps(sw[ow], nw[ow], dil_w, w_)
-                first = ((sd[od] + d0 * dil_d) * h_ + sh[oh] + h0 * dil_h) * w_ \
-                    + sw[ow] + w0 * dil_w
+                first = _flat(sd[od] + d0 * dil_d, sh[oh] + h0 * dil_h, sw[ow] + w0 * dil_w,
+                              h_, w_)
                 for c in range(c_):
                     acc[c] = init
                     where[c] = first
@@ -170,7 +171,7 @@ def window_pool_ndhwc(x, out, idx, t, dil_d, dil_h, dil_w, mode, override, power
                             w = sw[ow] + jw * dil_w
                             src = x[n, d, h, w]
                             if mode == MAX and with_indices:
-                                cell = (d * h_ + h) * w_ + w
+                                cell = _flat(d, h, w, h_, w_)
                                 for c in range(c_):
                                     v = src[c]
                                     if _wins(v, acc[c]):
@@ -180,7 +181,7 @@ def window_pool_ndhwc(x, out, idx, t, dil_d, dil_h, dil_w, mode, override, power
                                 for c in range(c_):
                                     v = src[c]
                                     m = acc[c]
-                                    acc[c] = m if ((m != m) | (m >= v)) else v
+                                    acc[c] = nan_wins_max(m, v)
                             elif mode == AVG:
                                 for c in range(c_):
                                     acc[c] += src[c]

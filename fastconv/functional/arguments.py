@@ -6,6 +6,10 @@ from __future__ import annotations
 from ..shapes import as_int, check_int32
 from .errors import FunctionalError, FunctionalTypeError
 
+#: The spatial dims and the kernel dims of each rank as PyTorch's docs name them (docstrings).
+SPATIAL_LETTERS = {1: "L", 2: "H, W", 3: "D, H, W"}
+KERNEL_LETTERS = {1: "kW", 2: "kH, kW", 3: "kD, kH, kW"}
+
 
 def ntuple(value, n, name, minimum=1):
     """``value`` (an int, or a sequence of 1 or ``n`` ints) as a tuple of ``n`` ints, each at

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from .. import api
 from . import tensors
-from .arguments import conv_padding, ntuple
+from .arguments import KERNEL_LETTERS, SPATIAL_LETTERS, conv_padding, ntuple
 from .errors import FunctionalError, torch_errors
 
 
@@ -149,8 +149,7 @@ def _conv_transpose(n, op, input, weight, bias, stride, padding, output_padding,
 
 
 def _conv_doc(n):
-    letters = {1: "L", 2: "H, W", 3: "D, H, W"}[n]
-    kernel = {1: "kW", 2: "kH, kW", 3: "kD, kH, kW"}[n]
+    letters, kernel = SPATIAL_LETTERS[n], KERNEL_LETTERS[n]
     shape = {1: "(1, 2, 9)", 2: "(1, 2, 9, 9)", 3: "(1, 2, 9, 9, 9)"}[n]
     wshape = {1: "(4, 2, 3)", 2: "(4, 2, 3, 3)", 3: "(4, 2, 3, 3, 3)"}[n]
     out = {1: "(1, 4, 9)", 2: "(1, 4, 9, 9)", 3: "(1, 4, 9, 9, 9)"}[n]
@@ -183,8 +182,7 @@ def _conv_doc(n):
 
 
 def _conv_transpose_doc(n):
-    letters = {1: "L", 2: "H, W", 3: "D, H, W"}[n]
-    kernel = {1: "kW", 2: "kH, kW", 3: "kD, kH, kW"}[n]
+    letters, kernel = SPATIAL_LETTERS[n], KERNEL_LETTERS[n]
     shape = {1: "(1, 4, 5)", 2: "(1, 4, 5, 5)", 3: "(1, 4, 5, 5, 5)"}[n]
     wshape = {1: "(4, 2, 3)", 2: "(4, 2, 3, 3)", 3: "(4, 2, 3, 3, 3)"}[n]
     out = {1: "(1, 2, 10)", 2: "(1, 2, 10, 10)", 3: "(1, 2, 10, 10, 10)"}[n]

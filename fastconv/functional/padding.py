@@ -55,7 +55,7 @@ def pad(input, pad, mode="constant", value=None):
     pad = [as_int(p, "pad") for p in pad]
     if len(pad) % 2:
         raise FunctionalError(f"Padding length must be divisible by 2, got {len(pad)}")
-    kind = tensors._kind(input)
+    kind = tensors.kind_of(input)
     if kind is None:
         raise FunctionalTypeError(f"pad(): input must be a torch tensor or an array, got "
                                   f"{type(input).__name__}")
@@ -101,10 +101,10 @@ def pad(input, pad, mode="constant", value=None):
         pads.append((max(before, 0), max(after, 0)))
     if any(c.start or c.stop != size for c, size in zip(crops, shape)):
         x = x[tuple(crops)]
-        if tensors._kind(x) == "numba":
+        if tensors.kind_of(x) == "numba":
             x = dispatch.prepare_array("cuda", x)
     out_shape = tuple(int(size) + a + b for size, (a, b) in zip(x.shape, pads))
-    device = "cpu" if tensors._kind(x) == "numpy" else "cuda"
+    device = "cpu" if tensors.kind_of(x) == "numpy" else "cuda"
     if (mode == "constant" and (value is None or (value == 0 and math.copysign(1, value) > 0))
             and 3 <= rank <= 5 and all(p == (0, 0) for p in pads[:2])):
         # Zeros around the spatial dims of (N, C, *spatial): the zero-padding kernels.

@@ -20,7 +20,7 @@ from ..problems import (GlobalPoolProblem, PoolProblem, UnpoolProblem, WindowPoo
                         layout_shape, pad_to_3d)
 from ..shapes import Geometry, as_int
 from . import tensors
-from .arguments import check_pool_window, ntuple
+from .arguments import SPATIAL_LETTERS, check_pool_window, ntuple
 from .errors import FunctionalError, FunctionalTypeError, torch_errors
 
 
@@ -66,7 +66,7 @@ def _tf_pool(call, kind, kernel, stride, padding, out_spatial, finish=True,
     return _run(call, out_spatial, f"{kind}_pool", problem, finish)
 
 
-def _regular_windows(call, kernel, stride, padding, dilation, out_spatial):
+def _regular_windows(kernel, stride, padding, out_spatial):
     """Tables of evenly spaced windows: output ``o`` starts at ``o * stride - padding``."""
     starts = [np.arange(out, dtype=np.int64) * s - p
               for out, s, p in zip(out_spatial, stride, padding)]
@@ -93,7 +93,7 @@ def _max_pool(n, op, input, kernel_size, stride, padding, dilation, ceil_mode, r
                                                              padding, dilation, ceil_mode)
     if not return_indices and all(d == 1 for d in dilation):
         return _tf_pool(call, "max", kernel, stride, padding, out)
-    starts, sizes = _regular_windows(call, kernel, stride, padding, dilation, out)
+    starts, sizes = _regular_windows(kernel, stride, padding, out)
     return _window_pool(call, out, starts, sizes, sizes, dilation, "max",
                         return_indices=bool(return_indices))
 
@@ -121,7 +121,7 @@ def _avg_pool(n, op, input, kernel_size, stride, padding, ceil_mode, count_inclu
     if divisor_override is None:
         return _tf_pool(call, "avg", kernel, stride, padding, out,
                         count_padding=bool(count_include_pad) and any(padding))
-    starts, sizes = _regular_windows(call, kernel, stride, padding, dilation, out)
+    starts, sizes = _regular_windows(kernel, stride, padding, out)
     divisors = [_padded_counts(st, k, size, p)
                 for st, k, size, p in zip(starts, kernel, call.spatial, padding)]
     return _window_pool(call, out, starts, sizes, divisors, dilation, "avg",
@@ -147,7 +147,7 @@ def _lp_pool(n, op, input, norm_type, kernel_size, stride, ceil_mode):
     call = tensors.begin(input, n, op)
     kernel, stride, padding, dilation, out = _pool_arguments(call, op, kernel_size, stride, 0,
                                                              1, ceil_mode)
-    starts, sizes = _regular_windows(call, kernel, stride, padding, dilation, out)
+    starts, sizes = _regular_windows(kernel, stride, padding, out)
     divisors = [_real_counts(st, k, size) for st, k, size in zip(starts, kernel, call.spatial)]
     return _window_pool(call, out, starts, sizes, divisors, dilation, "lp",
                         power=float(norm_type), lp_scale=float(math.prod(kernel)))
@@ -280,18 +280,18 @@ def _max_unpool(n, op, input, indices, kernel_size, stride, padding, output_size
 
 # ----------------------------------------------------------------------------- public functions
 
-_LETTERS = {1: "L", 2: "H, W", 3: "D, H, W"}
 _EXAMPLE = {1: ("(1, 2, 8)", "(1, 2, 4)"), 2: ("(1, 2, 8, 8)", "(1, 2, 4, 4)"),
             3: ("(1, 2, 8, 8, 8)", "(1, 2, 4, 4, 4)")}
 
 
 def _doc(summary, n, parameters, returns, example):
     shape, _ = _EXAMPLE[n]
+    letters = SPATIAL_LETTERS[n]
     return f"""{summary}
 
     Parameters
     ----------
-    input : ndarray or torch.Tensor (N, C, {_LETTERS[n]}) or unbatched (C, {_LETTERS[n]})
+    input : ndarray or torch.Tensor (N, C, {letters}) or unbatched (C, {letters})
         float32 or float64, CPU or CUDA.
 {parameters}
 

@@ -25,7 +25,8 @@ def is_torch(value):
     return type(value).__module__.startswith("torch") and hasattr(value, "detach")
 
 
-def _kind(value):
+def kind_of(value):
+    """"torch", "numpy", "cupy", "numba" (any other CUDA array) or None for anything else."""
     if is_torch(value):
         return "torch"
     if isinstance(value, np.ndarray):
@@ -97,7 +98,7 @@ class Call:
 def begin(input, n_spatial, name):
     """The :class:`Call` of ``input`` to op ``name`` of ``n_spatial`` spatial dims; raises
     FunctionalTypeError/FunctionalError as PyTorch words it for a bad input."""
-    kind = _kind(input)
+    kind = kind_of(input)
     if kind is None:
         raise FunctionalTypeError(f"{name}(): input must be a torch tensor or an array (NumPy, "
                                   f"CuPy, numba), got {type(input).__name__}")
@@ -136,7 +137,7 @@ def begin(input, n_spatial, name):
 def parameter(value, name, call, op):
     """A weight, bias or index argument of ``call``: an array on the call's device (host
     arrays are copied to the GPU by the CUDA backend), float arguments in the input's dtype."""
-    kind = _kind(value)
+    kind = kind_of(value)
     if kind is None:
         raise FunctionalTypeError(f"{op}(): {name} must be a torch tensor or an array, got "
                                   f"{type(value).__name__}")
@@ -155,7 +156,7 @@ def parameter(value, name, call, op):
 def permute(value, axes):
     """``value`` with its axes permuted, on the device it is on (a small weight: numba device
     arrays, which cannot permute, make the trip through the host)."""
-    kind = _kind(value)
+    kind = kind_of(value)
     if kind == "numpy":
         return np.transpose(value, axes)
     if kind == "torch":
@@ -175,13 +176,13 @@ def take_channels(value, start, stop, channels_first):
         part = value[:, start:stop]
     else:
         part = value[..., start:stop]
-    return dispatch.prepare_array("cuda", part) if _kind(part) == "numba" else part
+    return dispatch.prepare_array("cuda", part) if kind_of(part) == "numba" else part
 
 
 def concatenate_channels(parts, channels_first):
     """Join data-layout arrays along the channel axis, on their device."""
     axis = 1 if channels_first else len(parts[0].shape) - 1
-    kind = _kind(parts[0])
+    kind = kind_of(parts[0])
     if kind == "numpy":
         return np.concatenate(parts, axis=axis)
     if kind == "torch":
@@ -200,6 +201,6 @@ def concatenate_channels(parts, channels_first):
 def flat_index_range(indices):
     """(min, max) of a non-empty index array on any device (numba device arrays, which have no
     reductions, are copied back: indices are checked before anything is written)."""
-    if _kind(indices) == "numba":
+    if kind_of(indices) == "numba":
         indices = indices.copy_to_host()
     return int(indices.min()), int(indices.max())
