@@ -24,8 +24,8 @@ demo: $(VENV)/.demo-installed
 	$(BIN)/fastconv compare
 
 test: $(VENV)/.test-installed
-	$(BIN)/python -m pytest -q --durations=15
-	NUMBA_ENABLE_CUDASIM=1 $(BIN)/python -m pytest -q tests/cuda
+	$(BIN)/python -m pytest -q -n auto --durations=15
+	NUMBA_ENABLE_CUDASIM=1 $(BIN)/python -m pytest -q -n auto tests/cuda
 
 bench: $(VENV)/.test-installed
 	$(BIN)/python -m pytest benchmarks/ --benchmark-only -q
