@@ -60,7 +60,7 @@ SERIAL_GFLOPS = {"direct": 5.0, "blocked": 50.0, "planar": 50.0, "winograd": 50.
 
 # --------------------------------------------------------------------- compiled into the kernels
 # Frozen into the CPU kernels' machine code (module globals of njit functions): part of the
-# disk cache key (fastconv/cpu/cache.py), so changing one recompiles instead of loading stale code.
+# disk cache key (fastconv/disk_cache.py), so changing one recompiles instead of loading stale code.
 
 #: Row chunks handed to the thread pool by the blocked conv and the pooling kernels.
 CPU_ROW_CHUNKS = _int("FASTCONV_CPU_ROW_CHUNKS", 64)
@@ -79,6 +79,10 @@ def compiled_tunables():
     return (REGISTER_BLOCK, CPU_ROW_CHUNKS, WINOGRAD_TILES_PER_JOB, WINOGRAD_MIN_JOBS,
             WINOGRAD_SLICES_PER_JOB, POOL_FIXED_WINDOW_MAX)
 
+
+#: Whether compiled CUDA kernels are kept on disk for the next process (numba-cuda's cache, in the
+#: directory of the CPU kernels' cache; see fastconv/cuda/kernels.py).
+CUDA_DISK_CACHE = os.environ.get("FASTCONV_CUDA_CACHE", "1") != "0"
 
 #: Threads per block of the CUDA pooling, global pooling and zero-padding kernels.
 CUDA_THREADS_PER_BLOCK = _int("FASTCONV_CUDA_THREADS_PER_BLOCK", 256)

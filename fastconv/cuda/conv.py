@@ -25,15 +25,20 @@ from __future__ import annotations
 import functools
 from dataclasses import dataclass
 
-from numba import cuda, uint64
+from numba import cuda, uint32, uint64
 
 from .. import config
 from ..shapes import transposed_pads_before
+from . import kernels
 from .activation import activation_function
 from .launch import numba_float
 
 #: Static shared memory per block on every CUDA GPU since Kepler.
 SHARED_MEMORY_BYTES = 48 * 1024
+#: What a tile may use of it: the float64 default tile (8 staged channels) took 48,384 of
+#: the 49,152 bytes, one config change away from failing to launch; tiles are fitted to this
+#: budget instead (the float64 tile stages 4 channels; float32 tiles are unchanged).
+SHARED_MEMORY_BUDGET = 40 * 1024
 MAX_THREADS_PER_BLOCK = 1024
 
 
@@ -104,7 +109,7 @@ def choose_tile(out_rows, out_cols, group_in, group_out, window, strides, dilati
     """
     configured = (config.CUDA_CONV_TILE_H, config.CUDA_CONV_TILE_W, config.CUDA_CONV_TILE_K,
                   config.CUDA_CONV_TILE_C, config.CUDA_CONV_THREAD_PIXELS,
-                  config.CUDA_CONV_THREAD_K, SHARED_MEMORY_BYTES)
+                  config.CUDA_CONV_THREAD_K, SHARED_MEMORY_BUDGET)
     return _fit_tile(configured, out_rows, out_cols, group_in, group_out, tuple(window),
                      tuple(strides), tuple(dilations), itemsize)
 
@@ -151,7 +156,7 @@ def _replace(tile, **changes):
     return ConvTile(**values)
 
 
-@functools.lru_cache(maxsize=None)
+@kernels.factory(threads=lambda arguments: arguments["tile"].threads)
 def conv_kernel(dtype, window, strides, dilations, input_steps, flipped, channels_first,
                 activation, has_bias, tile, device):
     """Build (once per static configuration) the tiled conv kernel.
@@ -179,7 +184,7 @@ def conv_kernel(dtype, window, strides, dilations, input_steps, flipped, channel
 
     Returns
     -------
-    kernel
+    Kernel
         ``kernel[(tiles, channel_blocks), tile.threads](x, w, bias, out, pad_d, pad_h, pad_w,
         groups)``; ``pad_*`` are the virtual input's padding before each spatial dim.
     """
@@ -210,7 +215,13 @@ def conv_kernel(dtype, window, strides, dilations, input_steps, flipped, channel
         index = position // step
         return index if index < size else -1
 
-    @cuda.jit
+    # 25% occupancy (two 256-thread blocks: at most 128 registers) where the kernel fits it
+    # without spilling; measured with ptxas (python -m fastconv.cuda.resources), tiles that
+    # stage one input channel (few-channel and depthwise layers: 148-200 registers) and
+    # float64 tiles (154-212) would spill 4-190 bytes per thread under that bound, so they ask
+    # for none and run at 9-19% (which of the two trades is faster needs a GPU to say).
+    bounded = dtype == "float32" and stage > 1
+    @kernels.jit(threads, kernels.COMPUTE_BOUND_THREADS if bounded else kernels.UNBOUNDED)
     def conv(x, w, bias, out, pad_d, pad_h, pad_w, groups):
         # Flat shared tiles indexed with unsigned offsets: a signed index costs a
         # negative-index fix-up per access and hides the linear addresses from the compiler.
@@ -218,7 +229,7 @@ def conv_kernel(dtype, window, strides, dilations, input_steps, flipped, channel
         weights = cuda.shared.array(weights_size, ftype)  # [k_h][k_w][stage][block_channels]
         acc = cuda.local.array(accumulators, ftype)
         weight_values = cuda.local.array(channels, ftype)
-        pixel_offset = cuda.local.array(pixels, uint64)
+        pixel_offset = cuda.local.array(pixels, uint32)
 
         if channels_first:
             in_channels, in_d, in_h, in_w = x.shape[1], x.shape[2], x.shape[3], x.shape[4]
@@ -255,8 +266,8 @@ def conv_kernel(dtype, window, strides, dilations, input_steps, flipped, channel
             pixel = pixel_thread + i * pixel_threads
             if pixel >= tile_pixels:
                 pixel = 0  # a spare slot: computed, never stored
-            pixel_offset[i] = uint64((pixel // cols) * s_h * pitch + (pixel % cols) * s_w)
-        weight_offset = uint64(channel_thread * channels)
+            pixel_offset[i] = uint32((pixel // cols) * s_h * pitch + (pixel % cols) * s_w)
+        weight_offset = uint32(channel_thread * channels)
         for i in range(accumulators):
             acc[i] = 0
 
@@ -285,7 +296,7 @@ def conv_kernel(dtype, window, strides, dilations, input_steps, flipped, channel
                             value = x[n, c, uint64(d_index), uint64(h_index), uint64(w_index)]
                         else:
                             value = x[n, uint64(d_index), uint64(h_index), uint64(w_index), c]
-                    patch[uint64((cc * patch_rows + row) * pitch + col)] = value
+                    patch[uint32((cc * patch_rows + row) * pitch + col)] = value
                 for i in range(thread, weights_size, threads):
                     kk = i % block_channels  # consecutive threads: consecutive out channels
                     cc = (i // block_channels) % stage
@@ -300,18 +311,18 @@ def conv_kernel(dtype, window, strides, dilations, input_steps, flipped, channel
                         else:
                             value = w[uint64(t), uint64(r), uint64(s), uint64(c_first + cc),
                                       uint64(group * group_out + k_first + kk)]
-                    weights[uint64(i)] = value  # the loop order is the tile's layout
+                    weights[uint32(i)] = value  # the loop order is the tile's layout
                 cuda.syncthreads()
                 for cc in range(stage):
                     for r in range(k_h):
-                        patch_row = uint64((cc * patch_rows + r * d_h) * pitch)
+                        patch_row = uint32((cc * patch_rows + r * d_h) * pitch)
                         for s in range(k_w):
-                            tap = weight_offset + uint64(((r * k_w + s) * stage + cc)
+                            tap = uint32(weight_offset + ((r * k_w + s) * stage + cc)
                                                          * block_channels)
                             for j in range(channels):
-                                weight_values[j] = weights[tap + uint64(j)]
+                                weight_values[j] = weights[uint32(tap + j)]
                             for i in range(pixels):
-                                xv = patch[pixel_offset[i] + patch_row + uint64(s * d_w)]
+                                xv = patch[uint32(pixel_offset[i] + patch_row + s * d_w)]
                                 for j in range(channels):
                                     acc[i * channels + j] += xv * weight_values[j]
                 cuda.syncthreads()

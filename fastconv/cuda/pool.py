@@ -15,8 +15,9 @@ from __future__ import annotations
 import functools
 
 import numpy as np
-from numba import cuda
+from numba import cuda, int64, uint32, uint64
 
+from . import kernels
 from .launch import numba_float
 
 #: CUDA's limit on gridDim.y and gridDim.z; larger counts are covered by grid-stride loops.
@@ -28,15 +29,30 @@ def _grid(inner, outer, threads):
     return (max(1, -(-inner // threads)), max(1, min(outer, GRID_YZ_LIMIT)))
 
 
+#: Arrays with at least this many elements index outputs with 64-bit integers.
+WIDE_ELEMENTS = 1 << 32
+
+
+def wide_indexing(*arrays):
+    """Whether a launch over ``arrays`` needs 64-bit output positions (see
+    :func:`_element_indexing`): never below 2**32 elements (16 GiB of float32)."""
+    return any(array.size >= WIDE_ELEMENTS for array in arrays)
+
+
 @functools.lru_cache(maxsize=None)
-def _element_indexing(channels_first):
+def _element_indexing(channels_first, wide=False):
     """Device functions shared by the one-thread-per-output kernels (pooling, zero padding).
 
     ``sizes(x, out)`` gives (channels, in_d, in_h, in_w, out_d, out_h, out_w, inner_size,
     outer_size) for the launch layout of :func:`_grid`; ``position(inner, outer, ...)`` turns a
     thread's (inner, outer) pair into (n, c, od, oh, ow). The fastest-varying ``inner`` walks
     the array's fastest dim (columns channels-first, channels channels-last) for coalescing.
+
+    Positions are unsigned (Python's floor division and modulo of signed ints cost sign
+    fix-ups) and 32-bit unless ``wide``: 64-bit divisions are long instruction sequences whose
+    registers kept every pooling kernel above 64 registers, i.e. below 50% occupancy.
     """
+    index = uint64 if wide else uint32
 
     @cuda.jit(device=True)
     def sizes(x, out):
@@ -52,18 +68,24 @@ def _element_indexing(channels_first):
 
     @cuda.jit(device=True)
     def position(inner, outer, channels, out_d, out_h, out_w):
+        inner, outer, channels = index(inner), index(outer), index(channels)
+        out_d, out_h, out_w = index(out_d), index(out_h), index(out_w)
         if channels_first:
-            return (outer // (out_d * channels), (outer // out_d) % channels, outer % out_d,
-                    inner // out_w, inner % out_w)
-        return (outer // (out_h * out_d), inner % channels, (outer // out_h) % out_d,
-                outer % out_h, inner // channels)
+            n, c, od = outer // (out_d * channels), (outer // out_d) % channels, outer % out_d
+            oh, ow = inner // out_w, inner % out_w
+        else:
+            n, c, od = outer // (out_h * out_d), inner % channels, (outer // out_h) % out_d
+            oh, ow = outer % out_h, inner // channels
+        # Signed again for the callers' arithmetic (window starts go negative), where numba
+        # and the simulator's NumPy scalars would otherwise disagree on the type.
+        return int64(n), int64(c), int64(od), int64(oh), int64(ow)
 
     return sizes, position
 
 
-@functools.lru_cache(maxsize=None)
-def pool_kernel(kind, dtype, window, strides, channels_first, device, nan_wins=False,
-                count_padding=False):
+@kernels.factory(threads=lambda arguments: arguments["threads"])
+def pool_kernel(kind, dtype, window, strides, channels_first, threads, device, nan_wins=False,
+                count_padding=False, wide=False):
     """Build (once per static configuration) a max or avg pooling kernel.
 
     Returns ``kernel(x, out, pad_d, pad_h, pad_w)`` over 5-D arrays in the data layout, to be
@@ -75,9 +97,9 @@ def pool_kernel(kind, dtype, window, strides, channels_first, device, nan_wins=F
     is_max = kind == "max"
     ftype = numba_float(dtype)
     lowest = -np.inf if nan_wins else float(np.finfo(dtype).min)
-    sizes, position = _element_indexing(channels_first)
+    sizes, position = _element_indexing(channels_first, wide)
 
-    @cuda.jit
+    @kernels.jit(threads)
     def pool(x, out, pad_d, pad_h, pad_w):
         (channels, in_d, in_h, in_w, out_d, out_h, out_w, inner_size,
          outer_size) = sizes(x, out)
@@ -100,13 +122,16 @@ def pool_kernel(kind, dtype, window, strides, channels_first, device, nan_wins=F
             h_first = max(h_first, 0)
             w_first = max(w_first, 0)
             result = ftype(lowest) if is_max else ftype(0)
+            # Unsigned indices (all in range): a signed index costs a negative-index fix-up
+            # per access, and registers the kernel's launch bound does not have.
+            un, uc = uint64(n), uint64(c)
             for d in range(d_first, d_stop):
                 for h in range(h_first, h_stop):
                     for w in range(w_first, w_stop):
                         if channels_first:
-                            value = x[n, c, d, h, w]
+                            value = x[un, uc, uint64(d), uint64(h), uint64(w)]
                         else:
-                            value = x[n, d, h, w, c]
+                            value = x[un, uint64(d), uint64(h), uint64(w), uc]
                         if is_max:
                             # False for NaN: NaN never wins, as on TF's CPU (unless nan_wins,
                             # PyTorch's rule)
@@ -121,9 +146,9 @@ def pool_kernel(kind, dtype, window, strides, channels_first, device, nan_wins=F
             else:  # a new name: reassigning ``result`` would retype the sum as float64
                 stored = result / ((d_stop - d_first) * (h_stop - h_first) * (w_stop - w_first))
             if channels_first:
-                out[n, c, od, oh, ow] = stored
+                out[un, uc, uint64(od), uint64(oh), uint64(ow)] = stored
             else:
-                out[n, od, oh, ow, c] = stored
+                out[un, uint64(od), uint64(oh), uint64(ow), uc] = stored
 
     return pool
 
@@ -135,7 +160,8 @@ def launch_pool(x, out, geometry, kind, channels_first, device, nan_wins=False,
 
     threads = config.CUDA_THREADS_PER_BLOCK
     kernel = pool_kernel(kind, str(out.dtype), tuple(geometry.kernel), tuple(geometry.strides),
-                         bool(channels_first), device, bool(nan_wins), bool(count_padding))
+                         bool(channels_first), threads, device, bool(nan_wins),
+                         bool(count_padding), wide=wide_indexing(x, out))
     if channels_first:
         n, c, out_d, out_h, out_w = out.shape
         inner, outer = out_h * out_w, n * c * out_d
@@ -149,17 +175,20 @@ def launch_pool(x, out, geometry, kind, channels_first, device, nan_wins=False,
 
 # ----------------------------------------------------------------------------- window tables
 
-@functools.lru_cache(maxsize=None)
-def window_pool_kernel(dtype, channels_first, device):
+@kernels.factory(threads=lambda arguments: arguments["threads"])
+def window_pool_kernel(dtype, channels_first, mode, threads, device, wide=False):
     """PyTorch-rule pooling over window tables (see ``WindowPoolProblem``), one thread per
-    output element: ``kernel(x, out, idx, tables, dil_d, dil_h, dil_w, mode, override, power,
+    output element: ``kernel(x, out, idx, tables, dil_d, dil_h, dil_w, override, power,
     scale)`` with ``tables`` (9, M) int64 and mode 0 max (NaN wins; ``idx`` gets the argmax
     unless it is empty), 1 average, 2 Lp, as :mod:`fastconv.cpu.window_pool`."""
     ftype = numba_float(dtype)
-    sizes, position = _element_indexing(channels_first)
+    sizes, position = _element_indexing(channels_first, wide)
 
-    @cuda.jit
-    def window_pool(x, out, idx, t, dil_d, dil_h, dil_w, mode, override, power, scale):
+    # Lp pooling takes a pow per cell (libdevice's, ~30 registers: 24 B of spills under the
+    # 64-register bound in float64): compute-bound, bounded like the conv kernel.
+    @kernels.jit(threads, kernels.COMPUTE_BOUND_THREADS if mode == 2
+                 else kernels.MEMORY_BOUND_THREADS)
+    def window_pool(x, out, idx, t, dil_d, dil_h, dil_w, override, power, scale):
         (channels, in_d, in_h, in_w, out_d, out_h, out_w, inner_size,
          outer_size) = sizes(x, out)
         inner = cuda.blockIdx.x * cuda.blockDim.x + cuda.threadIdx.x
@@ -221,26 +250,30 @@ def launch_window_pool(x, out, idx, tables, problem, device):
     from .. import config
 
     threads = config.CUDA_THREADS_PER_BLOCK
-    kernel = window_pool_kernel(str(out.dtype), bool(problem.channels_first), device)
+    # The mode is compiled in: one kernel holding all three paths (and Lp's pow) needed more
+    # than the 64 registers of 50% occupancy in float64.
+    modes = {"max": 0, "avg": 1, "lp": 2}
+    kernel = window_pool_kernel(str(out.dtype), bool(problem.channels_first),
+                                modes[problem.kind], threads, device,
+                                wide=wide_indexing(x, out))
     if problem.channels_first:
         n, c, out_d, out_h, out_w = out.shape
         inner, outer = out_h * out_w, n * c * out_d
     else:
         n, out_d, out_h, out_w, c = out.shape
         inner, outer = out_w * c, n * out_d * out_h
-    modes = {"max": 0, "avg": 1, "lp": 2}
     kernel[_grid(inner, outer, threads), threads](
-        x, out, idx, tables, *problem.dilations, modes[problem.kind],
-        int(problem.divisor_override), float(problem.power), float(problem.lp_scale))
+        x, out, idx, tables, *problem.dilations, int(problem.divisor_override),
+        float(problem.power), float(problem.lp_scale))
     return out
 
 
-@functools.lru_cache(maxsize=None)
-def unpool_kernel(dtype, channels_first, device):
+@kernels.factory(threads=lambda arguments: arguments["threads"])
+def unpool_kernel(dtype, channels_first, threads, device):
     """``kernel(x, indices, out)`` on (N, C, S) / (N, S, C) views (channels-first / last): one
     thread per input element stores it at its index of ``out`` (zeroed before)."""
 
-    @cuda.jit
+    @kernels.jit(threads)
     def unpool(x, indices, out):
         i = cuda.grid(1)
         if channels_first:
@@ -259,11 +292,11 @@ def unpool_kernel(dtype, channels_first, device):
     return unpool
 
 
-@functools.lru_cache(maxsize=None)
-def fill_zeros_kernel(dtype, device):
+@kernels.factory(threads=lambda arguments: arguments["threads"])
+def fill_zeros_kernel(dtype, threads, device):
     """``kernel(out)``: zeros into a 1-D device array, one thread per element."""
 
-    @cuda.jit
+    @kernels.jit(threads)
     def fill(out):
         i = cuda.grid(1)
         if i < out.shape[0]:
@@ -281,9 +314,9 @@ def launch_max_unpool(x, indices, out, channels_first, device):
     channels = out.shape[1] if channels_first else out.shape[-1]
     planes = (n, channels, -1) if channels_first else (n, -1, channels)
     flat = out.reshape(-1)
-    fill_zeros_kernel(str(out.dtype), device)[max(1, -(-flat.size // threads)), threads](flat)
+    fill_zeros_kernel(str(out.dtype), threads, device)[max(1, -(-flat.size // threads)), threads](flat)
     if x.size:
-        kernel = unpool_kernel(str(out.dtype), bool(channels_first), device)
+        kernel = unpool_kernel(str(out.dtype), bool(channels_first), threads, device)
         kernel[max(1, -(-x.size // threads)), threads](x.reshape(planes),
                                                        indices.reshape(planes),
                                                        out.reshape(planes))
@@ -293,8 +326,8 @@ def launch_max_unpool(x, indices, out, channels_first, device):
 _PAD_MODES = {"constant": 0, "reflect": 1, "replicate": 2, "circular": 3}
 
 
-@functools.lru_cache(maxsize=None)
-def mode_pad_kernel(dtype, device):
+@kernels.factory(threads=lambda arguments: arguments["threads"])
+def mode_pad_kernel(dtype, threads, device):
     """``kernel(x, out, before, mode, value)`` on 5-D arrays: each output element reads the
     input cell its index maps to (``before``: the padding before each dim), as
     ``torch.nn.functional.pad``'s modes do, or ``value`` (constant mode) outside."""
@@ -313,7 +346,7 @@ def mode_pad_kernel(dtype, device):
             return s + size if s < 0 else s - size
         return -1
 
-    @cuda.jit
+    @kernels.jit(threads)
     def pad(x, out, before, mode, value):
         i = cuda.grid(1)
         s0, s1, s2, s3, s4 = out.shape
@@ -348,7 +381,7 @@ def launch_mode_pad(x, out, pads, mode, value, device):
     threads = config.CUDA_THREADS_PER_BLOCK
     size = int(np.prod(out5.shape))
     if size:
-        kernel = mode_pad_kernel(str(out.dtype), device)
+        kernel = mode_pad_kernel(str(out.dtype), threads, device)
         kernel[max(1, -(-size // threads)), threads](x5, out5, cuda.to_device(before),
                                                       _PAD_MODES[mode], float(value))
     return out
@@ -360,7 +393,7 @@ def launch_mode_pad(x, out, pads, mode, value, device):
 GLOBAL_POOL_TARGET_BLOCKS = 1024
 
 
-@functools.lru_cache(maxsize=None)
+@kernels.factory(threads=lambda arguments: arguments["block_channels"] * arguments["block_rows"])
 def global_pool_kernel(kind, dtype, channels_first, block_channels, block_rows, device):
     """Build a global max/sum kernel over ``(N, S, C)`` (or ``(N, C, S)``) arrays.
 
@@ -384,7 +417,7 @@ def global_pool_kernel(kind, dtype, channels_first, block_channels, block_rows, 
             return a
         return a + b
 
-    @cuda.jit
+    @kernels.jit(block_channels * block_rows)
     def global_pool(x, out, chunk, divisor):
         partial = cuda.shared.array((block_rows, block_channels), ftype)
         if channels_first:
@@ -472,13 +505,13 @@ def _global_launch(kind, dtype, channels_first, channels, threads, device):
 
 # ----------------------------------------------------------------------------- zero padding
 
-@functools.lru_cache(maxsize=None)
-def zero_pad_kernel(dtype, channels_first, device):
+@kernels.factory(threads=lambda arguments: arguments["threads"])
+def zero_pad_kernel(dtype, channels_first, threads, device, wide=False):
     """Build a kernel writing every output element once: an input value or zero."""
     ftype = numba_float(dtype)
-    sizes, position = _element_indexing(channels_first)
+    sizes, position = _element_indexing(channels_first, wide)
 
-    @cuda.jit
+    @kernels.jit(threads)
     def zero_pad(x, out, pad_d, pad_h, pad_w):
         (channels, in_d, in_h, in_w, out_d, out_h, out_w, inner_size,
          outer_size) = sizes(x, out)
@@ -507,7 +540,8 @@ def launch_zero_pad(x, out, pads, channels_first, device):
     from .. import config
 
     threads = config.CUDA_THREADS_PER_BLOCK
-    kernel = zero_pad_kernel(str(out.dtype), bool(channels_first), device)
+    kernel = zero_pad_kernel(str(out.dtype), bool(channels_first), threads, device,
+                             wide=wide_indexing(x, out))
     if channels_first:
         n, c, out_d, out_h, out_w = out.shape
         inner, outer = out_h * out_w, n * c * out_d

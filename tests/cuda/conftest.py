@@ -58,6 +58,25 @@ def _fast_simulator_handoffs():
     sys.setswitchinterval(previous)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _kernel_inventory(request):
+    """With ``FASTCONV_CUDA_INVENTORY=folder``, record every kernel these tests launch into
+    ``folder/<worker>.pickle``: ``make test`` then compiles each of them with NVVM and ptxas
+    (tests/test_cuda_toolchain.py), which the simulator never does."""
+    folder = os.environ.get("FASTCONV_CUDA_INVENTORY")
+    if not folder or not _cuda_ready():
+        yield
+        return
+    from fastconv.cuda import kernels, resources
+
+    worker = getattr(request.config, "workerinput", {}).get("workerid", "main")  # xdist
+
+    with kernels.recording() as specs:
+        yield
+    os.makedirs(folder, exist_ok=True)
+    resources.save_specs(os.path.join(folder, f"{worker}.pickle"), specs)
+
+
 @pytest.fixture(autouse=True)
 def _require_cuda():
     if not _cuda_ready():

@@ -176,7 +176,7 @@ def test_tile_shrinks_to_fit_shared_memory(rand, assert_close, monkeypatch):
     """A small shared-memory budget forces fewer staged channels, channel blocks and pixels."""
     from fastconv.cuda import conv as cuda_conv
 
-    monkeypatch.setattr(cuda_conv, "SHARED_MEMORY_BYTES", 200)
+    monkeypatch.setattr(cuda_conv, "SHARED_MEMORY_BUDGET", 200)
     tile = cuda_conv.choose_tile(6, 7, 3, 5, (1, 3, 3), (1, 1, 1), (1, 2, 1), 8)
     assert tile.shared_bytes((1, 3, 3), (1, 1, 1), (1, 2, 1), 8) <= 200
     assert tile.stage_channels == 1 and tile.rows * tile.cols < 6

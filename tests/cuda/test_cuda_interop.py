@@ -213,5 +213,7 @@ def test_tile_fits_problem_and_shared_memory():
     tile = cuda_conv.choose_tile(1, 100, 3, 64, (1, 1, 5), (1, 1, 1), (1, 1, 1), 4)
     assert tile.rows == 1 and tile.cols > 3  # a conv1d spends the tile on one row
     big = cuda_conv.choose_tile(64, 64, 512, 512, (1, 11, 11), (1, 4, 4), (1, 3, 3), 8)
-    assert big.shared_bytes((1, 11, 11), (1, 4, 4), (1, 3, 3), 8) <= cuda_conv.SHARED_MEMORY_BYTES
+    assert big.shared_bytes((1, 11, 11), (1, 4, 4), (1, 3, 3), 8) <= cuda_conv.SHARED_MEMORY_BUDGET
+    float64 = cuda_conv.choose_tile(64, 64, 512, 512, (1, 3, 3), (1, 1, 1), (1, 1, 1), 8)
+    assert float64.shared_bytes((1, 3, 3), (1, 1, 1), (1, 1, 1), 8) <= 40 * 1024  # headroom
     assert big.threads <= cuda_conv.MAX_THREADS_PER_BLOCK
