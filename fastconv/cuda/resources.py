@@ -379,6 +379,8 @@ def main(argv=None):
                              "included")
     parser.add_argument("--no-workloads", action="store_true",
                         help="only the kernels of the inventory files")
+    parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1,
+                        help="compile in this many processes (default: one per core)")
     args = parser.parse_args(argv)
     reason = toolchain_unavailable_reason()
     if reason is not None:
@@ -387,9 +389,13 @@ def main(argv=None):
     if not args.no_workloads:
         specs.update(workload_specs())
     specs = sorted(specs, key=lambda spec: (spec.factory, repr(spec)))
-    rows = []
-    for spec in specs:
-        rows.extend(measure(spec))
+    if args.jobs > 1:
+        from concurrent.futures import ProcessPoolExecutor
+
+        with ProcessPoolExecutor(args.jobs) as pool:
+            rows = [row for found in pool.map(measure, specs, chunksize=4) for row in found]
+    else:
+        rows = [row for spec in specs for row in measure(spec)]
     print(format_table(rows))
     print(summary(rows))
     return 1 if any(row.problems for row in rows) else 0
