@@ -10,6 +10,9 @@ Modules, one job each:
 * :mod:`.conv`: the tiled convolution kernel (conv1d/2d/3d, grouped, depthwise, transposed).
 * :mod:`.pool`: max/avg pooling, global pooling, zero padding.
 * :mod:`.activation`: activations fused into the conv's store step.
+* :mod:`.kernels`: kernel factories, launch bounds, the disk cache and the kernel inventory.
+* :mod:`.resources`: the kernels compiled by NVVM and ptxas without a GPU (registers,
+  shared memory, occupancy; ``python -m fastconv.cuda.resources`` prints the table).
 * :mod:`.backend`: registers the implementations with :mod:`fastconv.dispatch`.
 
 Importing this package imports nothing from CUDA; :func:`is_available` asks numba.cuda lazily.
