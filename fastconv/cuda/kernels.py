@@ -53,7 +53,14 @@ UNBOUNDED = 0
 
 
 def simulated():
-    """Whether numba.cuda is the simulator (read from numba's config, as numba does)."""
+    """Whether numba.cuda is the simulator (read from numba's config, as numba does).
+
+    Examples
+    --------
+    >>> from fastconv.cuda import kernels
+    >>> kernels.simulated() in (True, False)
+    True
+    """
     from numba import config as numba_config
 
     return bool(getattr(numba_config, "ENABLE_CUDASIM", 0))
@@ -65,6 +72,16 @@ def min_blocks_for(threads, resident_threads):
 
     Blocks of fewer than 32 threads (tests/cuda's tiny launch shapes) ask for nothing: most of
     each warp idles anyway, and a bound would only make ptxas spill.
+
+    Examples
+    --------
+    >>> from fastconv.cuda import kernels
+    >>> kernels.min_blocks_for(256, kernels.MEMORY_BOUND_THREADS)  # <= 64 registers
+    4
+    >>> kernels.min_blocks_for(176, kernels.COMPUTE_BOUND_THREADS)  # 6 warps: 2 blocks
+    2
+    >>> kernels.min_blocks_for(256, kernels.UNBOUNDED), kernels.min_blocks_for(4, 1024)
+    (1, 1)
     """
     if threads < 32:
         return 1
@@ -205,7 +222,20 @@ _inventory = None
 def recording(dry=False):
     """Record every kernel launched inside: yields a list that holds, on exit, one
     :class:`KernelSpec` per distinct kernel and signature, in launch order. With ``dry``
-    the launches are skipped (results are garbage; for listing kernels only)."""
+    the launches are skipped (results are garbage; for listing kernels only).
+
+    Examples
+    --------
+    Under the simulator (``NUMBA_ENABLE_CUDASIM=1``) or on a GPU:
+
+    >>> import numpy as np, fastconv
+    >>> from fastconv.cuda import kernels
+    >>> with kernels.dry_run() as specs:                                   # doctest: +SKIP
+    ...     fastconv.max_pool2d(np.ones((1, 8, 8, 3), np.float32), 2, 2, "VALID",
+    ...                         device="cuda")
+    >>> [spec.describe()[:40] for spec in specs]                           # doctest: +SKIP
+    ["pool_kernel('max', 'float32', (1, 2, 2), (1"]
+    """
     global _inventory
     previous, _inventory = _inventory, _Inventory(dry)
     specs = []

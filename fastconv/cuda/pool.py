@@ -314,7 +314,8 @@ def launch_max_unpool(x, indices, out, channels_first, device):
     channels = out.shape[1] if channels_first else out.shape[-1]
     planes = (n, channels, -1) if channels_first else (n, -1, channels)
     flat = out.reshape(-1)
-    fill_zeros_kernel(str(out.dtype), threads, device)[max(1, -(-flat.size // threads)), threads](flat)
+    fill = fill_zeros_kernel(str(out.dtype), threads, device)
+    fill[max(1, -(-flat.size // threads)), threads](flat)
     if x.size:
         kernel = unpool_kernel(str(out.dtype), bool(channels_first), threads, device)
         kernel[max(1, -(-x.size // threads)), threads](x.reshape(planes),

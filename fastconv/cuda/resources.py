@@ -60,7 +60,15 @@ class Resources:
 
 
 def toolchain_unavailable_reason():
-    """None when NVVM and ptxas can compile here, else a sentence saying what is missing."""
+    """None when NVVM and ptxas can compile here, else a sentence saying what is missing.
+
+    Examples
+    --------
+    >>> from fastconv.cuda import resources
+    >>> reason = resources.toolchain_unavailable_reason()
+    >>> reason is None or isinstance(reason, str)
+    True
+    """
     try:
         from numba.cuda.cudadrv import nvvm
 
@@ -74,7 +82,15 @@ def toolchain_unavailable_reason():
 
 
 def ptxas_path():
-    """ptxas from the nvidia-cuda-nvcc wheel beside numba, else from PATH, else None."""
+    """ptxas from the nvidia-cuda-nvcc wheel beside numba, else from PATH, else None.
+
+    Examples
+    --------
+    >>> from fastconv.cuda import resources
+    >>> path = resources.ptxas_path()
+    >>> path is None or path.endswith("ptxas")
+    True
+    """
     for root in sys.path:
         found = glob.glob(os.path.join(root, "nvidia", "cuda_nvcc", "bin", "ptxas"))
         if found and os.access(found[0], os.X_OK):
@@ -102,6 +118,16 @@ def compile_ptx(spec, capabilities=CAPABILITIES):
 
     The kernel is typed and lowered once (for the lowest capability: the kernels use nothing
     newer) and its LLVM IR compiled by NVVM for each, with the kernel's launch bounds.
+
+    Examples
+    --------
+    Needs the toolchain (see :func:`toolchain_unavailable_reason`), no GPU:
+
+    >>> from fastconv.cuda import resources
+    >>> spec = resources.workload_specs()[0]                       # doctest: +SKIP
+    >>> ptx = resources.compile_ptx(spec)                          # doctest: +SKIP
+    >>> sorted(ptx), ".maxntid" in ptx[(9, 0)]                     # doctest: +SKIP
+    ([(8, 0), (9, 0)], True)
     """
     from numba.cuda import compiler
 
@@ -124,7 +150,15 @@ _SMEM = re.compile(r"(\d+) bytes smem")
 
 def ptxas_resources(ptx, cc):
     """Assemble ``ptx`` for ``sm_XY`` with ``ptxas -v`` and return the kernel's
-    :class:`Resources` (raises RuntimeError with ptxas's output if it fails)."""
+    :class:`Resources` (raises RuntimeError with ptxas's output if it fails).
+
+    Examples
+    --------
+    >>> from fastconv.cuda import resources
+    >>> ptx = resources.compile_ptx(resources.workload_specs()[0])  # doctest: +SKIP
+    >>> resources.ptxas_resources(ptx[(9, 0)], (9, 0))              # doctest: +SKIP
+    Resources(registers=148, shared_bytes=3072, stack_bytes=0, spill_stores=0, spill_loads=0)
+    """
     with tempfile.TemporaryDirectory() as folder:
         source = os.path.join(folder, "kernel.ptx")
         with open(source, "w") as handle:
@@ -138,7 +172,17 @@ def ptxas_resources(ptx, cc):
 
 
 def parse_ptxas(report):
-    """The entry function's :class:`Resources` from ``ptxas -v``'s report."""
+    """The entry function's :class:`Resources` from ``ptxas -v``'s report.
+
+    Examples
+    --------
+    >>> from fastconv.cuda import resources
+    >>> resources.parse_ptxas(
+    ...     "ptxas info    : Compiling entry function 'k' for 'sm_90'\\n"
+    ...     "    0 bytes stack frame, 0 bytes spill stores, 0 bytes spill loads\\n"
+    ...     "ptxas info    : Used 58 registers, used 0 barriers, 2048 bytes smem\\n")
+    Resources(registers=58, shared_bytes=2048, stack_bytes=0, spill_stores=0, spill_loads=0)
+    """
     start = _ENTRY.search(report)
     if start is None:
         raise RuntimeError(f"no entry function in ptxas's report: {report!r}")
@@ -161,7 +205,16 @@ def _round_up(value, unit):
 
 
 def resident_blocks(resources, threads, cc):
-    """Blocks of ``threads`` threads one SM holds at once (0: the kernel cannot launch)."""
+    """Blocks of ``threads`` threads one SM holds at once (0: the kernel cannot launch).
+
+    Examples
+    --------
+    >>> from fastconv.cuda.resources import Resources, resident_blocks
+    >>> resident_blocks(Resources(128, 0, 0, 0, 0), 256, (9, 0))  # 2 x 8 warps x 4096 regs
+    2
+    >>> resident_blocks(Resources(129, 0, 0, 0, 0), 256, (9, 0))  # over the cliff
+    1
+    """
     limits = _LIMITS[cc]
     warps = -(-threads // 32)
     by_warps = limits["warps"] // warps
@@ -173,13 +226,29 @@ def resident_blocks(resources, threads, cc):
 
 
 def occupancy(resources, threads, cc):
-    """The theoretical occupancy: resident warps over the SM's maximum (0 to 1)."""
+    """The theoretical occupancy: resident warps over the SM's maximum (0 to 1).
+
+    Examples
+    --------
+    >>> from fastconv.cuda.resources import Resources, occupancy
+    >>> occupancy(Resources(64, 0, 0, 0, 0), 256, (9, 0))
+    0.5
+    """
     warps = -(-threads // 32)
     return resident_blocks(resources, threads, cc) * warps / _LIMITS[cc]["warps"]
 
 
 def limiter(resources, threads, cc):
-    """Which resource sets :func:`resident_blocks`: "registers", "shared", "warps", "blocks"."""
+    """Which resource sets :func:`resident_blocks`: "registers", "shared", "warps", "blocks".
+
+    Examples
+    --------
+    >>> from fastconv.cuda.resources import Resources, limiter
+    >>> limiter(Resources(128, 0, 0, 0, 0), 256, (9, 0))
+    'registers'
+    >>> limiter(Resources(32, 0, 0, 0, 0), 256, (9, 0))  # 8 blocks of 8 warps either way
+    'warps'
+    """
     limits = _LIMITS[cc]
     warps = -(-threads // 32)
     per_warp = _round_up(max(resources.registers, 1) * 32, REGISTER_UNIT)
@@ -192,7 +261,16 @@ def limiter(resources, threads, cc):
 
 
 def problems(resources, threads, cc):
-    """What would fail or slow the kernel at launch: a list of sentences (empty when none)."""
+    """What would fail or slow the kernel at launch: a list of sentences (empty when none).
+
+    Examples
+    --------
+    >>> from fastconv.cuda.resources import Resources, problems
+    >>> problems(Resources(64, 0, 0, 0, 0), 256, (9, 0))
+    []
+    >>> problems(Resources(64, 50000, 16, 8, 8), 256, (9, 0))
+    ['spills (8 B stored, 8 B loaded)', '50000 B of static shared memory (at most 49152)']
+    """
     found = []
     if resources.spill_stores or resources.spill_loads:
         found.append(f"spills ({resources.spill_stores} B stored, {resources.spill_loads} B "
@@ -222,10 +300,11 @@ def budget_misses(row):
     """Where a kernel misses issue 16's register and occupancy budget: a list of sentences.
 
     Memory-bound kernels (all but the conv kernel and Lp pooling) reach 50% occupancy. A
-    compute-bound kernel whose launch bound asks for several blocks per SM gets them (no kernel falls to fewer
-    blocks for a few registers over a cliff), and leaves shared-memory headroom
-    (:data:`fastconv.cuda.conv.SHARED_MEMORY_BUDGET`). Test-sized blocks are held to the launch
-    limits and spills only. (The float32 conv kernels' median is :func:`median_occupancy`.)
+    compute-bound kernel whose launch bound asks for several blocks per SM gets them (no
+    kernel falls to fewer blocks for a few registers over a cliff), and every conv kernel
+    leaves shared-memory headroom (:data:`fastconv.cuda.conv.SHARED_MEMORY_BUDGET`).
+    Test-sized blocks are held to the launch limits and spills only. (The float32 conv
+    kernels' median is :func:`median_occupancy`.)
     """
     from .conv import SHARED_MEMORY_BUDGET
 
