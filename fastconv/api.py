@@ -429,25 +429,216 @@ def conv2d_transpose(input, filters, output_shape, strides, padding="SAME", data
     >>> fastconv.conv2d_transpose(x, w, (1, 8, 8, 16), 2, "SAME").shape
     (1, 8, 8, 16)
     """
-    x, channels_first, device = _prepare_input(input, 2, data_format, device, (filters,))
+    return _conv_transpose(2, input, filters, output_shape, strides, padding, data_format,
+                           dilations, device)
+
+
+_TRANSPOSED_FILTER_LAYOUT = {1: "(W, out_channels, in_channels)",
+                             2: "(H, W, out_channels, in_channels)",
+                             3: "(D, H, W, out_channels, in_channels)"}
+
+
+def _conv_transpose(n_spatial, input, filters, output_shape, strides, padding, data_format,
+                    dilations, device):
+    """Validate and run a transposed conv of ``n_spatial`` dims (TF's filter layout)."""
+    x, channels_first, device = _prepare_input(input, n_spatial, data_format, device,
+                                               (filters,))
     dtype = array_dtype(x)
     w = _data(filters, "filters", device, dtype)
     check_same_dtype(dtype, "input", array_dtype(w), "filters")
-    check_rank(w.shape, 4, "filters", "(H, W, out_channels, in_channels)")
-    strides = normalize_window(strides, 2, "strides", channels_first)
-    dilations = normalize_window(dilations, 2, "dilations", channels_first, allow_none_default=1)
-    padding = parse_padding(padding, 2, channels_first)
+    check_rank(w.shape, n_spatial + 2, "filters", _TRANSPOSED_FILTER_LAYOUT[n_spatial])
+    strides = normalize_window(strides, n_spatial, "strides", channels_first)
+    dilations = normalize_window(dilations, n_spatial, "dilations", channels_first,
+                                 allow_none_default=1)
+    padding = parse_padding(padding, n_spatial, channels_first)
     batch, channels, spatial = _split(x.shape, channels_first)
     if min(w.shape) < 1:
         raise ValueError(f"filters must have non-zero sizes, got shape {tuple(w.shape)}")
-    if w.shape[3] != channels:
-        raise ValueError(f"filters' in_channels (last dim, {w.shape[3]}) must equal the input's "
-                         f"{channels} channels; filters shape {tuple(w.shape)}")
-    out_channels = w.shape[2]
-    output_shape = _output_shape(output_shape, batch, out_channels, channels_first)
+    if w.shape[-1] != channels:
+        raise ValueError(f"filters' in_channels (last dim, {w.shape[-1]}) must equal the "
+                         f"input's {channels} channels; filters shape {tuple(w.shape)}")
+    out_channels = w.shape[-2]
+    output_shape = _output_shape(output_shape, batch, out_channels, channels_first, n_spatial)
     out_spatial = _split(output_shape, channels_first)[2]
     return _run_conv_transpose(x, w, None, out_spatial, (strides, padding, dilations),
-                               channels_first, 2, device, output_shape)
+                               channels_first, n_spatial, device, output_shape)
+
+
+def conv1d_transpose(input, filters, output_shape, strides, padding="SAME", data_format="NWC",
+                     dilations=None, *, device=None):
+    """Transposed 1-D convolution (the gradient of conv1d), as ``tf.nn.conv1d_transpose``.
+
+    Parameters
+    ----------
+    input : array_like (N, W, in_channels) or channels-first
+    filters : array_like (K_w, out_channels, in_channels)
+        TF's layout in every ``data_format`` (PyTorch's ``(in, out, K_w)``:
+        ``w.transpose(2, 1, 0)``).
+    output_shape : sequence of 3 ints (or 1 spatial size)
+        The shape of the result; conv1d with the same arguments must map it back to
+        ``input``'s width.
+    strides : int or sequence
+    padding : {"SAME", "VALID"} or list of pairs
+    data_format : {"NWC", "NCW"}
+    dilations : int or sequence, optional
+    device : {None, "cpu", "cuda"}
+
+    Returns
+    -------
+    ndarray
+        ``output_shape``, the input's dtype.
+
+    Examples
+    --------
+    >>> import numpy as np, fastconv
+    >>> fastconv.conv1d_transpose(np.ones((1, 3, 1)), np.ones((2, 1, 1)), (1, 6, 1), 2)[0, :, 0]
+    array([1., 1., 1., 1., 1., 1.])
+    """
+    return _conv_transpose(1, input, filters, output_shape, strides, padding, data_format,
+                           dilations, device)
+
+
+def conv3d_transpose(input, filters, output_shape, strides, padding="SAME",
+                     data_format="NDHWC", dilations=None, *, device=None):
+    """Transposed 3-D convolution (the gradient of conv3d), as ``tf.nn.conv3d_transpose``.
+
+    Parameters
+    ----------
+    input : array_like (N, D, H, W, in_channels) or channels-first
+    filters : array_like (K_d, K_h, K_w, out_channels, in_channels)
+        TF's layout in every ``data_format`` (PyTorch's ``(in, out, K_d, K_h, K_w)``:
+        ``w.transpose(2, 3, 4, 1, 0)``).
+    output_shape : sequence of 5 ints (or 3 spatial sizes)
+    strides : int or sequence
+    padding : {"SAME", "VALID"} or list of pairs
+    data_format : {"NDHWC", "NCDHW"}
+    dilations : int or sequence, optional
+    device : {None, "cpu", "cuda"}
+
+    Returns
+    -------
+    ndarray
+        ``output_shape``, the input's dtype.
+
+    Examples
+    --------
+    >>> import numpy as np, fastconv
+    >>> x, w = np.ones((1, 2, 2, 2, 3)), np.ones((3, 3, 3, 4, 3))
+    >>> fastconv.conv3d_transpose(x, w, (1, 4, 4, 4, 4), 2).shape
+    (1, 4, 4, 4, 4)
+    """
+    return _conv_transpose(3, input, filters, output_shape, strides, padding, data_format,
+                           dilations, device)
+
+
+def conv_transpose(input, filters, output_shape, strides, padding="SAME", data_format=None,
+                   dilations=None, *, device=None):
+    """Transposed convolution of any spatial rank, as ``tf.nn.conv_transpose``: the length of
+    ``output_shape`` decides (3: :func:`conv1d_transpose`, 4: :func:`conv2d_transpose`, 5:
+    :func:`conv3d_transpose`).
+
+    Parameters
+    ----------
+    input : array_like, 3-D to 5-D
+    filters : array_like (*kernel, out_channels, in_channels)
+    output_shape : sequence of 3 to 5 ints
+    strides : int or sequence
+    padding : {"SAME", "VALID"} or list of pairs
+    data_format : str, optional
+        None means channels-last; a format starting with ``"NC"`` means channels-first.
+    dilations : int or sequence, optional
+    device : {None, "cpu", "cuda"}
+
+    Returns
+    -------
+    ndarray
+        ``output_shape``, the input's dtype.
+
+    Examples
+    --------
+    >>> import numpy as np, fastconv
+    >>> fastconv.conv_transpose(np.ones((1, 4, 4, 8)), np.ones((3, 3, 2, 8)), (1, 8, 8, 2),
+    ...                         2).shape
+    (1, 8, 8, 2)
+    """
+    n_spatial = len(_shape_values(output_shape, "output_shape")) - 2
+    if n_spatial not in (1, 2, 3):
+        raise ValueError(f"output_shape must have 3, 4 or 5 entries (batch, spatial dims, "
+                         f"channels), got {len(_shape_values(output_shape, 'output_shape'))}")
+    return _conv_transpose(n_spatial, input, filters, output_shape, strides, padding,
+                           data_format, dilations, device)
+
+
+def atrous_conv2d(value, filters, rate, padding, *, device=None):
+    """Atrous (dilated) 2-D convolution, as ``tf.nn.atrous_conv2d``: :func:`conv2d` with stride
+    1 and ``dilations=rate``, channels-last.
+
+    Parameters
+    ----------
+    value : array_like (N, H, W, in_channels)
+    filters : array_like (K_h, K_w, in_channels, out_channels)
+    rate : int
+        The dilation, at least 1.
+    padding : {"SAME", "VALID"}
+    device : {None, "cpu", "cuda"}
+
+    Returns
+    -------
+    ndarray
+
+    Examples
+    --------
+    >>> import numpy as np, fastconv
+    >>> fastconv.atrous_conv2d(np.ones((1, 7, 7, 1)), np.ones((3, 3, 1, 1)), 2, "VALID").shape
+    (1, 3, 3, 1)
+    """
+    return _conv(2, value, filters, 1, _atrous_padding(padding),
+                 "NHWC", _atrous_rate(rate), None, None, device)
+
+
+def atrous_conv2d_transpose(value, filters, output_shape, rate, padding, *, device=None):
+    """The transpose of :func:`atrous_conv2d`, as ``tf.nn.atrous_conv2d_transpose``:
+    :func:`conv2d_transpose` with stride 1 and ``dilations=rate``, channels-last.
+
+    Parameters
+    ----------
+    value : array_like (N, H, W, in_channels)
+    filters : array_like (K_h, K_w, out_channels, in_channels)
+    output_shape : sequence of 4 ints
+    rate : int
+        The dilation, at least 1.
+    padding : {"SAME", "VALID"}
+    device : {None, "cpu", "cuda"}
+
+    Returns
+    -------
+    ndarray
+        ``output_shape``.
+
+    Examples
+    --------
+    >>> import numpy as np, fastconv
+    >>> x, w = np.ones((1, 3, 3, 1)), np.ones((3, 3, 1, 1))
+    >>> fastconv.atrous_conv2d_transpose(x, w, (1, 7, 7, 1), 2, "VALID").shape
+    (1, 7, 7, 1)
+    """
+    return _conv_transpose(2, value, filters, output_shape, 1, _atrous_padding(padding),
+                           "NHWC", _atrous_rate(rate), device)
+
+
+def _atrous_rate(rate):
+    if isinstance(rate, bool) or not isinstance(rate, (int, np.integer)):
+        raise TypeError(f"rate must be an int, got {type(rate).__name__}")
+    if rate < 1:
+        raise ValueError(f"rate {int(rate)} cannot be less than one")
+    return int(rate)
+
+
+def _atrous_padding(padding):
+    if not isinstance(padding, str) or padding.upper() not in ("SAME", "VALID"):
+        raise ValueError(f'padding must be "SAME" or "VALID" (tf.nn.atrous_conv2d), got '
+                         f"{padding!r}")
+    return padding
 
 
 def _run_conv_transpose(x, w, bias, out_spatial, window, channels_first, n_spatial, device,
@@ -477,18 +668,24 @@ def _run_conv_transpose(x, w, bias, out_spatial, window, channels_first, n_spati
                    layout_shape(batch, out_channels, out_spatial, channels_first))
 
 
-def _output_shape(output_shape, batch, out_channels, channels_first):
+def _shape_values(output_shape, name):
+    """``output_shape`` (a sequence, NumPy array or TF tensor of ints) as a tuple of ints."""
     if hasattr(output_shape, "numpy"):
         output_shape = output_shape.numpy()
     if hasattr(output_shape, "tolist"):
         output_shape = output_shape.tolist()
     if not isinstance(output_shape, (list, tuple)):
-        raise TypeError(f"output_shape must be a sequence of 4 ints, got {type(output_shape).__name__}")
-    values = tuple(as_int(v, "output_shape") for v in output_shape)
-    if len(values) == 2:
+        raise TypeError(f"{name} must be a sequence of ints, got "
+                        f"{type(output_shape).__name__}")
+    return tuple(as_int(v, name) for v in output_shape)
+
+
+def _output_shape(output_shape, batch, out_channels, channels_first, n_spatial=2):
+    values = _shape_values(output_shape, "output_shape")
+    if len(values) == n_spatial:
         values = layout_shape(batch, out_channels, values, channels_first)
-    if len(values) != 4:
-        raise ValueError(f"output_shape must have 4 entries, got {list(values)}")
+    if len(values) != n_spatial + 2:
+        raise ValueError(f"output_shape must have {n_spatial + 2} entries, got {list(values)}")
     got_batch, got_channels, spatial = _split(values, channels_first)
     if got_batch != batch:
         raise ValueError(f"output_shape batch ({got_batch}) must equal the input's batch ({batch})")

@@ -12,7 +12,7 @@ the golden corpus; the rest of the suite checks fastconv against this oracle.
 Two layers: functions with fastconv's public signatures (``conv2d(input, filters, strides,
 padding, data_format="NHWC", dilations=None, *, bias=None, activation=None)``, ...), and the
 core they call, on channels-last arrays with normalised arguments (:func:`conv`,
-:func:`conv_transpose`, :func:`pool`, :func:`global_pool`, :func:`zero_pad`).
+:func:`transposed_conv`, :func:`pool`, :func:`global_pool`, :func:`zero_pad`).
 
 Examples
 --------
@@ -125,7 +125,7 @@ def conv(x, w, strides, pads, dilations, bias=None, activation=None):
     return _activate(y, activation).astype(x.dtype)
 
 
-def conv_transpose(x, w, out_sizes, strides, pads, dilations):
+def transposed_conv(x, w, out_sizes, strides, pads, dilations):
     """The gradient of :func:`conv` with respect to its input, for channels-last ``x``: every
     input pixel adds ``x @ w[offset].T`` at ``position * stride - pad + offset * dilation``;
     ``w`` is (*kernel, out_channels, in_channels)."""
@@ -238,21 +238,59 @@ def depthwise_conv2d(input, filter, strides, padding, data_format="NHWC", dilati
     return conv2d(input, grouped, strides, padding, data_format, dilations)
 
 
-def conv2d_transpose(input, filters, output_shape, strides, padding="SAME", data_format="NHWC",
-                     dilations=None, *, device=None):
-    """Oracle for :func:`fastconv.conv2d_transpose` (same arguments)."""
-    first = data_format in _CHANNELS_FIRST
+def _conv_transpose_nd(n, input, filters, output_shape, strides, padding, data_format,
+                       dilations):
+    first = data_format is not None and data_format in _CHANNELS_FIRST
     x = np.asarray(input)
     _check_float(x, "input")
     w = np.asarray(filters, dtype=x.dtype)
     shape = [int(v) for v in np.asarray(output_shape).ravel()]
-    out_sizes = tuple(shape[-2:] if len(shape) == 2 else
-                      (shape[2:] if first else shape[1:3]))
-    strides = _spatial_values(strides, 2, first)
-    dilations = _spatial_values(dilations, 2, first, default=1)
-    pads = _pads(padding, out_sizes, w.shape[:2], strides, dilations, first)
-    return _from_last(conv_transpose(_to_last(x, first), w, out_sizes, strides, pads, dilations),
+    out_sizes = tuple(shape if len(shape) == n else shape[2:] if first else shape[1:n + 1])
+    strides = _spatial_values(strides, n, first)
+    dilations = _spatial_values(dilations, n, first, default=1)
+    pads = _pads(padding, out_sizes, w.shape[:n], strides, dilations, first)
+    return _from_last(transposed_conv(_to_last(x, first), w, out_sizes, strides, pads, dilations),
                       first)
+
+
+def conv1d_transpose(input, filters, output_shape, strides, padding="SAME", data_format="NWC",
+                     dilations=None, *, device=None):
+    """Oracle for :func:`fastconv.conv1d_transpose` (same arguments)."""
+    return _conv_transpose_nd(1, input, filters, output_shape, strides, padding, data_format,
+                              dilations)
+
+
+def conv2d_transpose(input, filters, output_shape, strides, padding="SAME", data_format="NHWC",
+                     dilations=None, *, device=None):
+    """Oracle for :func:`fastconv.conv2d_transpose` (same arguments)."""
+    return _conv_transpose_nd(2, input, filters, output_shape, strides, padding, data_format,
+                              dilations)
+
+
+def conv3d_transpose(input, filters, output_shape, strides, padding="SAME",
+                     data_format="NDHWC", dilations=None, *, device=None):
+    """Oracle for :func:`fastconv.conv3d_transpose` (same arguments)."""
+    return _conv_transpose_nd(3, input, filters, output_shape, strides, padding, data_format,
+                              dilations)
+
+
+def conv_transpose(input, filters, output_shape, strides, padding="SAME", data_format=None,
+                   dilations=None, *, device=None):
+    """Oracle for :func:`fastconv.conv_transpose` (the output shape's length decides)."""
+    n = len(np.asarray(output_shape).ravel()) - 2
+    return _conv_transpose_nd(n, input, filters, output_shape, strides, padding, data_format,
+                              dilations)
+
+
+def atrous_conv2d(value, filters, rate, padding, *, device=None):
+    """Oracle for :func:`fastconv.atrous_conv2d`: conv2d, stride 1, dilation ``rate``."""
+    return conv2d(value, filters, 1, padding, "NHWC", rate)
+
+
+def atrous_conv2d_transpose(value, filters, output_shape, rate, padding, *, device=None):
+    """Oracle for :func:`fastconv.atrous_conv2d_transpose`: conv2d_transpose, stride 1,
+    dilation ``rate``."""
+    return conv2d_transpose(value, filters, output_shape, 1, padding, "NHWC", rate)
 
 
 def _pool_nd(kind, n, input, ksize, strides, padding, data_format):

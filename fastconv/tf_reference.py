@@ -29,7 +29,7 @@ is imported from fastconv's shapes, validation, dispatch or kernels.
 
 Two layers, as in :mod:`fastconv.reference`: the public functions, and the core they call, on
 tensors with normalised arguments, channels-last but for the last two (:func:`conv`,
-:func:`depthwise`, :func:`conv_transpose`, :func:`pool`, :func:`global_pool`,
+:func:`depthwise`, :func:`transposed_conv`, :func:`pool`, :func:`global_pool`,
 :func:`zero_pad`), which uses TF ops only. Each public function ``f`` has ``f.prepare(...)``,
 with the same arguments: it converts the arrays to tensors once and returns a zero-argument
 callable computing the op with TF ops alone and returning a ``tf.Tensor`` (what ``fastconv
@@ -249,7 +249,7 @@ def depthwise(x, w, strides, padding, dilations):
                                   dilations=list(dilations))
 
 
-def conv_transpose(x, w, out_sizes, strides, padding, dilations):
+def transposed_conv(x, w, out_sizes, strides, padding, dilations):
     """``tf.nn.conv2d_transpose`` of channels-last ``x`` with (K_h, K_w, out, in) ``w`` to
     spatial ``out_sizes``."""
     tf = import_tensorflow()
@@ -430,10 +430,106 @@ def conv2d_transpose(input, filters, output_shape, strides, padding="SAME", data
     padding = _padding(padding, 2, first)
 
     def call():
-        y = conv_transpose(_to_last(x, first), w, out_sizes, strides, padding, dilations)
+        y = transposed_conv(_to_last(x, first), w, out_sizes, strides, padding, dilations)
         return _from_last(y, first)
 
     return call
+
+
+def _same_or_valid_pairs(padding, out_sizes, kernel, strides, dilations):
+    """TF's (before, after) pads of the forward conv from ``out_sizes``: SAME puts the odd
+    cell after."""
+    if not isinstance(padding, str):
+        return padding
+    if padding == "VALID":
+        return tuple((0, 0) for _ in out_sizes)
+    pairs = []
+    for size, k, s, d in zip(out_sizes, kernel, strides, dilations):
+        total = max((-(-size // s) - 1) * s + (k - 1) * d + 1 - size, 0)
+        pairs.append((total // 2, total - total // 2))
+    return tuple(pairs)
+
+
+def transposed_conv_nd(x, w, out_sizes, strides, padding, dilations):
+    """A transposed conv of any rank on channels-last ``x``, ``w`` (*kernel, out, in):
+    ``tf.nn.conv_transpose`` itself for SAME/VALID without dilation; otherwise its VALID form
+    with the filter dilated by zeros (TF's CPU refuses dilation with strides, and 1-D/3-D
+    explicit padding), then the output window cut out of it (zeros past its end)."""
+    tf = import_tensorflow()
+    n = len(out_sizes)
+    shape = (x.shape[0], *out_sizes, w.shape[-2])
+    if isinstance(padding, str) and max(dilations) == 1:
+        return tf.nn.conv_transpose(x, w, shape, [1, *strides, 1], padding)
+    pads = _same_or_valid_pairs(padding, out_sizes, w.shape[:n], strides, dilations)
+    w = _dilate_filter(w, dilations)
+    full = [(size - 1) * s + k for size, s, k in zip(x.shape[1:-1], strides, w.shape[:n])]
+    y = tf.nn.conv_transpose(x, w, (x.shape[0], *full, w.shape[-2]), [1, *strides, 1], "VALID")
+    extra = [max(0, before + out - size) for (before, _), out, size in zip(pads, out_sizes, full)]
+    y = tf.pad(y, [[0, 0]] + [[0, e] for e in extra] + [[0, 0]])
+    return y[(slice(None),) + tuple(slice(before, before + out)
+                                    for (before, _), out in zip(pads, out_sizes))]
+
+
+def _prepare_conv_transpose(n, input, filters, output_shape, strides, padding, data_format,
+                            dilations):
+    first = _channels_first(data_format)
+    x, w = _tensors(input, filters)
+    shape = [int(v) for v in np.asarray(output_shape).ravel()]
+    out_sizes = tuple(shape if len(shape) == n else shape[2:] if first else shape[1:n + 1])
+    strides = _spatial(strides, n, first)
+    dilations = _spatial(dilations, n, first, default=1)
+    padding = _padding(padding, n, first)
+    convolve = transposed_conv if n == 2 else transposed_conv_nd
+
+    def call():
+        return _from_last(convolve(_to_last(x, first), w, out_sizes, strides, padding,
+                                   dilations), first)
+
+    return call
+
+
+@_op
+def conv1d_transpose(input, filters, output_shape, strides, padding="SAME", data_format="NWC",
+                     dilations=None, *, device=None):
+    """TensorFlow's :func:`fastconv.conv1d_transpose`: ``tf.nn.conv1d_transpose``."""
+    return _prepare_conv_transpose(1, input, filters, output_shape, strides, padding,
+                                   data_format, dilations)
+
+
+@_op
+def conv3d_transpose(input, filters, output_shape, strides, padding="SAME",
+                     data_format="NDHWC", dilations=None, *, device=None):
+    """TensorFlow's :func:`fastconv.conv3d_transpose`: ``tf.nn.conv3d_transpose``."""
+    return _prepare_conv_transpose(3, input, filters, output_shape, strides, padding,
+                                   data_format, dilations)
+
+
+@_op
+def conv_transpose(input, filters, output_shape, strides, padding="SAME", data_format=None,
+                   dilations=None, *, device=None):
+    """TensorFlow's :func:`fastconv.conv_transpose`: ``tf.nn.conv_transpose`` (the output
+    shape's length decides the rank)."""
+    n = len(np.asarray(output_shape).ravel()) - 2
+    return _prepare_conv_transpose(n, input, filters, output_shape, strides, padding,
+                                   data_format, dilations)
+
+
+@_op
+def atrous_conv2d(value, filters, rate, padding, *, device=None):
+    """TensorFlow's :func:`fastconv.atrous_conv2d`: ``tf.nn.atrous_conv2d``."""
+    tf = import_tensorflow()
+    x, w = _tensors(value, filters)
+    return lambda: tf.nn.atrous_conv2d(x, w, int(rate), padding.upper())
+
+
+@_op
+def atrous_conv2d_transpose(value, filters, output_shape, rate, padding, *, device=None):
+    """TensorFlow's :func:`fastconv.atrous_conv2d_transpose`:
+    ``tf.nn.atrous_conv2d_transpose``."""
+    tf = import_tensorflow()
+    x, w = _tensors(value, filters)
+    shape = [int(v) for v in np.asarray(output_shape).ravel()]
+    return lambda: tf.nn.atrous_conv2d_transpose(x, w, shape, int(rate), padding.upper())
 
 
 def _prepare_pool(kind, n, input, ksize, strides, padding, data_format):

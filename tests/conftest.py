@@ -312,12 +312,13 @@ class NumpyOracle:
         from fastconv import reference
 
         strides, dilations = tuple(strides), tuple(dilations)
+        n = x.ndim - 2
         if isinstance(padding, str):
-            pads = reference._pads(padding, tuple(out_spatial), w.shape[:2], strides, dilations,
+            pads = reference._pads(padding, tuple(out_spatial), w.shape[:n], strides, dilations,
                                    False)
         else:
             pads = [tuple(p) for p in padding]
-        y = reference.conv_transpose(to_last(x, channels_first), w, tuple(out_spatial), strides,
+        y = reference.transposed_conv(to_last(x, channels_first), w, tuple(out_spatial), strides,
                                      pads, dilations)
         return to_first(y, channels_first)
 
@@ -375,9 +376,10 @@ class TFOracle:
 
     def conv_transpose(self, x, w, out_spatial, strides, padding, dilations=(1, 1),
                        channels_first=False):
-        return self._op("conv2d_transpose")(x, w, tuple(out_spatial), list(strides),
-                                            self._padding(padding), LAYOUTS[2][channels_first],
-                                            list(dilations))
+        n = x.ndim - 2
+        return self._op(f"conv{n}d_transpose")(x, w, tuple(out_spatial), list(strides),
+                                               self._padding(padding),
+                                               LAYOUTS[n][channels_first], list(dilations))
 
     def pool(self, kind, x, ksize, strides, padding, channels_first=False):
         n = x.ndim - 2

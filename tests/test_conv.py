@@ -1,4 +1,5 @@
-"""conv1d/2d/3d (grouped, bias, activations), depthwise_conv2d and conv2d_transpose against TF.
+"""conv1d/2d/3d (grouped, bias, activations), depthwise_conv2d, the transposed convs (1-D, 2-D,
+3-D, rank-generic) and the atrous convs against TF.
 
 Each op runs over a pairwise grid (see ``conftest.pairwise_cases``): layouts x dtypes x strides
 1-3 x SAME/VALID/explicit x dilation x odd/even/mixed kernels x sizes that do and do not divide
@@ -11,6 +12,7 @@ import numpy as np
 import pytest
 
 import fastconv
+from fastconv import ops
 
 F32, F64 = np.float32, np.float64
 EXPLICIT = "explicit"
@@ -140,6 +142,68 @@ def test_conv2d_transpose_matches_tf(case, rand, oracle, tools, assert_close):
     assert got.shape == _layout_shape(2, out_channels, out_spatial, channels_first)
     expected = oracle.conv_transpose(x, w, out_spatial, strides, padding, dilations, channels_first)
     assert_close(got, expected, case.dtype)
+
+
+def _run_transpose_case(n, case, rand, oracle, tools, assert_close):
+    function = {1: fastconv.conv1d_transpose, 3: fastconv.conv3d_transpose}[n]
+    channels_first = case.layout == tools.layouts[n][1]
+    kernel = KERNELS[n][case.kernel]
+    out_spatial, strides, dilations, padding, in_spatial = _geometry(case, n, tools, kernel)
+    in_channels, out_channels = 3, 2
+    x = rand(_layout_shape(2, in_channels, in_spatial, channels_first), case.dtype)
+    w = rand(kernel + (out_channels, in_channels), case.dtype)
+    output_shape = _layout_shape(2, out_channels, out_spatial, channels_first)
+    got = function(x, w, output_shape, tools.window(strides, case.form, channels_first),
+                   tools.padding(padding, case.form, channels_first), case.layout,
+                   tools.window(dilations, case.form, channels_first))
+    assert got.shape == output_shape
+    expected = oracle.conv_transpose(x, w, out_spatial, strides, padding, dilations, channels_first)
+    assert_close(got, expected, case.dtype)
+    generic = fastconv.conv_transpose(x, w, output_shape, strides, padding, case.layout, dilations)
+    np.testing.assert_array_equal(generic, got)
+
+
+@pytest.mark.grid(layout=["NWC", "NCW"], dtype=[F32, F64], stride=[1, 2, 3], padding=["SAME",
+                  "VALID", EXPLICIT], dilation=[1, 2], kernel=list(KERNELS[1]),
+                  divides=[True, False], form=["int", "full"], random=2, seed=11)
+def test_conv1d_transpose_matches_tf(case, rand, oracle, tools, assert_close):
+    _run_transpose_case(1, case, rand, oracle, tools, assert_close)
+
+
+@pytest.mark.grid(layout=["NDHWC", "NCDHW"], dtype=[F32, F64], stride=[1, 2, (2, 1, 2)],
+                  padding=["SAME", "VALID", EXPLICIT], dilation=[1, (1, 2, 1)],
+                  kernel=list(KERNELS[3]), divides=[True, False], form=["int", "full"],
+                  random=2, seed=12)
+def test_conv3d_transpose_matches_tf(case, rand, oracle, tools, assert_close):
+    _run_transpose_case(3, case, rand, oracle, tools, assert_close)
+
+
+@pytest.mark.parametrize("rate, padding", [(1, "SAME"), (2, "SAME"), (3, "VALID"), (2, "valid")])
+@pytest.mark.parametrize("dtype", [F32, F64])
+def test_atrous_convs_match_tf(rate, padding, dtype, rand, tf, assert_close):
+    x, w = rand((2, 9, 8, 3), dtype), rand((3, 2, 3, 4), dtype)
+    got = fastconv.atrous_conv2d(x, w, rate, padding)
+    assert_close(got, ops.get("atrous_conv2d").tf_function(x, w, rate, padding), dtype)
+    assert_close(got, fastconv.conv2d(x, w, 1, padding, dilations=rate), dtype)
+    wt = np.ascontiguousarray(w.transpose(0, 1, 3, 2))  # (H, W, out, in): back to 3 channels
+    back = fastconv.atrous_conv2d_transpose(got, wt, x.shape, rate, padding)
+    expected = ops.get("atrous_conv2d_transpose").tf_function(got, wt, x.shape, rate, padding)
+    assert_close(back, expected, dtype)
+
+
+@pytest.mark.parametrize("call, error, match", [
+    (lambda x, w: fastconv.atrous_conv2d(x, w, 0, "SAME"), ValueError, "rate 0 cannot be less"),
+    (lambda x, w: fastconv.atrous_conv2d(x, w, 1.5, "SAME"), TypeError, "rate must be an int"),
+    (lambda x, w: fastconv.atrous_conv2d(x, w, 2, [[0, 0]] * 4), ValueError, "SAME.*VALID"),
+    (lambda x, w: fastconv.conv_transpose(x, w, (1, 2), 1), ValueError, "3, 4 or 5 entries"),
+    (lambda x, w: fastconv.conv3d_transpose(x, w, (2, 9, 8, 4), 1), ValueError,
+     "input must be 5-D"),
+    (lambda x, w: fastconv.conv1d_transpose(x[:, 0], w[0], (2, 9, 3), 1), ValueError,
+     "in_channels"),
+])
+def test_new_convs_reject_bad_arguments(call, error, match, rand):
+    with pytest.raises(error, match=match):
+        call(rand((2, 9, 8, 3), F32), rand((3, 2, 3, 4), F32))
 
 
 @pytest.mark.parametrize("layout, dtype, shape, kernel, out_channels, groups, strides, padding, "

@@ -7,8 +7,10 @@ its registers, shared memory, stack and spills (:mod:`fastconv.cuda.resources`).
 
 The kernels are those the workloads build with the configured launch shapes (listed under the
 simulator without running them), plus, when ``FASTCONV_CUDA_INVENTORY`` names the folder the
-simulator run recorded into (``make test`` does), every kernel tests/cuda launched. The work is
-split into shards so that ``pytest -n`` spreads the compiles over the cores.
+simulator run recorded into (``make test`` does), the kernels tests/cuda launched: every
+full-size one, and one per code path of its tiny-block kernels (``resources.representatives``;
+``python -m fastconv.cuda.resources build/cuda-inventory/*.pickle`` compiles every one). The
+work is split into shards so that ``pytest -n`` spreads the compiles over the cores.
 """
 
 import functools
@@ -36,7 +38,9 @@ def inventory():
     folder = os.environ.get("FASTCONV_CUDA_INVENTORY")
     if folder:
         specs.update(resources.load_specs(glob.glob(os.path.join(folder, "*.pickle"))))
-    return sorted(specs, key=lambda spec: (spec.factory, repr(spec)))
+    # Every full-size kernel; of tests/cuda's tiny-block kernels, one per code path (the rest
+    # differ in unrolled constants only; the resources script compiles every one).
+    return resources.representatives(sorted(specs, key=lambda spec: (spec.factory, repr(spec))))
 
 
 def test_the_inventory_covers_every_kernel_factory(inventory):

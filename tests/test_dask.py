@@ -351,6 +351,27 @@ def test_input_keyword_and_rank_generic_ops():
                  fastconv.convolution(x, w, padding="SAME"), F32)
 
 
+@pytest.mark.parametrize("name, call, shape", [
+    ("conv1d_transpose", lambda f, x, w: f.conv1d_transpose(x, w[0], (2, 18, 2), 2, "SAME"),
+     (2, 9, 3)),
+    ("conv3d_transpose", lambda f, x, w: f.conv3d_transpose(x, w[None], (1, 8, 6, 10, 2), 2,
+                                                            "SAME", "NDHWC", (1, 1, 1)),
+     (1, 4, 3, 5, 3)),
+    ("conv_transpose", lambda f, x, w: f.conv_transpose(x, w, (2, 2, 19, 15), 2, "VALID",
+                                                        "NCHW"), (2, 3, 9, 7)),
+    ("atrous_conv2d", lambda f, x, w: f.atrous_conv2d(x, w, 2, "SAME"), (2, 9, 7, 2)),
+    ("atrous_conv2d_transpose", lambda f, x, w: f.atrous_conv2d_transpose(x, w, (2, 9, 7, 2), 2,
+                                                                          "SAME"), (2, 9, 7, 3)),
+])
+def test_the_other_transposed_and_atrous_convs_follow_dask(name, call, shape):
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal(shape).astype(np.float32)
+    w = rng.standard_normal((3, 3, 2, 3)).astype(np.float32)  # transposed: (H, W, out, in)
+    lazy = call(fastconv, da.from_array(x, chunks=tuple(max(1, n // 2) for n in shape)), w)
+    assert isinstance(lazy, da.Array), name
+    assert_close(lazy.compute(), call(fastconv, x, w), F32)
+
+
 def test_errors_before_any_graph_is_built():
     x = da.zeros((1, 8, 8, 3), dtype=np.float32, chunks=4)
     with pytest.raises(ValueError, match="not a multiple of the filters' in_channels"):

@@ -404,6 +404,38 @@ def load_specs(paths):
     return sorted(seen, key=lambda spec: (spec.factory, repr(spec)))
 
 
+def representatives(specs):
+    """Every full-size kernel of ``specs``, and one test-sized kernel per code path.
+
+    tests/cuda's tiny blocks build a kernel per window, stride and tile it tries; those differ
+    only in constants the kernel unrolls, and they have no occupancy goal. One per code path
+    (factory, flags, dtype, argument types: every argument that is not a tuple or a tile) is
+    enough to prove each path compiles without spilling; ``python -m fastconv.cuda.resources``
+    compiles them all.
+
+    Examples
+    --------
+    >>> from fastconv.cuda.kernels import KernelSpec
+    >>> from fastconv.cuda.resources import representatives
+    >>> tiny = [KernelSpec("m:pool_kernel", ("max", "float32", (1, k, k), True, 4), (), (), 4)
+    ...         for k in (2, 3)]
+    >>> big = KernelSpec("m:pool_kernel", ("max", "float32", (1, 3, 3), True, 256), (), (), 256)
+    >>> len(representatives(tiny + [big]))
+    2
+    """
+    chosen, paths = [], set()
+    for spec in specs:
+        if spec.threads >= BUDGET_MIN_THREADS:
+            chosen.append(spec)
+            continue
+        path = (spec.factory, tuple(a for a in spec.args if isinstance(a, (bool, int, str))),
+                spec.kwargs, spec.argtypes)
+        if path not in paths:
+            paths.add(path)
+            chosen.append(spec)
+    return chosen
+
+
 # ----------------------------------------------------------------------------- the table
 
 @dataclass(frozen=True)

@@ -38,6 +38,8 @@ LAYOUTS = {1: ("NWC", "NCW"), 2: ("NHWC", "NCHW"), 3: ("NDHWC", "NCDHW")}
 ACTIVATIONS = (None, "relu", "relu6", "sigmoid", "tanh")
 #: The forward convolutions (filters in TF's layout; torch's F.conv1d/2d/3d).
 CONVS = ("conv1d", "conv2d", "conv3d", "convolution", "depthwise_conv2d")
+#: tf.nn's atrous convs take ``value`` and no data_format: channels-last only.
+CHANNELS_LAST_ONLY = ("atrous_conv2d", "atrous_conv2d_transpose")
 #: The launch shapes of this process (environment or defaults), read at import, before
 #: conftest's ``tiny_launch`` shrinks them for each test.
 CONFIGURED = {name: getattr(config, name) for name in dir(config) if name.startswith("CUDA_")}
@@ -130,6 +132,24 @@ def _other_cases(tier):
                           {"input": shape, "filters": (3, 3, out_channels, shape[-1])},
                           {"output_shape": (shape[0], *out, out_channels), "strides": stride,
                            "padding": padding}))
+    # The other transposed convs (1-D, 3-D, rank-generic) and the atrous convs.
+    for op, shape, w, out, stride, padding in (
+            ("conv1d_transpose", (2, 6, 4) if full else (1, 3, 3), (3, 3, 4 if full else 3),
+             (2, 12, 3) if full else (1, 6, 3), 2, "SAME"),
+            ("conv3d_transpose", (1, 3, 4, 3, 4) if full else (1, 2, 2, 2, 2),
+             (2, 3, 2, 3, 4 if full else 2), (1, 6, 8, 6, 3) if full else (1, 4, 4, 4, 3), 2,
+             "SAME"),
+            ("conv_transpose", (2, 4, 3), (3, 2, 3), (2, 9, 2), 2, ((1, 0),))):
+        shown = padding if isinstance(padding, str) else "explicit"
+        cases.append(Case(tier, f"{op}-s{stride}-{shown}", op, {"input": shape, "filters": w},
+                          {"output_shape": out, "strides": stride, "padding": padding}))
+    channels = 3 if full else 2
+    cases.append(Case(tier, "atrous_conv2d-r2", "atrous_conv2d",
+                      {"input": (1, 7, 6, channels), "filters": (3, 3, channels, 4)},
+                      {"rate": 2, "padding": "SAME"}))
+    cases.append(Case(tier, "atrous_conv2d_transpose-r2", "atrous_conv2d_transpose",
+                      {"input": (1, 5, 4, 3), "filters": (3, 3, 2, 3)},
+                      {"output_shape": (1, 5, 4, 2), "rate": 2, "padding": "SAME"}))
     sizes = {1: (13,), 2: (9, 11), 3: (5, 6, 7)} if full else {1: (7,), 2: (5, 6), 3: (3, 4, 4)}
     for n in (1, 2, 3):
         for kind in ("max", "avg"):
@@ -198,7 +218,7 @@ def _params(cases):
     for case in cases:
         marks = [pytest.mark.skip(reason=NEEDS_GPU[case.tier])] if (
             SIMULATOR and case.tier in NEEDS_GPU) else []
-        for channels_first in (False, True):
+        for channels_first in (False,) if case.op in CHANNELS_LAST_ONLY else (False, True):
             for dtype in (F32, F64):
                 fmt = LAYOUTS[case.rank][channels_first]
                 params.append(pytest.param(case, channels_first, dtype, marks=marks,
@@ -226,6 +246,15 @@ def _arrays(case, channels_first, dtype, rand):
     return arrays
 
 
+def _call(case, arrays, options, **extra):
+    """The op on ``arrays`` (the atrous convs take ``value`` and no data_format)."""
+    arrays, options = dict(arrays), dict(options, **extra)
+    if case.op in CHANNELS_LAST_ONLY:
+        arrays["value"] = arrays.pop("input")
+        options.pop("data_format")
+    return ops.get(case.op).function(**arrays, **options)
+
+
 def _options(case, channels_first):
     options = dict(case.options, data_format=LAYOUTS[case.rank][channels_first])
     if "output_shape" in options:
@@ -241,8 +270,7 @@ def _run_on_device(case, arrays, options):
     """The op on device-resident copies of ``arrays``; the result must stay on the device."""
     from numba import cuda
 
-    got = ops.get(case.op).function(**{name: cuda.to_device(a) for name, a in arrays.items()},
-                                    **options)
+    got = _call(case, {name: cuda.to_device(a) for name, a in arrays.items()}, options)
     assert _is_numba_device_array(got), (
         f"numba device arrays in gave a {type(got).__module__}.{type(got).__name__} out")
     return got.copy_to_host()
@@ -253,7 +281,7 @@ def test_matches_cpu(case, channels_first, dtype, rand):
     arrays = _arrays(case, channels_first, dtype, rand)
     options = _options(case, channels_first)
     got = _run_on_device(case, arrays, options)
-    expected = ops.get(case.op).function(**arrays, **options, device="cpu")
+    expected = _call(case, arrays, options, device="cpu")
     (assert_exact if case.op in EXACT_OPS else assert_close)(got, expected, dtype)
 
 
@@ -283,6 +311,8 @@ def _torch_supported(case):
         return all(k >= case.options["strides"] for k in case.arrays["filters"][:2])
     if op in ("global_max_pool2d", "global_avg_pool2d", "zero_pad2d"):
         return True
+    if op in ("conv1d_transpose", "conv3d_transpose", "conv_transpose") + CHANNELS_LAST_ONLY:
+        return False  # no cuDNN rule written yet: compared with the CPU only
     if case.op.startswith("max_pool"):
         return True  # SAME: -inf padding never wins a window
     if case.op.startswith("avg_pool"):

@@ -159,6 +159,35 @@ CASES = [
     case("convolution-ncdhw-valid-d121-f64", "convolution",
          dict(input=(1, 2, 5, 6, 4), filters=(2, 2, 2, 2, 3)),
          dtype=F64, dilations=[1, 2, 1], data_format="NCDHW"),
+    # the other transposed convs: filters (*kernel, out_channels, in_channels)
+    case("transpose1d-nwc-same-s2", "conv1d_transpose", dict(input=(2, 5, 3), filters=(3, 4, 3)),
+         output_shape=[2, 10, 4], strides=2, padding="SAME", data_format="NWC"),
+    case("transpose1d-ncw-valid-s2-d2-f64", "conv1d_transpose",
+         dict(input=(1, 2, 4), filters=(3, 3, 2)), dtype=F64, output_shape=[1, 3, 12],
+         strides=2, padding="VALID", data_format="NCW", dilations=2),
+    case("transpose3d-ndhwc-same-s2", "conv3d_transpose",
+         dict(input=(1, 2, 3, 2, 3), filters=(2, 3, 2, 2, 3)),
+         output_shape=[1, 4, 6, 4, 2], strides=2, padding="SAME", data_format="NDHWC"),
+    case("transpose3d-ncdhw-explicit-f64", "conv3d_transpose",
+         dict(input=(1, 2, 2, 3, 2), filters=(2, 2, 3, 3, 2)), dtype=F64,
+         output_shape=[1, 3, 3, 5, 4], strides=[2, 2, 1], padding=[[1, 0], [0, 1], [0, 0]],
+         data_format="NCDHW"),
+    case("transpose-nwc-explicit", "conv_transpose", dict(input=(2, 4, 3), filters=(3, 2, 3)),
+         output_shape=[2, 9, 2], strides=2, padding=[[1, 0]]),
+    case("transpose-nchw-same-d2-f64", "conv_transpose",
+         dict(input=(1, 3, 7, 6), filters=(3, 3, 2, 3)), dtype=F64,
+         output_shape=[1, 2, 7, 6], strides=1, padding="SAME", data_format="NCHW", dilations=2),
+    # atrous convs (channels-last only, as tf.nn's)
+    case("atrous-same-r2-nan-inf", "atrous_conv2d", dict(value=(1, 7, 6, 2), filters=(3, 3, 2, 3)),
+         special=True, rate=2, padding="SAME"),
+    case("atrous-valid-r3-f64", "atrous_conv2d", dict(value=(2, 9, 8, 3), filters=(2, 3, 3, 4)),
+         dtype=F64, rate=3, padding="VALID"),
+    case("atrous-transpose-same-r2", "atrous_conv2d_transpose",
+         dict(value=(1, 5, 4, 3), filters=(3, 3, 2, 3)),
+         output_shape=[1, 5, 4, 2], rate=2, padding="SAME"),
+    case("atrous-transpose-valid-r2-f64", "atrous_conv2d_transpose",
+         dict(value=(1, 3, 2, 3), filters=(3, 2, 2, 3)), dtype=F64,
+         output_shape=[1, 7, 4, 2], rate=2, padding="VALID"),
 ]
 
 
@@ -170,7 +199,7 @@ def make_inputs(index, spec):
     arrays = {}
     for name, shape in spec["shapes"].items():
         values = rng.standard_normal(shape)
-        if spec["special"] and name == "input":
+        if spec["special"] and name in ("input", "value"):
             flat = values.reshape(-1)
             cells = rng.permutation(flat.size)[: max(3, flat.size // 6)]
             flat[cells] = np.resize([np.nan, -np.inf, np.inf], cells.size)
