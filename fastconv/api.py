@@ -452,12 +452,13 @@ def _conv_transpose(n_spatial, input, filters, output_shape, strides, padding, d
                                  allow_none_default=1)
     padding = parse_padding(padding, n_spatial, channels_first)
     batch, channels, spatial = _split(x.shape, channels_first)
-    if min(w.shape) < 1:
-        raise ValueError(f"filters must have non-zero sizes, got shape {tuple(w.shape)}")
-    if w.shape[-1] != channels:
-        raise ValueError(f"filters' in_channels (last dim, {w.shape[-1]}) must equal the "
-                         f"input's {channels} channels; filters shape {tuple(w.shape)}")
-    out_channels = w.shape[-2]
+    w_shape = tuple(w.shape)  # device arrays' shapes may not take negative indices
+    if min(w_shape) < 1:
+        raise ValueError(f"filters must have non-zero sizes, got shape {w_shape}")
+    if w_shape[-1] != channels:
+        raise ValueError(f"filters' in_channels (last dim, {w_shape[-1]}) must equal the "
+                         f"input's {channels} channels; filters shape {w_shape}")
+    out_channels = w_shape[-2]
     output_shape = _output_shape(output_shape, batch, out_channels, channels_first, n_spatial)
     out_spatial = _split(output_shape, channels_first)[2]
     return _run_conv_transpose(x, w, None, out_spatial, (strides, padding, dilations),
