@@ -154,14 +154,21 @@ def _conv(n_spatial, input, filters, strides, padding, data_format, dilations, b
                          f"of groups ({groups} = {channels} input channels / {group_in})"
                          + _torch_layout_advice(w.shape, channels, n_spatial, channels_first))
     _warn_if_torch_layout(tuple(w.shape), channels, n_spatial, channels_first)
-    if bias is not None:
-        bias = _data(bias, "bias", device, dtype)
-        check_same_dtype(dtype, "input", array_dtype(bias), "bias")
-        if tuple(bias.shape) != (out_channels,):
-            raise ValueError(f"bias must have shape ({out_channels},) (one value per output "
-                             f"channel), got {tuple(bias.shape)}")
+    bias = _bias(bias, out_channels, device, dtype)
     act = activation_code(activation)
     return _run_conv(x, w, bias, window, groups, act, channels_first, n_spatial, device)
+
+
+def _bias(bias, out_channels, device, dtype):
+    """``bias`` checked (one value per output channel, the input's dtype), or None."""
+    if bias is None:
+        return None
+    bias = _data(bias, "bias", device, dtype)
+    check_same_dtype(dtype, "input", array_dtype(bias), "bias")
+    if tuple(bias.shape) != (out_channels,):
+        raise ValueError(f"bias must have shape ({out_channels},) (one value per output "
+                         f"channel), got {tuple(bias.shape)}")
+    return bias
 
 
 def convolution(input, filters, strides=None, padding="VALID", data_format=None, dilations=None,
@@ -347,7 +354,7 @@ def conv3d(input, filters, strides, padding, data_format="NDHWC", dilations=None
 
 
 def depthwise_conv2d(input, filter, strides, padding, data_format="NHWC", dilations=None, *,
-                     device=None):
+                     bias=None, activation=None, device=None):
     """Depthwise 2-D convolution, as ``tf.nn.depthwise_conv2d``.
 
     Output channel ``c * M + m`` is input channel ``c`` convolved with ``filter[:, :, c, m]``.
@@ -365,6 +372,10 @@ def depthwise_conv2d(input, filter, strides, padding, data_format="NHWC", dilati
     data_format : {"NHWC", "NCHW"}
     dilations : int or sequence, optional
         TF's ``rate``.
+    bias : array_like (C * M,), optional
+        Added inside the kernel, as ``tf.nn.bias_add`` after the conv.
+    activation : {None, "relu", "relu6", "sigmoid", "tanh"}
+        Applied after the bias, inside the kernel.
     device : {None, "cpu", "cuda"}
 
     Returns
@@ -379,7 +390,7 @@ def depthwise_conv2d(input, filter, strides, padding, data_format="NHWC", dilati
     >>> fastconv.depthwise_conv2d(x, np.ones((3, 3, 3, 2), np.float32), 1, "SAME").shape
     (1, 5, 5, 6)
     """
-    x, channels_first, device = _prepare_input(input, 2, data_format, device, (filter,))
+    x, channels_first, device = _prepare_input(input, 2, data_format, device, (filter, bias))
     dtype = array_dtype(x)
     w = _data(filter, "filter", device, dtype)
     check_same_dtype(dtype, "input", array_dtype(w), "filter")
@@ -394,7 +405,9 @@ def depthwise_conv2d(input, filter, strides, padding, data_format="NHWC", dilati
     # A depthwise conv is a grouped conv with one input channel per group.
     grouped = w.reshape((w.shape[0], w.shape[1], 1, channels * multiplier))
     window = _conv_window(2, strides, padding, dilations, channels_first, "strides")
-    return _run_conv(x, grouped, None, window, channels, 0, channels_first, 2, device)
+    bias = _bias(bias, channels * multiplier, device, dtype)
+    act = activation_code(activation)
+    return _run_conv(x, grouped, bias, window, channels, act, channels_first, 2, device)
 
 
 def conv2d_transpose(input, filters, output_shape, strides, padding="SAME", data_format="NHWC",
@@ -570,7 +583,7 @@ def conv_transpose(input, filters, output_shape, strides, padding="SAME", data_f
                            data_format, dilations, device)
 
 
-def atrous_conv2d(value, filters, rate, padding, *, device=None):
+def atrous_conv2d(value, filters, rate, padding, *, bias=None, activation=None, device=None):
     """Atrous (dilated) 2-D convolution, as ``tf.nn.atrous_conv2d``: :func:`conv2d` with stride
     1 and ``dilations=rate``, channels-last.
 
@@ -581,6 +594,9 @@ def atrous_conv2d(value, filters, rate, padding, *, device=None):
     rate : int
         The dilation, at least 1.
     padding : {"SAME", "VALID"}
+    bias : array_like (out_channels,), optional
+    activation : {None, "relu", "relu6", "sigmoid", "tanh"}
+        Both fused as in :func:`conv2d` (extensions: tf.nn has neither).
     device : {None, "cpu", "cuda"}
 
     Returns
@@ -594,7 +610,7 @@ def atrous_conv2d(value, filters, rate, padding, *, device=None):
     (1, 3, 3, 1)
     """
     return _conv(2, value, filters, 1, _atrous_padding(padding),
-                 "NHWC", _atrous_rate(rate), None, None, device)
+                 "NHWC", _atrous_rate(rate), bias, activation, device)
 
 
 def atrous_conv2d_transpose(value, filters, output_shape, rate, padding, *, device=None):

@@ -230,12 +230,13 @@ def convolution(input, filters, strides=None, padding="VALID", data_format=None,
 
 
 def depthwise_conv2d(input, filter, strides, padding, data_format="NHWC", dilations=None, *,
-                     device=None):
+                     bias=None, activation=None, device=None):
     """Oracle for :func:`fastconv.depthwise_conv2d`: output channel ``c * M + m`` is input
-    channel ``c`` convolved with ``filter[..., c, m]``."""
+    channel ``c`` convolved with ``filter[..., c, m]``; then the bias and the activation."""
     w = np.asarray(filter)
     grouped = w.reshape(w.shape[0], w.shape[1], 1, w.shape[2] * w.shape[3])
-    return conv2d(input, grouped, strides, padding, data_format, dilations)
+    return conv2d(input, grouped, strides, padding, data_format, dilations, bias=bias,
+                  activation=activation)
 
 
 def _conv_transpose_nd(n, input, filters, output_shape, strides, padding, data_format,
@@ -282,9 +283,9 @@ def conv_transpose(input, filters, output_shape, strides, padding="SAME", data_f
                               dilations)
 
 
-def atrous_conv2d(value, filters, rate, padding, *, device=None):
+def atrous_conv2d(value, filters, rate, padding, *, bias=None, activation=None, device=None):
     """Oracle for :func:`fastconv.atrous_conv2d`: conv2d, stride 1, dilation ``rate``."""
-    return conv2d(value, filters, 1, padding, "NHWC", rate)
+    return conv2d(value, filters, 1, padding, "NHWC", rate, bias=bias, activation=activation)
 
 
 def atrous_conv2d_transpose(value, filters, output_shape, rate, padding, *, device=None):

@@ -206,6 +206,12 @@ def conv(x, w, strides, padding, dilations, bias=None, activation=None):
         y = tf.nn.conv2d(x[:, None], w[None], [1, 1, strides[0], 1],
                          [[0, 0], [0, 0], list(padding[0]), [0, 0]],
                          dilations=[1, 1, dilations[0], 1])[:, 0]
+    return epilogue(y, bias, activation)
+
+
+def epilogue(y, bias=None, activation=None):
+    """``tf.nn.bias_add`` then ``tf.nn.<activation>`` of channels-last ``y`` (either optional)."""
+    tf = import_tensorflow()
     if bias is not None:
         y = tf.nn.bias_add(y, bias)
     if activation is not None and activation.lower() != "linear":
@@ -403,16 +409,18 @@ def convolution(input, filters, strides=None, padding="VALID", data_format=None,
 
 @_op
 def depthwise_conv2d(input, filter, strides, padding, data_format="NHWC", dilations=None, *,
-                     device=None):
-    """TensorFlow's :func:`fastconv.depthwise_conv2d`: ``tf.nn.depthwise_conv2d``."""
+                     bias=None, activation=None, device=None):
+    """TensorFlow's :func:`fastconv.depthwise_conv2d`: ``tf.nn.depthwise_conv2d`` (then
+    ``tf.nn.bias_add`` and the activation)."""
     first = _channels_first(data_format)
-    x, w = _tensors(input, filter)
+    x, w, b = _tensors(input, filter, bias)
     strides = _spatial(strides, 2, first)
     dilations = _spatial(dilations, 2, first, default=1)
     padding = _padding(padding, 2, first)
 
     def call():
-        return _from_last(depthwise(_to_last(x, first), w, strides, padding, dilations), first)
+        y = depthwise(_to_last(x, first), w, strides, padding, dilations)
+        return _from_last(epilogue(y, b, activation), first)
 
     return call
 
@@ -515,11 +523,13 @@ def conv_transpose(input, filters, output_shape, strides, padding="SAME", data_f
 
 
 @_op
-def atrous_conv2d(value, filters, rate, padding, *, device=None):
-    """TensorFlow's :func:`fastconv.atrous_conv2d`: ``tf.nn.atrous_conv2d``."""
+def atrous_conv2d(value, filters, rate, padding, *, bias=None, activation=None, device=None):
+    """TensorFlow's :func:`fastconv.atrous_conv2d`: ``tf.nn.atrous_conv2d`` (then
+    ``tf.nn.bias_add`` and the activation)."""
     tf = import_tensorflow()
-    x, w = _tensors(value, filters)
-    return lambda: tf.nn.atrous_conv2d(x, w, int(rate), padding.upper())
+    x, w, b = _tensors(value, filters, bias)
+    return lambda: epilogue(tf.nn.atrous_conv2d(x, w, int(rate), padding.upper()), b,
+                            activation)
 
 
 @_op

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 import fastconv
-from fastconv import ops
+from fastconv import ops, reference
 
 F32, F64 = np.float32, np.float64
 EXPLICIT = "explicit"
@@ -189,6 +189,26 @@ def test_atrous_convs_match_tf(rate, padding, dtype, rand, tf, assert_close):
     back = fastconv.atrous_conv2d_transpose(got, wt, x.shape, rate, padding)
     expected = ops.get("atrous_conv2d_transpose").tf_function(got, wt, x.shape, rate, padding)
     assert_close(back, expected, dtype)
+
+
+@pytest.mark.parametrize("op, layout, dtype, activation", [
+    ("depthwise_conv2d", "NHWC", F32, "relu"), ("depthwise_conv2d", "NCHW", F64, "tanh"),
+    ("depthwise_conv2d", "NCHW", F32, None), ("atrous_conv2d", "NHWC", F32, "relu6"),
+    ("atrous_conv2d", "NHWC", F64, "sigmoid")])
+def test_depthwise_and_atrous_fuse_bias_and_activation(op, layout, dtype, activation, rand, tf,
+                                                       assert_close):
+    x = rand((2, 3, 8, 7) if layout == "NCHW" else (2, 8, 7, 3), dtype)
+    if op == "depthwise_conv2d":
+        w, b = rand((3, 3, 3, 2), dtype), rand((6,), dtype)
+        args = (x, w, 2, "SAME", layout, 1)
+    else:
+        w, b = rand((3, 2, 3, 5), dtype), rand((5,), dtype)
+        args = (x, w, 2, "SAME")
+    got = getattr(fastconv, op)(*args, bias=b, activation=activation)
+    assert_close(got, getattr(reference, op)(*args, bias=b, activation=activation), dtype)
+    assert_close(got, ops.get(op).tf_function(*args, bias=b, activation=activation), dtype)
+    with pytest.raises(ValueError, match=r"bias must have shape \(\d+,\)"):
+        getattr(fastconv, op)(*args, bias=b[:-1])
 
 
 @pytest.mark.parametrize("call, error, match", [

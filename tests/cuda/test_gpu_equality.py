@@ -119,10 +119,14 @@ def _other_cases(tier):
     for multiplier, stride, dilation in ((1, 2, 1), (2, 2, 1), (2, 1, 2)) if full else \
             ((2, 2, 1),):
         shape = (2, 9, 10, 4) if full else (2, 5, 6, 3)
-        cases.append(Case(tier, f"depthwise-m{multiplier}-s{stride}-d{dilation}",
-                          "depthwise_conv2d",
-                          {"input": shape, "filter": (3, 3, shape[-1], multiplier)},
-                          {"strides": stride, "padding": "SAME", "dilations": dilation}))
+        fused = multiplier == 2 and stride == 2  # bias and activation fused on one case
+        arrays = {"input": shape, "filter": (3, 3, shape[-1], multiplier)}
+        if fused:
+            arrays["bias"] = (shape[-1] * multiplier,)
+        cases.append(Case(tier, f"depthwise-m{multiplier}-s{stride}-d{dilation}"
+                                f"{'-bias-relu' if fused else ''}", "depthwise_conv2d", arrays,
+                          {"strides": stride, "padding": "SAME", "dilations": dilation,
+                           "activation": "relu" if fused else None}))
     for stride, padding in ((1, "SAME"), (1, "VALID"), (2, "SAME"), (2, "VALID")) if full else \
             ((2, "SAME"),):
         shape, out_channels = ((2, 5, 6, 4), 6) if full else ((2, 3, 4, 4), 3)
