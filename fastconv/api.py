@@ -410,6 +410,77 @@ def depthwise_conv2d(input, filter, strides, padding, data_format="NHWC", dilati
     return _run_conv(x, grouped, bias, window, channels, act, channels_first, 2, device)
 
 
+def separable_conv2d(input, depthwise_filter, pointwise_filter, strides, padding,
+                     data_format=None, dilations=None, *, bias=None, activation=None,
+                     device=None):
+    """Depthwise-separable 2-D convolution, as ``tf.nn.separable_conv2d``: a depthwise conv
+    (:func:`depthwise_conv2d`) then a 1x1 conv mixing its channels.
+
+    Parameters
+    ----------
+    input : array_like (N, H, W, C) or (N, C, H, W)
+    depthwise_filter : array_like (K_h, K_w, C, M)
+    pointwise_filter : array_like (1, 1, C * M, out_channels)
+    strides : int or sequence
+        The depthwise conv's strides (the 1x1 conv has stride 1).
+    padding : {"SAME", "VALID"} or list of pairs
+        The depthwise conv's padding.
+    data_format : {None, "NHWC", "NCHW"}
+        None means channels-last.
+    dilations : int or sequence, optional
+        TF's ``rate`` of the depthwise conv.
+    bias : array_like (out_channels,), optional
+    activation : {None, "relu", "relu6", "sigmoid", "tanh"}
+        Both fused into the 1x1 conv (extensions: Keras' ``SeparableConv2D`` adds them).
+    device : {None, "cpu", "cuda"}
+
+    Returns
+    -------
+    ndarray
+        (N, H_out, W_out, out_channels) (or channels-first).
+
+    Notes
+    -----
+    Two passes: the depthwise result is rounded to the input's dtype before the 1x1 conv, as
+    TF's two kernels do.
+
+    Examples
+    --------
+    >>> import numpy as np, fastconv
+    >>> x = np.ones((1, 5, 5, 3), np.float32)
+    >>> fastconv.separable_conv2d(x, np.ones((3, 3, 3, 2), np.float32),
+    ...                           np.ones((1, 1, 6, 4), np.float32), 1, "SAME").shape
+    (1, 5, 5, 4)
+    """
+    fmt = "NHWC" if data_format is None else data_format
+    depthwise_shape = _shape_of(depthwise_filter)
+    pointwise_shape = _shape_of(pointwise_filter)
+    if len(pointwise_shape) != 4 or pointwise_shape[:2] != (1, 1):
+        raise ValueError(f"pointwise_filter must have shape (1, 1, in_channels * "
+                         f"channel_multiplier, out_channels), got {pointwise_shape}")
+    if len(depthwise_shape) == 4 and \
+            pointwise_shape[2] != depthwise_shape[2] * depthwise_shape[3]:
+        raise ValueError(f"pointwise_filter's in_channels ({pointwise_shape[2]}) must be the "
+                         f"depthwise output's {depthwise_shape[2] * depthwise_shape[3]} channels "
+                         f"(in_channels x channel_multiplier of depthwise_filter "
+                         f"{depthwise_shape})")
+    if bias is not None and tuple(_shape_of(bias)) != (pointwise_shape[3],):
+        raise ValueError(f"bias must have shape ({pointwise_shape[3]},) (one value per output "
+                         f"channel), got {tuple(_shape_of(bias))}")
+    check_device(device)
+    activation_code(activation)
+    middle = depthwise_conv2d(input, depthwise_filter, strides, padding, fmt, dilations,
+                              device=device)
+    return conv2d(middle, pointwise_filter, 1, "VALID", fmt, bias=bias, activation=activation,
+                  device=device)
+
+
+def _shape_of(value):
+    """The shape of an array-like argument without converting it (device arrays stay put)."""
+    shape = getattr(value, "shape", None)
+    return tuple(int(n) for n in (np.shape(value) if shape is None else shape))
+
+
 def conv2d_transpose(input, filters, output_shape, strides, padding="SAME", data_format="NHWC",
                      dilations=None, *, device=None):
     """Transposed 2-D convolution (the gradient of conv2d), as ``tf.nn.conv2d_transpose``.
@@ -987,5 +1058,9 @@ def _follows_dask(op):
     return follows
 
 
+#: Ops made of other ops: each inner op follows dask arrays itself.
+_COMPOSITE = {"separable_conv2d"}
+
 for _name in NAMES:
-    globals()[_name] = _follows_dask(globals()[_name])
+    if _name not in _COMPOSITE:
+        globals()[_name] = _follows_dask(globals()[_name])

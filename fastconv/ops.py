@@ -114,6 +114,12 @@ def _samples(name):
                          dict(x=(1, 4, 5, 3, 2), w=(2, 2, 2, 2, 3), b=(3,)))],
         "depthwise_conv2d": [("depthwise", lambda f, x, w: f.depthwise_conv2d(x, w, 1, "SAME"),
                               dict(x=(2, 6, 5, 3), w=(3, 3, 3, 1)))],
+        "separable_conv2d": [("separable", lambda f, x, dw, pw, b: f.separable_conv2d(
+                                  x, dw, pw, 2, "SAME", bias=b, activation="relu"),
+                              dict(x=(2, 7, 6, 3), dw=(3, 3, 3, 2), pw=(1, 1, 6, 4), b=(4,))),
+                             ("separable-nchw-dilated", lambda f, x, dw, pw: f.separable_conv2d(
+                                 x, dw, pw, 1, "VALID", "NCHW", 2),
+                              dict(x=(1, 3, 8, 7), dw=(2, 3, 3, 1), pw=(1, 1, 3, 5)))],
         "conv2d_transpose": [("transpose-nchw",
                               lambda f, x, w: f.conv2d_transpose(x, w, (2, 2, 8, 10), 2, "SAME",
                                                                  "NCHW"),
@@ -182,6 +188,7 @@ OPS: tuple[Op, ...] = (
     _op("conv3d", "conv", "conv", 3, "tf.nn.conv3d"),
     _op("convolution", "conv", "conv", None, "tf.nn.convolution"),
     _op("depthwise_conv2d", "conv", "conv", 2, "tf.nn.depthwise_conv2d"),
+    _op("separable_conv2d", "conv", "conv", 2, "tf.nn.separable_conv2d"),
     _op("conv2d_transpose", "conv_transpose", "conv", 2, "tf.nn.conv2d_transpose"),
     _op("conv1d_transpose", "conv_transpose", "conv", 1, "tf.nn.conv1d_transpose"),
     _op("conv3d_transpose", "conv_transpose", "conv", 3, "tf.nn.conv3d_transpose"),

@@ -239,6 +239,16 @@ def depthwise_conv2d(input, filter, strides, padding, data_format="NHWC", dilati
                   activation=activation)
 
 
+def separable_conv2d(input, depthwise_filter, pointwise_filter, strides, padding,
+                     data_format=None, dilations=None, *, bias=None, activation=None,
+                     device=None):
+    """Oracle for :func:`fastconv.separable_conv2d`: the depthwise conv (rounded to the input's
+    dtype), then the 1x1 conv with the bias and the activation."""
+    fmt = "NHWC" if data_format is None else data_format
+    middle = depthwise_conv2d(input, depthwise_filter, strides, padding, fmt, dilations)
+    return conv2d(middle, pointwise_filter, 1, "VALID", fmt, bias=bias, activation=activation)
+
+
 def _conv_transpose_nd(n, input, filters, output_shape, strides, padding, data_format,
                        dilations):
     first = data_format is not None and data_format in _CHANNELS_FIRST

@@ -426,6 +426,35 @@ def depthwise_conv2d(input, filter, strides, padding, data_format="NHWC", dilati
 
 
 @_op
+def separable_conv2d(input, depthwise_filter, pointwise_filter, strides, padding,
+                     data_format=None, dilations=None, *, bias=None, activation=None,
+                     device=None):
+    """TensorFlow's :func:`fastconv.separable_conv2d`: ``tf.nn.separable_conv2d`` (then
+    ``tf.nn.bias_add`` and the activation); where TF's CPU refuses the arguments (unequal
+    strides, dilation with strides, explicit padding) its two convs, computed as
+    :func:`depthwise` and :func:`conv` do."""
+    tf = import_tensorflow()
+    first = _channels_first(data_format)
+    x, dw, pw, b = _tensors(input, depthwise_filter, pointwise_filter, bias)
+    strides = _spatial(strides, 2, first)
+    dilations = _spatial(dilations, 2, first, default=1)
+    padding = _padding(padding, 2, first)
+    direct = (isinstance(padding, str) and strides[0] == strides[1]
+              and (max(dilations) == 1 or max(strides) == 1))
+
+    def call():
+        xl = _to_last(x, first)
+        if direct:
+            y = tf.nn.separable_conv2d(xl, dw, pw, [1, *strides, 1], padding,
+                                       dilations=list(dilations))
+            return _from_last(epilogue(y, b, activation), first)
+        y = depthwise(xl, dw, strides, padding, dilations)
+        return _from_last(conv(y, pw, (1, 1), "VALID", (1, 1), b, activation), first)
+
+    return call
+
+
+@_op
 def conv2d_transpose(input, filters, output_shape, strides, padding="SAME", data_format="NHWC",
                      dilations=None, *, device=None):
     """TensorFlow's :func:`fastconv.conv2d_transpose`: ``tf.nn.conv2d_transpose``."""

@@ -211,6 +211,26 @@ def test_depthwise_and_atrous_fuse_bias_and_activation(op, layout, dtype, activa
         getattr(fastconv, op)(*args, bias=b[:-1])
 
 
+@pytest.mark.parametrize("layout, dtype, strides, padding, dilations, activation", [
+    ("NHWC", F32, 1, "SAME", 1, None), ("NHWC", F64, 2, "VALID", 1, "relu"),
+    ("NCHW", F32, 1, "SAME", 2, "tanh"), ("NCHW", F64, (2, 1), ((1, 0), (2, 1)), 1, None),
+    ("NHWC", F32, 2, "SAME", 2, "relu6")])
+def test_separable_conv2d_matches_tf(layout, dtype, strides, padding, dilations, activation,
+                                     rand, tf, assert_close):
+    x = rand((2, 3, 9, 8) if layout == "NCHW" else (2, 9, 8, 3), dtype)
+    dw, pw, b = rand((3, 2, 3, 2), dtype), rand((1, 1, 6, 5), dtype), rand((5,), dtype)
+    args = (x, dw, pw, strides, [list(p) for p in padding] if not isinstance(padding, str)
+            else padding, layout, dilations)
+    got = fastconv.separable_conv2d(*args, bias=b, activation=activation)
+    assert_close(got, ops.get("separable_conv2d").tf_function(*args, bias=b,
+                                                              activation=activation), dtype)
+    assert_close(got, reference.separable_conv2d(*args, bias=b, activation=activation), dtype)
+    with pytest.raises(ValueError, match="pointwise_filter"):
+        fastconv.separable_conv2d(x, dw, pw[:, :, :5], strides, "SAME", layout)
+    with pytest.raises(ValueError, match="pointwise_filter must have shape"):
+        fastconv.separable_conv2d(x, dw, pw[0], strides, "SAME", layout)
+
+
 @pytest.mark.parametrize("call, error, match", [
     (lambda x, w: fastconv.atrous_conv2d(x, w, 0, "SAME"), ValueError, "rate 0 cannot be less"),
     (lambda x, w: fastconv.atrous_conv2d(x, w, 1.5, "SAME"), TypeError, "rate must be an int"),

@@ -360,6 +360,9 @@ def test_input_keyword_and_rank_generic_ops():
     ("conv_transpose", lambda f, x, w: f.conv_transpose(x, w, (2, 2, 19, 15), 2, "VALID",
                                                         "NCHW"), (2, 3, 9, 7)),
     ("atrous_conv2d", lambda f, x, w: f.atrous_conv2d(x, w, 2, "SAME"), (2, 9, 7, 2)),
+    ("separable_conv2d", lambda f, x, w: f.separable_conv2d(x, w.transpose(0, 1, 3, 2)[..., :1],
+                                                            w.transpose(0, 1, 3, 2)[:1, :1], 1,
+                                                            "SAME"), (2, 9, 7, 3)),
     ("atrous_conv2d_transpose", lambda f, x, w: f.atrous_conv2d_transpose(x, w, (2, 9, 7, 2), 2,
                                                                           "SAME"), (2, 9, 7, 3)),
 ])

@@ -148,6 +148,10 @@ def _other_cases(tier):
         cases.append(Case(tier, f"{op}-s{stride}-{shown}", op, {"input": shape, "filters": w},
                           {"output_shape": out, "strides": stride, "padding": padding}))
     channels = 3 if full else 2
+    cases.append(Case(tier, "separable_conv2d-s2-bias-relu", "separable_conv2d",
+                      {"input": (1, 5, 6, channels), "depthwise_filter": (3, 3, channels, 2),
+                       "pointwise_filter": (1, 1, 2 * channels, 3), "bias": (3,)},
+                      {"strides": 2, "padding": "SAME", "activation": "relu"}))
     cases.append(Case(tier, "atrous_conv2d-r2", "atrous_conv2d",
                       {"input": (1, 7, 6, channels), "filters": (3, 3, channels, 4)},
                       {"rate": 2, "padding": "SAME"}))
@@ -315,7 +319,8 @@ def _torch_supported(case):
         return all(k >= case.options["strides"] for k in case.arrays["filters"][:2])
     if op in ("global_max_pool2d", "global_avg_pool2d", "zero_pad2d"):
         return True
-    if op in ("conv1d_transpose", "conv3d_transpose", "conv_transpose") + CHANNELS_LAST_ONLY:
+    if op in ("conv1d_transpose", "conv3d_transpose", "conv_transpose",
+              "separable_conv2d") + CHANNELS_LAST_ONLY:
         return False  # no cuDNN rule written yet: compared with the CPU only
     if case.op.startswith("max_pool"):
         return True  # SAME: -inf padding never wins a window

@@ -177,6 +177,13 @@ CASES = [
     case("transpose-nchw-same-d2-f64", "conv_transpose",
          dict(input=(1, 3, 7, 6), filters=(3, 3, 2, 3)), dtype=F64,
          output_shape=[1, 2, 7, 6], strides=1, padding="SAME", data_format="NCHW", dilations=2),
+    # separable convs: depthwise (K_h, K_w, C, M), pointwise (1, 1, C * M, out)
+    case("separable-nhwc-same-s2-bias-relu", "separable_conv2d",
+         dict(input=(2, 7, 6, 3), depthwise_filter=(3, 3, 3, 2), pointwise_filter=(1, 1, 6, 4),
+              bias=(4,)), strides=2, padding="SAME", data_format="NHWC", activation="relu"),
+    case("separable-nchw-valid-d2-f64", "separable_conv2d",
+         dict(input=(1, 3, 8, 7), depthwise_filter=(2, 3, 3, 1), pointwise_filter=(1, 1, 3, 5)),
+         dtype=F64, strides=1, padding="VALID", data_format="NCHW", dilations=2),
     # atrous convs (channels-last only, as tf.nn's)
     case("atrous-same-r2-nan-inf", "atrous_conv2d", dict(value=(1, 7, 6, 2), filters=(3, 3, 2, 3)),
          special=True, rate=2, padding="SAME"),
