@@ -165,10 +165,14 @@ def _bias(bias, out_channels, device, dtype):
         return None
     bias = _data(bias, "bias", device, dtype)
     check_same_dtype(dtype, "input", array_dtype(bias), "bias")
-    if tuple(bias.shape) != (out_channels,):
-        raise ValueError(f"bias must have shape ({out_channels},) (one value per output "
-                         f"channel), got {tuple(bias.shape)}")
+    _check_bias_shape(tuple(bias.shape), out_channels)
     return bias
+
+
+def _check_bias_shape(shape, out_channels):
+    if shape != (out_channels,):
+        raise ValueError(f"bias must have shape ({out_channels},) (one value per output "
+                         f"channel), got {shape}")
 
 
 def convolution(input, filters, strides=None, padding="VALID", data_format=None, dilations=None,
@@ -464,9 +468,8 @@ def separable_conv2d(input, depthwise_filter, pointwise_filter, strides, padding
                          f"depthwise output's {depthwise_shape[2] * depthwise_shape[3]} channels "
                          f"(in_channels x channel_multiplier of depthwise_filter "
                          f"{depthwise_shape})")
-    if bias is not None and tuple(_shape_of(bias)) != (pointwise_shape[3],):
-        raise ValueError(f"bias must have shape ({pointwise_shape[3]},) (one value per output "
-                         f"channel), got {tuple(_shape_of(bias))}")
+    if bias is not None:  # checked again by the 1x1 conv, but before the depthwise runs
+        _check_bias_shape(_shape_of(bias), pointwise_shape[3])
     check_device(device)
     activation_code(activation)
     middle = depthwise_conv2d(input, depthwise_filter, strides, padding, fmt, dilations,

@@ -473,20 +473,6 @@ def conv2d_transpose(input, filters, output_shape, strides, padding="SAME", data
     return call
 
 
-def _same_or_valid_pairs(padding, out_sizes, kernel, strides, dilations):
-    """TF's (before, after) pads of the forward conv from ``out_sizes``: SAME puts the odd
-    cell after."""
-    if not isinstance(padding, str):
-        return padding
-    if padding == "VALID":
-        return tuple((0, 0) for _ in out_sizes)
-    pairs = []
-    for size, k, s, d in zip(out_sizes, kernel, strides, dilations):
-        total = max((-(-size // s) - 1) * s + (k - 1) * d + 1 - size, 0)
-        pairs.append((total // 2, total - total // 2))
-    return tuple(pairs)
-
-
 def transposed_conv_nd(x, w, out_sizes, strides, padding, dilations):
     """A transposed conv of any rank on channels-last ``x``, ``w`` (*kernel, out, in):
     ``tf.nn.conv_transpose`` itself for SAME/VALID without dilation; otherwise its VALID form
@@ -497,7 +483,7 @@ def transposed_conv_nd(x, w, out_sizes, strides, padding, dilations):
     shape = (x.shape[0], *out_sizes, w.shape[-2])
     if isinstance(padding, str) and max(dilations) == 1:
         return tf.nn.conv_transpose(x, w, shape, [1, *strides, 1], padding)
-    pads = _same_or_valid_pairs(padding, out_sizes, w.shape[:n], strides, dilations)
+    pads = _pads(padding, out_sizes, w.shape[:n], strides, dilations)  # of the forward conv
     w = _dilate_filter(w, dilations)
     full = [(size - 1) * s + k for size, s, k in zip(x.shape[1:-1], strides, w.shape[:n])]
     y = tf.nn.conv_transpose(x, w, (x.shape[0], *full, w.shape[-2]), [1, *strides, 1], "VALID")

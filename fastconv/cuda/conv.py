@@ -156,7 +156,7 @@ def _replace(tile, **changes):
     return ConvTile(**values)
 
 
-@kernels.factory(threads=lambda arguments: arguments["tile"].threads)
+@kernels.factory
 def conv_kernel(dtype, window, strides, dilations, input_steps, flipped, channels_first,
                 activation, has_bias, tile, device):
     """Build (once per static configuration) the tiled conv kernel.

@@ -91,14 +91,23 @@ def min_blocks_for(threads, resident_threads):
 
 def jit(threads, resident_threads=MEMORY_BOUND_THREADS):
     """``numba.cuda.jit`` for a kernel launched with at most ``threads`` threads per block:
-    bounded so that ``resident_threads`` threads fit on an SM, and cached on disk."""
+    bounded so that ``resident_threads`` threads fit on an SM, and cached on disk. The
+    dispatcher keeps the bound as ``fastconv_threads`` (read by :func:`factory`)."""
     from numba import cuda
 
     if simulated():
-        return cuda.jit
-    _enable_disk_cache()
-    return cuda.jit(cache=config.CUDA_DISK_CACHE,
-                    launch_bounds=(int(threads), min_blocks_for(threads, resident_threads)))
+        compile_kernel = cuda.jit
+    else:
+        _enable_disk_cache()
+        compile_kernel = cuda.jit(cache=config.CUDA_DISK_CACHE,
+                                  launch_bounds=(int(threads),
+                                                 min_blocks_for(threads, resident_threads)))
+
+    def decorate(function):
+        dispatcher = compile_kernel(function)
+        dispatcher.fastconv_threads = int(threads)
+        return dispatcher
+    return decorate
 
 
 @functools.lru_cache(maxsize=1)
@@ -182,29 +191,19 @@ class Kernel:
 FACTORIES = []
 
 
-def factory(threads):
-    """Decorate a kernel factory: memoise it and wrap the dispatcher it returns in a
-    :class:`Kernel` bounded for ``threads(arguments)`` threads per block.
+def factory(build):
+    """Decorate a kernel factory: memoise it (``functools.lru_cache``) and wrap the dispatcher
+    it returns, made by :func:`jit`, in a :class:`Kernel` with the factory call."""
+    name = f"{build.__module__}:{build.__qualname__}"
+    FACTORIES.append(name)
 
-    ``threads`` takes the factory's arguments as a dict of name -> value (the bound is part of
-    the kernel's static configuration, so it is one of them or follows from them).
-    """
-    def decorate(build):
-        import inspect
-
-        name = f"{build.__module__}:{build.__qualname__}"
-        FACTORIES.append(name)
-        signature = inspect.signature(build)
-
-        @functools.lru_cache(maxsize=None)
-        @functools.wraps(build)
-        def memoised(*args, **kwargs):
-            bound = signature.bind(*args, **kwargs)
-            bound.apply_defaults()
-            return Kernel(build(*args, **kwargs), int(threads(bound.arguments)), name, args,
-                          tuple(sorted(kwargs.items())))
-        return memoised
-    return decorate
+    @functools.lru_cache(maxsize=None)
+    @functools.wraps(build)
+    def memoised(*args, **kwargs):
+        dispatcher = build(*args, **kwargs)
+        return Kernel(dispatcher, dispatcher.fastconv_threads, name, args,
+                      tuple(sorted(kwargs.items())))
+    return memoised
 
 
 # ----------------------------------------------------------------------------- the inventory

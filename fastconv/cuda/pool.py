@@ -83,7 +83,7 @@ def _element_indexing(channels_first, wide=False):
     return sizes, position
 
 
-@kernels.factory(threads=lambda arguments: arguments["threads"])
+@kernels.factory
 def pool_kernel(kind, dtype, window, strides, channels_first, threads, device, nan_wins=False,
                 count_padding=False, wide=False):
     """Build (once per static configuration) a max or avg pooling kernel.
@@ -175,7 +175,7 @@ def launch_pool(x, out, geometry, kind, channels_first, device, nan_wins=False,
 
 # ----------------------------------------------------------------------------- window tables
 
-@kernels.factory(threads=lambda arguments: arguments["threads"])
+@kernels.factory
 def window_pool_kernel(dtype, channels_first, mode, threads, device, wide=False):
     """PyTorch-rule pooling over window tables (see ``WindowPoolProblem``), one thread per
     output element: ``kernel(x, out, idx, tables, dil_d, dil_h, dil_w, override, power,
@@ -268,7 +268,7 @@ def launch_window_pool(x, out, idx, tables, problem, device):
     return out
 
 
-@kernels.factory(threads=lambda arguments: arguments["threads"])
+@kernels.factory
 def unpool_kernel(dtype, channels_first, threads, device):
     """``kernel(x, indices, out)`` on (N, C, S) / (N, S, C) views (channels-first / last): one
     thread per input element stores it at its index of ``out`` (zeroed before)."""
@@ -292,7 +292,7 @@ def unpool_kernel(dtype, channels_first, threads, device):
     return unpool
 
 
-@kernels.factory(threads=lambda arguments: arguments["threads"])
+@kernels.factory
 def fill_zeros_kernel(dtype, threads, device):
     """``kernel(out)``: zeros into a 1-D device array, one thread per element."""
 
@@ -327,7 +327,7 @@ def launch_max_unpool(x, indices, out, channels_first, device):
 _PAD_MODES = {"constant": 0, "reflect": 1, "replicate": 2, "circular": 3}
 
 
-@kernels.factory(threads=lambda arguments: arguments["threads"])
+@kernels.factory
 def mode_pad_kernel(dtype, threads, device):
     """``kernel(x, out, before, mode, value)`` on 5-D arrays: each output element reads the
     input cell its index maps to (``before``: the padding before each dim), as
@@ -394,7 +394,7 @@ def launch_mode_pad(x, out, pads, mode, value, device):
 GLOBAL_POOL_TARGET_BLOCKS = 1024
 
 
-@kernels.factory(threads=lambda arguments: arguments["block_channels"] * arguments["block_rows"])
+@kernels.factory
 def global_pool_kernel(kind, dtype, channels_first, block_channels, block_rows, device):
     """Build a global max/sum kernel over ``(N, S, C)`` (or ``(N, C, S)``) arrays.
 
@@ -506,7 +506,7 @@ def _global_launch(kind, dtype, channels_first, channels, threads, device):
 
 # ----------------------------------------------------------------------------- zero padding
 
-@kernels.factory(threads=lambda arguments: arguments["threads"])
+@kernels.factory
 def zero_pad_kernel(dtype, channels_first, threads, device, wide=False):
     """Build a kernel writing every output element once: an input value or zero."""
     ftype = numba_float(dtype)

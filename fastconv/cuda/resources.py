@@ -215,14 +215,18 @@ def resident_blocks(resources, threads, cc):
     >>> resident_blocks(Resources(129, 0, 0, 0, 0), 256, (9, 0))  # over the cliff
     1
     """
+    return max(0, min(_block_limits(resources, threads, cc).values()))
+
+
+def _block_limits(resources, threads, cc):
+    """Blocks per SM each resource allows: {"blocks", "warps", "registers", "shared"}."""
     limits = _LIMITS[cc]
     warps = -(-threads // 32)
-    by_warps = limits["warps"] // warps
     per_warp = _round_up(max(resources.registers, 1) * 32, REGISTER_UNIT)
-    by_registers = (limits["registers"] // per_warp) // warps
     shared = _round_up(resources.shared_bytes + SHARED_RESERVED, SHARED_UNIT)
-    by_shared = limits["shared"] // shared
-    return max(0, min(limits["blocks"], by_warps, by_registers, by_shared))
+    return {"blocks": limits["blocks"], "warps": limits["warps"] // warps,
+            "registers": (limits["registers"] // per_warp) // warps,
+            "shared": limits["shared"] // shared}
 
 
 def occupancy(resources, threads, cc):
@@ -249,13 +253,7 @@ def limiter(resources, threads, cc):
     >>> limiter(Resources(32, 0, 0, 0, 0), 256, (9, 0))  # 8 blocks of 8 warps either way
     'warps'
     """
-    limits = _LIMITS[cc]
-    warps = -(-threads // 32)
-    per_warp = _round_up(max(resources.registers, 1) * 32, REGISTER_UNIT)
-    shared = _round_up(resources.shared_bytes + SHARED_RESERVED, SHARED_UNIT)
-    bounds = {"blocks": limits["blocks"], "warps": limits["warps"] // warps,
-              "registers": (limits["registers"] // per_warp) // warps,
-              "shared": limits["shared"] // shared}
+    bounds = _block_limits(resources, threads, cc)
     order = ("warps", "blocks", "shared", "registers")  # ties: the one no kernel change lifts
     return min(order, key=lambda name: (bounds[name], order.index(name)))
 
@@ -366,8 +364,8 @@ def _list_workload_kernels(path, dtypes):
                 for layout in case.layouts:
                     call, _ = workloads.prepare(case, "fastconv", dtype, layout, "cuda")
                     call()
-            for dtype in dtypes:
-                _functional_calls(dtype)
+        for dtype in dtypes:
+            _functional_calls(dtype)
     save_specs(path, specs)
 
 
