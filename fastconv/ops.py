@@ -82,6 +82,15 @@ class Op:
         return getattr(reference, self.name)
 
     @property
+    def vjp(self):
+        """``vjp(*args, **kwargs) -> (output, backward)`` of this op (:func:`fastconv.vjp`)."""
+        import functools
+
+        from .backward import vjp
+
+        return functools.partial(vjp, self.name)
+
+    @property
     def tf_function(self):
         """TensorFlow computing the op (:mod:`fastconv.tf_reference`; imports TF when called),
         with ``tf_function.prepare`` for timing it."""

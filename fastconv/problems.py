@@ -8,7 +8,7 @@ layout (``channels_first`` says which); each backend decides how to handle it.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -60,6 +60,10 @@ class ConvTransposeProblem:
     out_shape: tuple  # 5-D, data layout
     dtype: Any
     bias: Any = None  # (out_channels,) or None: added to every output
+    #: Grouped (the gradient of a grouped conv): ``w`` is then that conv's filters,
+    #: ``(T, R, S, out_channels // groups, in_channels)``, group ``g``'s input channels
+    #: scattering into its block of output channels.
+    groups: int = 1
 
 
 @dataclass
@@ -166,3 +170,46 @@ class WindowPoolProblem:
                 values = table[axis]
                 tables[3 * axis + row, :len(values)] = values
         return tables
+
+
+@dataclass
+class ConvFilterGradProblem:
+    """The gradient of a conv with respect to its filters: ``out[t, r, s, c, k]`` sums
+    ``x[n, od*s_d + t*d_d - p_d, ..., g*C/g + c] * grad[n, od, ..., k]`` over the batch and the
+    output positions, ``g`` being output channel ``k``'s group."""
+
+    ARRAYS: ClassVar = ("x", "grad")
+    OUT_BATCHED: ClassVar = False
+
+    x: Any  # the conv's input, 5-D, data layout
+    grad: Any  # the gradient of the conv's output, 5-D, data layout
+    geometry: Geometry  # the forward conv's, three spatial dims
+    groups: int
+    channels_first: bool
+    out_shape: tuple  # (T, R, S, C // groups, K)
+    dtype: Any
+
+
+@dataclass
+class PoolGradProblem:
+    """The gradient of max or average pooling with respect to its input.
+
+    ``kind="max"`` sends each window's gradient to the cell TF's CPU kernels pick: with
+    ``ties="first"`` (MaxPoolGrad, 1-D and 2-D pooling) the first real cell of the window in
+    row-major order unless a later one is strictly greater (so a NaN in first place keeps the
+    gradient, a later NaN never takes it); with ``ties="all"`` (MaxPool3DGrad) every cell equal
+    to the window's forward output ``y``. ``kind="avg"`` spreads it evenly over the real cells
+    (``x`` is then only a shape: None).
+    """
+
+    ARRAYS: ClassVar = ("x", "y", "grad")
+
+    x: Any  # the forward input, 5-D, data layout (None for avg)
+    y: Any  # the forward output (ties="all" only, else None)
+    grad: Any  # the gradient of the output, 5-D, data layout
+    geometry: Geometry
+    channels_first: bool
+    out_shape: tuple  # the forward input's shape, 5-D
+    dtype: Any
+    kind: str = "max"
+    ties: str = "first"

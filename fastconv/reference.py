@@ -369,3 +369,169 @@ def zero_pad2d(input, padding=1, data_format="NHWC", *, device=None):
     else:
         pads = [(int(p),) * 2 if np.ndim(p) == 0 else tuple(int(v) for v in p) for p in padding]
     return _from_last(zero_pad(_to_last(x, first), pads), first)
+
+
+# ----------------------------------------------------------------------------- gradients
+#
+# The gradients of the core ops, written from their definitions: a conv's input gradient adds
+# each output's gradient times the filter tap back onto the cell the tap read; its filter
+# gradient sums input cell times output gradient; a pool's gradient goes to the cell(s) TF's
+# CPU kernels pick (MaxPoolGrad: the first real cell of the window in row-major order unless a
+# later one is strictly greater; MaxPool3DGrad: every cell equal to the output) or, for the
+# average, to every real cell divided by their count. All in float64, rounded at the end.
+
+def conv_grads(x, w, dy, strides, pads, dilations):
+    """(input gradient, filter gradient) of :func:`conv` (no bias or activation) for
+    channels-last ``x`` and output gradient ``dy``."""
+    n = x.ndim - 2
+    kernel = w.shape[:n]
+    group_in, out_channels = w.shape[-2], w.shape[-1]
+    groups = x.shape[-1] // group_in
+    group_out = out_channels // groups
+    xp = np.pad(x.astype(np.float64), [(0, 0)] + list(pads) + [(0, 0)])
+    dxp = np.zeros_like(xp)
+    dw = np.zeros(w.shape)
+    g = dy.astype(np.float64)
+    wf = w.astype(np.float64)
+    for offset in itertools.product(*(range(k) for k in kernel)):
+        cells = (slice(None),) + tuple(
+            slice(o * d, o * d + (size - 1) * s + 1, s)
+            for o, d, s, size in zip(offset, dilations, strides, dy.shape[1:-1]))
+        for group in range(groups):
+            ins = slice(group * group_in, (group + 1) * group_in)
+            outs = slice(group * group_out, (group + 1) * group_out)
+            tap = wf[offset][:, outs]  # (group_in, group_out)
+            dxp[cells + (ins,)] += g[..., outs] @ tap.T
+            axes = list(range(n + 1))  # batch and positions
+            dw[offset][:, outs] += np.tensordot(xp[cells + (ins,)], g[..., outs], (axes, axes))
+    crop = (slice(None),) + tuple(slice(b, b + size) for (b, _), size in
+                                  zip(pads, x.shape[1:-1]))
+    return dxp[crop].astype(x.dtype), dw.astype(x.dtype)
+
+
+def pool_grad(kind, x, dy, ksize, strides, pads, ties="first", y=None):
+    """The input gradient of :func:`pool` for channels-last ``x`` (a shape's worth of zeros
+    will do for ``"avg"``), output gradient ``dy`` and, for ``ties="all"``, forward output
+    ``y``."""
+    dx = np.zeros(x.shape)
+    g = dy.astype(np.float64)
+    for out in itertools.product(*(range(size) for size in dy.shape[1:-1])):
+        ranges = [range(max(o * s - p, 0), min(o * s - p + k, size)) for o, s, (p, _), k, size
+                  in zip(out, strides, pads, ksize, x.shape[1:-1])]
+        cells = list(itertools.product(*ranges))  # row-major
+        grad = g[(slice(None),) + out]  # (N, C)
+        if kind == "avg":
+            for cell in cells:
+                dx[(slice(None),) + cell] += grad / len(cells)
+        elif ties == "all":
+            for cell in cells:
+                hit = x[(slice(None),) + cell] == y[(slice(None),) + out]
+                dx[(slice(None),) + cell] += np.where(hit, grad, 0)
+        else:
+            best = x[(slice(None),) + cells[0]].copy()
+            chosen = np.zeros(best.shape, int)
+            for index, cell in enumerate(cells[1:], 1):
+                value = x[(slice(None),) + cell]
+                greater = best < value
+                best = np.where(greater, value, best)
+                chosen = np.where(greater, index, chosen)
+            for index, cell in enumerate(cells):
+                dx[(slice(None),) + cell] += np.where(chosen == index, grad, 0)
+    return dx.astype(dy.dtype)
+
+
+def _conv_backprop(n, input_or_sizes, filters, out_backprop, strides, padding, data_format,
+                   dilations, want):
+    first = data_format in _CHANNELS_FIRST
+    dy = np.asarray(out_backprop)
+    _check_float(dy, "out_backprop")
+    dyl = _to_last(dy, first)
+    if want == "input":
+        w = np.asarray(filters, dtype=dy.dtype)
+        sizes = [int(v) for v in np.asarray(input_or_sizes).ravel()]
+        shape = (sizes[0], *sizes[2:], sizes[1]) if first else tuple(sizes)
+        xl = np.zeros(shape, dy.dtype)
+    else:
+        xl = _to_last(np.asarray(input_or_sizes, dtype=dy.dtype), first)
+        w = np.zeros([int(v) for v in np.asarray(filters).ravel()], dy.dtype)
+    strides = _spatial_values(strides, n, first)
+    dilations = _spatial_values(dilations, n, first, default=1)
+    pads = _pads(padding, xl.shape[1:-1], w.shape[:n], strides, dilations, first)
+    dx, dw = conv_grads(xl, w, dyl, strides, pads, dilations)
+    return _from_last(dx, first) if want == "input" else dw
+
+
+def _make_conv_backprop(n, want, default_format):
+    def backprop(input_or_sizes, filters, out_backprop, strides, padding,
+                 data_format=default_format, dilations=None, *, device=None):
+        return _conv_backprop(n, input_or_sizes, filters, out_backprop, strides, padding,
+                              data_format, dilations, want)
+
+    backprop.__name__ = backprop.__qualname__ = f"conv{n}d_backprop_{want}"
+    backprop.__doc__ = f"Oracle for :func:`fastconv.conv{n}d_backprop_{want}`."
+    return backprop
+
+
+conv1d_backprop_input, conv2d_backprop_input, conv3d_backprop_input = (
+    _make_conv_backprop(n, "input", f) for n, f in ((1, "NWC"), (2, "NHWC"), (3, "NDHWC")))
+conv1d_backprop_filter, conv2d_backprop_filter, conv3d_backprop_filter = (
+    _make_conv_backprop(n, "filter", f) for n, f in ((1, "NWC"), (2, "NHWC"), (3, "NDHWC")))
+
+
+def depthwise_conv2d_backprop_input(input_sizes, filter, out_backprop, strides, padding,
+                                    data_format="NHWC", dilations=None, *, device=None):
+    """Oracle for :func:`fastconv.depthwise_conv2d_backprop_input`."""
+    w = np.asarray(filter)
+    grouped = w.reshape(w.shape[0], w.shape[1], 1, -1)
+    return conv2d_backprop_input(input_sizes, grouped, out_backprop, strides, padding,
+                                 data_format, dilations)
+
+
+def depthwise_conv2d_backprop_filter(input, filter_sizes, out_backprop, strides, padding,
+                                     data_format="NHWC", dilations=None, *, device=None):
+    """Oracle for :func:`fastconv.depthwise_conv2d_backprop_filter`."""
+    kh, kw, channels, multiplier = [int(v) for v in np.asarray(filter_sizes).ravel()]
+    dw = conv2d_backprop_filter(input, (kh, kw, 1, channels * multiplier), out_backprop,
+                                strides, padding, data_format, dilations)
+    return dw.reshape(kh, kw, channels, multiplier)
+
+
+def _pool_backprop(kind, n, orig_input, orig_output, grad, ksize, strides, padding,
+                   data_format):
+    first = data_format in _CHANNELS_FIRST
+    dy = np.asarray(grad)
+    _check_float(dy, "grad")
+    if kind == "avg":
+        sizes = [int(v) for v in np.asarray(orig_input).ravel()]
+        xl = np.zeros((sizes[0], *sizes[2:], sizes[1]) if first else tuple(sizes), dy.dtype)
+    else:
+        xl = _to_last(np.asarray(orig_input), first)
+    ksize = _spatial_values(ksize, n, first)
+    strides = _spatial_values(strides, n, first)
+    pads = _pads(padding, xl.shape[1:-1], ksize, strides, (1,) * n, first)
+    ties = "all" if n == 3 else "first"
+    y = None if orig_output is None else _to_last(np.asarray(orig_output), first)
+    return _from_last(pool_grad(kind, xl, _to_last(dy, first), ksize, strides, pads, ties, y),
+                      first)
+
+
+def _make_pool_grad(kind, n, default_format):
+    if kind == "max":
+        def pool_grad_op(orig_input, orig_output, grad, ksize, strides, padding,
+                         data_format=default_format, *, device=None):
+            return _pool_backprop(kind, n, orig_input, orig_output, grad, ksize, strides,
+                                  padding, data_format)
+    else:
+        def pool_grad_op(orig_input_shape, grad, ksize, strides, padding,
+                         data_format=default_format, *, device=None):
+            return _pool_backprop(kind, n, orig_input_shape, None, grad, ksize, strides,
+                                  padding, data_format)
+    pool_grad_op.__name__ = pool_grad_op.__qualname__ = f"{kind}_pool{n}d_grad"
+    pool_grad_op.__doc__ = f"Oracle for :func:`fastconv.{kind}_pool{n}d_grad`."
+    return pool_grad_op
+
+
+max_pool1d_grad, max_pool2d_grad, max_pool3d_grad = (
+    _make_pool_grad("max", n, f) for n, f in ((1, "NWC"), (2, "NHWC"), (3, "NDHWC")))
+avg_pool1d_grad, avg_pool2d_grad, avg_pool3d_grad = (
+    _make_pool_grad("avg", n, f) for n, f in ((1, "NWC"), (2, "NHWC"), (3, "NDHWC")))

@@ -154,8 +154,19 @@ def _tensors(input, *others):
     """``input`` and the other arrays (None stays None) as tensors of ``input``'s dtype."""
     tf = import_tensorflow()
     x = _array(input)
-    return (tf.constant(x),) + tuple(None if a is None else tf.constant(_array(a, x.dtype))
+    made = (tf.constant(x),) + tuple(None if a is None else tf.constant(_array(a, x.dtype))
                                      for a in others)
+    tape = _TAPE["tape"]
+    if tape is not None:  # inside vjp: the gradients are taken with respect to these
+        for tensor in made:
+            if tensor is not None:
+                tape.watch(tensor)
+                _TAPE["watched"].append(tensor)
+    return made
+
+
+#: The tape :func:`vjp` records on, and the tensors :func:`_tensors` made under it.
+_TAPE = {"tape": None, "watched": None}
 
 
 def _to_last(x, channels_first):
@@ -626,3 +637,173 @@ def zero_pad2d(input, padding=1, data_format="NHWC", *, device=None):
     else:
         pads = [(int(p),) * 2 if np.ndim(p) == 0 else tuple(int(v) for v in p) for p in padding]
     return lambda: zero_pad(x, pads, first)
+
+
+# ----------------------------------------------------------------------------- gradients
+
+def vjp(name, grad_output, *args, **kwargs):
+    """``tf.GradientTape().gradient`` of op ``name``'s TF computation (the function of this
+    module, bias and activation included) with respect to each array argument it converts
+    (input, filters, bias when given), for output gradient ``grad_output``: a tuple of NumPy
+    arrays (zeros where TF returns None)."""
+    tf = import_tensorflow()
+    prepare = globals()[name].prepare
+    with tf.GradientTape() as tape:
+        _TAPE.update(tape=tape, watched=[])
+        try:
+            y = prepare(*args, **kwargs)()
+        finally:
+            watched, _TAPE["tape"], _TAPE["watched"] = _TAPE["watched"], None, None
+    dy = tf.constant(np.asarray(grad_output, dtype=y.dtype.as_numpy_dtype))
+    grads = tape.gradient(y, watched, output_gradients=dy)
+    return tuple(np.zeros(t.shape, t.dtype.as_numpy_dtype) if g is None else g.numpy()
+                 for g, t in zip(grads, watched))
+
+
+def _nhwc_shape(shape, first):
+    shape = [int(v) for v in np.asarray(shape).ravel()]
+    return [shape[0], *shape[2:], shape[1]] if first else shape
+
+
+def _backprop(n, what, first_arg, filters, out_backprop, strides, padding, data_format,
+              dilations, depthwise=False):
+    """TF's named backprop kernel of a conv (channels-last; 1-D as 2-D with a unit height)."""
+    tf = import_tensorflow()
+    first = _channels_first(data_format)
+    dy = _to_last(tf.constant(_array(out_backprop)), first)
+    strides = _spatial(strides, n, first)
+    dilations = _spatial(dilations, n, first, default=1)
+    padding = _padding(padding, n, first)
+    if what == "input":
+        sizes = _nhwc_shape(first_arg, first)
+        w = tf.constant(_array(filters, dy.dtype.as_numpy_dtype))
+    else:
+        x = _to_last(tf.constant(_array(first_arg, dy.dtype.as_numpy_dtype)), first)
+        sizes = [int(v) for v in np.asarray(filters).ravel()]
+    if n == 1:  # conv2d's kernels with a unit height
+        dy = dy[:, None]
+        strides, dilations = (1, *strides), (1, *dilations)
+        padding = padding if isinstance(padding, str) else ((0, 0), *padding)
+        if what == "input":
+            sizes, w = [sizes[0], 1, *sizes[1:]], w[None]
+        else:
+            x, sizes = x[:, None], [1, *sizes]
+    rank = len(strides)
+    full = lambda values: [1, *values, 1]  # noqa: E731
+    if depthwise:
+        if what == "input":
+            out = tf.compat.v1.nn.depthwise_conv2d_native_backprop_input(
+                sizes, w, dy, full(strides), _tf_padding(padding), dilations=full(dilations))
+        else:
+            out = tf.compat.v1.nn.depthwise_conv2d_native_backprop_filter(
+                x, sizes, dy, full(strides), _tf_padding(padding), dilations=full(dilations))
+    elif rank == 2:
+        if what == "input":
+            out = tf.compat.v1.nn.conv2d_backprop_input(
+                sizes, w, dy, full(strides), _tf_padding(padding), dilations=full(dilations))
+        else:
+            out = tf.compat.v1.nn.conv2d_backprop_filter(
+                x, sizes, dy, full(strides), _tf_padding(padding), dilations=full(dilations))
+    elif what == "input":
+        out = tf.raw_ops.Conv3DBackpropInputV2(input_sizes=sizes, filter=w, out_backprop=dy,
+                                               strides=full(strides), padding=padding,
+                                               dilations=full(dilations))
+    else:
+        out = tf.raw_ops.Conv3DBackpropFilterV2(input=x, filter_sizes=sizes, out_backprop=dy,
+                                                strides=full(strides), padding=padding,
+                                                dilations=full(dilations))
+    if n == 1:
+        out = out[:, 0] if what == "input" else out[0]
+    if what == "input":
+        out = _from_last(out, first)
+    return out.numpy()
+
+
+def _make_backprop(n, what, depthwise=False):
+    fmt = {1: "NWC", 2: "NHWC", 3: "NDHWC"}[n]
+
+    def backprop(first_arg, filters, out_backprop, strides, padding, data_format=fmt,
+                 dilations=None, *, device=None):
+        return _backprop(n, what, first_arg, filters, out_backprop, strides, padding,
+                         data_format, dilations, depthwise)
+
+    name = f"{'depthwise_conv2d' if depthwise else f'conv{n}d'}_backprop_{what}"
+    backprop.__name__ = backprop.__qualname__ = name
+    backprop.__doc__ = f"TensorFlow's :func:`fastconv.{name}`."
+    return backprop
+
+
+conv1d_backprop_input, conv2d_backprop_input, conv3d_backprop_input = (
+    _make_backprop(n, "input") for n in (1, 2, 3))
+conv1d_backprop_filter, conv2d_backprop_filter, conv3d_backprop_filter = (
+    _make_backprop(n, "filter") for n in (1, 2, 3))
+depthwise_conv2d_backprop_input = _make_backprop(2, "input", True)
+depthwise_conv2d_backprop_filter = _make_backprop(2, "filter", True)
+
+
+def _pool_grad(kind, n, orig_input, orig_output, grad, ksize, strides, padding, data_format):
+    """tf.raw_ops.MaxPoolGradV2 / MaxPool3DGrad / AvgPoolGrad / AvgPool3DGrad, channels-last
+    (1-D as 2-D with a unit height, as tf.nn.max_pool1d runs)."""
+    tf = import_tensorflow()
+    first = _channels_first(data_format)
+    dy = _to_last(tf.constant(_array(grad)), first)
+    dtype = dy.dtype.as_numpy_dtype
+    ksize, strides = _spatial(ksize, n, first), _spatial(strides, n, first)
+    padding = _padding(padding, n, first)
+    if kind == "max":
+        x = _to_last(tf.constant(_array(orig_input, dtype)), first)
+        y = _to_last(tf.constant(_array(orig_output, dtype)), first)
+    else:
+        sizes = _nhwc_shape(orig_input, first)
+    if n == 1:
+        dy, ksize, strides = dy[:, None], (1, *ksize), (1, *strides)
+        padding = padding if isinstance(padding, str) else ((0, 0), *padding)
+        if kind == "max":
+            x, y = x[:, None], y[:, None]
+        else:
+            sizes = [sizes[0], 1, *sizes[1:]]
+    full = lambda values: [1, *values, 1]  # noqa: E731
+    if kind == "max" and len(ksize) == 2:
+        if isinstance(padding, str):
+            out = tf.raw_ops.MaxPoolGradV2(orig_input=x, orig_output=y, grad=dy,
+                                           ksize=full(ksize), strides=full(strides),
+                                           padding=padding)
+        else:
+            out = tf.raw_ops.MaxPoolGrad(orig_input=x, orig_output=y, grad=dy,
+                                         ksize=full(ksize), strides=full(strides),
+                                         padding="EXPLICIT",
+                                         explicit_paddings=sum(map(list, _tf_padding(padding)),
+                                                               []))
+    elif kind == "max":
+        out = tf.raw_ops.MaxPool3DGrad(orig_input=x, orig_output=y, grad=dy, ksize=full(ksize),
+                                       strides=full(strides), padding=padding)
+    elif len(ksize) == 2:
+        out = tf.raw_ops.AvgPoolGrad(orig_input_shape=sizes, grad=dy, ksize=full(ksize),
+                                     strides=full(strides), padding=padding)
+    else:
+        out = tf.raw_ops.AvgPool3DGrad(orig_input_shape=sizes, grad=dy, ksize=full(ksize),
+                                       strides=full(strides), padding=padding)
+    if n == 1:
+        out = out[:, 0]
+    return _from_last(out, first).numpy()
+
+
+def _make_pool_grad(kind, n):
+    fmt = {1: "NWC", 2: "NHWC", 3: "NDHWC"}[n]
+    if kind == "max":
+        def pool_grad(orig_input, orig_output, grad, ksize, strides, padding, data_format=fmt,
+                      *, device=None):
+            return _pool_grad(kind, n, orig_input, orig_output, grad, ksize, strides, padding,
+                              data_format)
+    else:
+        def pool_grad(orig_input_shape, grad, ksize, strides, padding, data_format=fmt, *,
+                      device=None):
+            return _pool_grad(kind, n, orig_input_shape, None, grad, ksize, strides, padding,
+                              data_format)
+    pool_grad.__name__ = pool_grad.__qualname__ = f"{kind}_pool{n}d_grad"
+    pool_grad.__doc__ = f"TensorFlow's :func:`fastconv.{kind}_pool{n}d_grad`."
+    return pool_grad
+
+
+max_pool1d_grad, max_pool2d_grad, max_pool3d_grad = (_make_pool_grad("max", n) for n in (1, 2, 3))
+avg_pool1d_grad, avg_pool2d_grad, avg_pool3d_grad = (_make_pool_grad("avg", n) for n in (1, 2, 3))

@@ -13,7 +13,7 @@ import numpy as np
 
 from .. import config
 from ..dispatch import Implementation, register
-from . import numpy_ops
+from . import numpy_grads, numpy_ops
 from .compiling import compiled
 from .conv import conv_direct_ndhwc, pad_ndhwc
 from .conv_blocked import blocked_fills_lanes, conv_blocked_strided
@@ -26,9 +26,10 @@ from .pool import AVG as POOL_AVG
 from .pool import MAX as POOL_MAX
 from .pool import AVG_PAD as POOL_AVG_PAD
 from .pool import MAX_NAN as POOL_MAX_NAN
+from .pool_grad import avg_pool_grad_ndhwc, max_pool_grad_ndhwc
 from .pool import FIXED_WINDOW_MAX, global_pool_nsc, planar_fixed_kernel, pool_ncdhw, pool_ndhwc
 from .threads import parallel_region
-from .transpose import flipped_filters, transpose_phases, upsample_and_pad
+from .transpose import as_conv_filters, flipped_filters, transpose_phases, upsample_and_pad
 from .winograd import conv3x3_winograd, transform_filters
 from .window_pool import window_pool_ndhwc, window_pool_planar
 from .window_pool import MAX as WINDOW_MAX, AVG as WINDOW_AVG, LP as WINDOW_LP
@@ -37,7 +38,8 @@ from .window_pool import MAX as WINDOW_MAX, AVG as WINDOW_AVG, LP as WINDOW_LP
 def _skips_empty(run):
     """Wrap a ``run_*`` so empty inputs or outputs (batch 0, ...) return zeros of the shape."""
     def checked(problem):
-        if 0 in problem.out_shape or 0 in problem.x.shape:
+        arrays = [getattr(problem, name) for name in getattr(problem, "ARRAYS", ("x",))]
+        if 0 in problem.out_shape or any(a is not None and 0 in a.shape for a in arrays):
             return np.zeros(problem.out_shape, dtype=problem.dtype)
         return run(problem)
 
@@ -88,9 +90,9 @@ def run_conv_transpose_direct(problem):
     x = to_channels_last(problem.x, problem.channels_first)
     out = np.empty(channels_last_shape(problem.out_shape, problem.channels_first), problem.dtype)
     with parallel_region(_conv_microseconds(problem, "direct")):
-        conv_direct_ndhwc(upsample_and_pad(x, g), flipped_filters(problem.w),
+        conv_direct_ndhwc(upsample_and_pad(x, g), flipped_filters(problem.w, problem.groups),
                           _bias_or_empty(problem.bias, problem.dtype), out, 1, 1, 1,
-                          *g.dilations, 1, 0)
+                          *g.dilations, problem.groups, 0)
     return from_channels_last(out, problem.channels_first)
 
 
@@ -203,11 +205,12 @@ def run_conv_transpose_blocked(problem):
         if not all(phase["taps"]) or 0 in phase["count"]:
             continue
         # (T, R, S, out, in) -> this phase's taps in offset order, as (T, R, S, in, out).
-        w = problem.w[phase["tap_slices"]].transpose(0, 1, 2, 4, 3)
+        w = as_conv_filters(problem.w[phase["tap_slices"]], problem.groups)
         out_start = int(np.dot(phase["start"], out_strides[2:]))
         # The phase reads padded x from ``offset``: x itself with this much padding before.
         pads_before = [before - offset for before, offset in zip(shift, phase["offset"])]
-        _blocked(x, channels_first, pads_before, w, 1, problem.bias, out, channels_first,
+        _blocked(x, channels_first, pads_before, w, problem.groups, problem.bias, out,
+                 channels_first,
                  out.reshape(-1)[out_start:], phase_strides, phase["count"], (1, 1, 1),
                  phase["dilation"], 0, _conv_microseconds(problem, "blocked") / len(phases))
     return out
@@ -440,6 +443,34 @@ def run_global_pool(problem):
     return out
 
 
+@_skips_empty
+def run_pool_grad(problem):
+    """Max or average pooling's input gradient, scattered window by window; channels-first
+    planes are viewed as one-channel channels-last arrays (no copies)."""
+    g = problem.geometry
+    dtype = problem.dtype
+
+    def as_5d(array):
+        array = np.ascontiguousarray(array, dtype=dtype)
+        if problem.channels_first:
+            n, c, d, h, w = array.shape
+            return array.reshape(n * c, d, h, w, 1)
+        return array
+
+    dx = np.empty(problem.out_shape, dtype)
+    grad = as_5d(problem.grad)
+    pads = [before for before, _ in g.pads]
+    with parallel_region(_pool_microseconds(problem)):
+        if problem.kind == "avg":
+            avg_pool_grad_ndhwc(grad, as_5d(dx), *g.kernel, *g.strides, *pads)
+        else:
+            x = as_5d(problem.x)
+            ties_all = problem.ties == "all"
+            max_pool_grad_ndhwc(x, as_5d(problem.y) if ties_all else x, grad, as_5d(dx),
+                                *g.kernel, *g.strides, *pads, ties_all)
+    return dx
+
+
 def run_zero_pad(problem):
     """Zero padding: one allocation, one copy of the input into the interior."""
     return pad_spatial(problem.x, problem.pads, problem.channels_first)
@@ -488,6 +519,11 @@ for _family in ("max_pool", "avg_pool"):
 _register("global_pool", "direct", run_global_pool)
 _register("window_pool", "tables", run_window_pool)
 _register("zero_pad", "direct", run_zero_pad)
+for _family in ("max_pool_grad", "avg_pool_grad"):
+    _register(_family, "direct", run_pool_grad)
+# A sum of BLAS matrix products (one per kernel tap): nothing to compile.
+register(Implementation("conv_filter_grad", "cpu", "gemm",
+                        _skips_empty(numpy_grads.conv_filter_grad)))
 # Unpooling is one scatter, which NumPy does at memory speed: nothing to compile.
 register(Implementation("max_unpool", "cpu", "scatter", numpy_ops.max_unpool))
 register(Implementation("pad", "cpu", "copy", numpy_ops.mode_pad))

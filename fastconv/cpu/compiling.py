@@ -96,6 +96,10 @@ def compile_key(family, name, problem, extra=()):
     if family == "conv_transpose":
         return (family, name, dtype, problem.channels_first, None,
                 (_readonly(problem.x), _readonly(problem.w), False)) + tuple(extra)
+    arrays = getattr(problem, "ARRAYS", None)
+    if arrays is not None:  # the gradient problems: every array's read-only flag
+        return (family, name, dtype, problem.channels_first, getattr(problem, "kind", None),
+                tuple(_readonly(getattr(problem, a)) for a in arrays)) + tuple(extra)
     return (family, name, dtype, problem.channels_first, getattr(problem, "kind", None),
             (_readonly(problem.x), False, False)) + tuple(extra)  # nan_wins: a runtime mode
 
@@ -226,25 +230,35 @@ def stand_in(problem, max_bytes=...):
     compute in the worker (``max_bytes=None``: no limit)."""
     if max_bytes is ...:
         max_bytes = STAND_IN_MAX_BYTES
-    nbytes = problem.x.nbytes + np.prod(problem.out_shape) * np.dtype(problem.dtype).itemsize
+    batched = _array_names(problem)[0]  # the arrays whose first dim is the batch
+    arrays = [getattr(problem, name) for name in batched]
+    nbytes = (sum(a.nbytes for a in arrays if a is not None)
+              + np.prod(problem.out_shape) * np.dtype(problem.dtype).itemsize)
     batch = None
     if max_bytes is not None and nbytes > max_bytes:
         batch = 1
-        nbytes //= max(1, problem.x.shape[0])
+        nbytes //= max(1, next(a for a in arrays if a is not None).shape[0])
         if nbytes > max_bytes:
             return None
-    fields = {"x": Zeros.like(problem.x, batch)}
-    for name in ("w", "bias"):
+    fields = {name: Zeros.like(getattr(problem, name), batch) for name in batched}
+    for name in _array_names(problem)[1]:
         if hasattr(problem, name):
             fields[name] = Zeros.like(getattr(problem, name))
-    if batch is not None:
+    if batch is not None and getattr(problem, "OUT_BATCHED", True):
         fields["out_shape"] = (1,) + tuple(problem.out_shape[1:])
     return replace(problem, **fields)
 
 
+def _array_names(problem):
+    """(batched arrays, the others) of a problem: the forward problems' x / (w, bias), or a
+    gradient problem's ``ARRAYS`` (all batched)."""
+    arrays = getattr(problem, "ARRAYS", None)
+    return (("x",), ("w", "bias")) if arrays is None else (arrays, ())
+
+
 def materialise(problem):
     """The worker's side of :func:`stand_in`: the :class:`Zeros` made into arrays."""
-    fields = {name: getattr(problem, name).make() for name in ("x", "w", "bias")
+    fields = {name: getattr(problem, name).make() for name in sum(_array_names(problem), ())
               if isinstance(getattr(problem, name, None), Zeros)}
     return replace(problem, **fields)
 
@@ -368,7 +382,7 @@ def writable_inputs(problem):
     view of the same memory shares their machine code.
     """
     fields = {}
-    for name in ("x", "w", "bias"):
+    for name in getattr(problem, "ARRAYS", ("x", "w", "bias")):
         array = getattr(problem, name, None)
         if (isinstance(array, np.ndarray) and not array.flags.writeable and array.size
                 and array.dtype.isnative):

@@ -126,13 +126,20 @@ def conv_transpose(problem):
     offset*dilation`` of the output (the geometry is that of the forward conv)."""
     g = problem.geometry
     x = _channels_last(np.asarray(problem.x), problem.channels_first)
-    w = np.asarray(problem.w)  # (T, R, S, out, in)
-    out = np.zeros((x.shape[0], *g.in_sizes, w.shape[3]), dtype=problem.dtype)
+    w = np.asarray(problem.w)  # (T, R, S, out // groups, in)
+    groups = problem.groups
+    out_g, in_g = w.shape[3], w.shape[4] // groups
+    out = np.zeros((x.shape[0], *g.in_sizes, out_g * groups), dtype=problem.dtype)
     for offsets in itertools.product(*(range(k) for k in g.kernel)):
         slices = _tap_slices(g, offsets)
         if slices is None:
             continue
-        out[(slice(None),) + slices[1]] += x[(slice(None),) + slices[0]] @ w[offsets].T
+        src = x[(slice(None),) + slices[0]]
+        dst = out[(slice(None),) + slices[1]]
+        for group in range(groups):
+            dst[..., group * out_g:(group + 1) * out_g] += (
+                src[..., group * in_g:(group + 1) * in_g]
+                @ w[offsets][:, group * in_g:(group + 1) * in_g].T)
     if problem.bias is not None:
         out += np.asarray(problem.bias, problem.dtype)
     return _in_layout(out, problem.channels_first)
@@ -300,3 +307,4 @@ def mode_pad(problem):
 BY_FAMILY = {"conv": conv, "conv_transpose": conv_transpose, "max_pool": pool, "avg_pool": pool,
              "global_pool": global_pool, "zero_pad": zero_pad, "window_pool": window_pool,
              "max_unpool": max_unpool, "pad": mode_pad}
+

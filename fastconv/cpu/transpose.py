@@ -37,9 +37,20 @@ def upsample_and_pad(x, geometry):
     return padded
 
 
-def flipped_filters(w):
-    """(T, R, S, out, in) transpose-conv filters -> (T, R, S, in, out) flipped conv filters."""
-    return np.ascontiguousarray(w[::-1, ::-1, ::-1].transpose(0, 1, 2, 4, 3))
+def as_conv_filters(w, groups=1):
+    """(T, R, S, out // groups, in) transposed-conv filters -> the (T, R, S, in // groups, out)
+    filters of the grouped conv that scatters the same taps (group ``g``'s output channels
+    ``g * out/groups + o`` read its input channels ``g * in/groups + i``)."""
+    t, r, s, out_g, in_total = w.shape
+    in_g = in_total // groups
+    return w.reshape(t, r, s, out_g, groups, in_g).transpose(0, 1, 2, 5, 4, 3).reshape(
+        t, r, s, in_g, groups * out_g)
+
+
+def flipped_filters(w, groups=1):
+    """(T, R, S, out // groups, in) transpose-conv filters -> (T, R, S, in // groups, out)
+    flipped conv filters."""
+    return np.ascontiguousarray(as_conv_filters(w[::-1, ::-1, ::-1], groups))
 
 
 def _phase_taps(phase, k, s, d, before):

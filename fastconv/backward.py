@@ -1,0 +1,330 @@
+"""``fastconv.vjp``: run an op, get its output and a function computing its gradients.
+
+Each op's backward is one entry of :data:`RULES` (op name -> rule), looked up through the op
+table (``fastconv.ops.Op.vjp``); ``tests/test_gradients.py`` checks that every op has one. A
+rule binds the call's arguments to the op's signature, runs the forward op once, keeps what
+the backward pass reads (the input, the filters, the output: the fused activation's
+derivative and the max pooling rule read the output, not a recomputed pre-activation) and
+returns ``(output, backward)``.
+
+The gradients equal ``tf.GradientTape().gradient`` of the same TF computation (with
+``tf.nn.bias_add`` and the activation for the fused forms): the conv and pooling parts run
+the named kernels of :mod:`fastconv.gradients`; the element-wise parts run in NumPy on the
+host (for GPU arrays too: the kernels run on the GPU, the activation derivative, bias sum,
+global pooling and zero padding gradients are copied to the host and back).
+
+Examples
+--------
+>>> import numpy as np, fastconv
+>>> x = np.ones((1, 4, 4, 1), np.float32)
+>>> w = np.ones((3, 3, 1, 2), np.float32)
+>>> y, backward = fastconv.vjp(fastconv.conv2d, x, w, 1, "VALID", bias=np.zeros(2, np.float32))
+>>> dx, dw, db = backward(np.ones_like(y))
+>>> dx.shape, dw[0, 0, 0], db
+((1, 4, 4, 1), array([4., 4.], dtype=float32), array([4., 4.], dtype=float32))
+"""
+
+from __future__ import annotations
+
+import inspect
+
+import numpy as np
+
+from . import gradients
+from .shapes import LAYOUTS, parse_data_format
+from .validation import activation_code, array_dtype, as_host_array, is_device_array
+
+
+def vjp(op, *args, **kwargs):
+    """Run ``op(*args, **kwargs)`` and return ``(output, backward)``.
+
+    ``backward(grad_output)`` returns one gradient per array argument given, in positional
+    order: input, filters (the depthwise and pointwise filters for ``separable_conv2d``), then
+    bias when given: ``dx, dw, db = backward(dy)``; ``(dx,)`` for pooling and padding.
+
+    Parameters
+    ----------
+    op : callable or str
+        A fastconv op (``fastconv.conv2d``) or its name.
+    *args, **kwargs
+        The op's arguments.
+
+    Returns
+    -------
+    output : ndarray
+        ``op(*args, **kwargs)``.
+    backward : callable
+        ``backward(grad_output) -> tuple of ndarray``. ``grad_output`` must have the output's
+        shape and dtype. It may be called more than once.
+
+    Examples
+    --------
+    >>> import numpy as np, fastconv
+    >>> x = np.array([[[1.], [3.], [2.], [0.]]], np.float32)
+    >>> y, backward = fastconv.vjp("max_pool1d", x, 2, 2, "VALID")
+    >>> y[0, :, 0], backward(np.ones_like(y))[0][0, :, 0]
+    (array([3., 2.], dtype=float32), array([0., 1., 1., 0.], dtype=float32))
+    """
+    from . import ops
+
+    name = op if isinstance(op, str) else getattr(op, "__name__", None)
+    if name not in RULES:
+        raise ValueError(f"vjp: no fastconv op named {name!r}; ops with gradients: "
+                         f"{', '.join(ops.NAMES)}")
+    function = ops.get(name).function
+    bound = inspect.signature(function).bind(*args, **kwargs)
+    bound.apply_defaults()
+    return RULES[name](function, bound.arguments)
+
+
+# ----------------------------------------------------------------------------- helpers
+
+def _host(array):
+    return array if isinstance(array, np.ndarray) else as_host_array(array, "array")
+
+
+def _checked_grad(grad_output, output):
+    """``grad_output`` as an array of the output's shape and dtype, or an error naming it."""
+    on_device = is_device_array(grad_output) and not isinstance(grad_output, np.ndarray)
+    dy = grad_output if on_device else as_host_array(grad_output, "grad_output")
+    if tuple(dy.shape) != tuple(output.shape):
+        raise ValueError(f"grad_output must have the output's shape {tuple(output.shape)}, got "
+                         f"{tuple(dy.shape)}")
+    if np.dtype(array_dtype(dy)) != np.dtype(array_dtype(output)):
+        raise TypeError(f"grad_output must have the output's dtype {array_dtype(output)}, got "
+                        f"{array_dtype(dy)}")
+    return dy
+
+
+def _activation_grad(code, y, dy):
+    """The output gradient through the fused activation, from its output ``y`` (TF's ReluGrad,
+    Relu6Grad, SigmoidGrad and TanhGrad read the output too)."""
+    if code == 0:
+        return dy
+    y, dy = _host(y), _host(dy)
+    if code == 1:  # relu
+        return np.where(y > 0, dy, 0).astype(dy.dtype)
+    if code == 2:  # relu6
+        return np.where((y > 0) & (y < 6), dy, 0).astype(dy.dtype)
+    if code == 3:  # sigmoid
+        return (dy * (y * (1 - y))).astype(dy.dtype)
+    return (dy * (1 - y * y)).astype(dy.dtype)  # tanh
+
+
+def _channel_axis(rank, channels_first):
+    return 1 if channels_first else rank - 1
+
+
+def _bias_grad(dz, channels_first):
+    """``tf.nn.bias_add``'s gradient (BiasAddGrad): the sum over all but the channel axis."""
+    dz = _host(dz)
+    axis = _channel_axis(dz.ndim, channels_first)
+    return dz.sum(axis=tuple(i for i in range(dz.ndim) if i != axis)).astype(dz.dtype)
+
+
+def _layout(data_format, n_spatial, default=None):
+    fmt = default if data_format is None else data_format
+    return parse_data_format(fmt, n_spatial)
+
+
+def _rank(value):
+    return len(getattr(value, "shape", None) or np.shape(value)) - 2
+
+
+def _shape(value):
+    return tuple(int(n) for n in getattr(value, "shape", None) or np.shape(value))
+
+
+# ----------------------------------------------------------------------------- conv rules
+
+def _conv_rule(n_spatial, x, w, strides, padding, data_format, dilations, bias, activation,
+               output, depthwise=False):
+    """``(output, backward)`` of a conv of ``n_spatial`` dims whose output is ``output``."""
+    fmt = data_format if data_format is not None else LAYOUTS[n_spatial][0]
+    code = activation_code(activation)
+    name = "depthwise_conv2d" if depthwise else f"conv{n_spatial}d"
+    backprop_input = getattr(gradients, f"{name}_backprop_input")
+    backprop_filter = getattr(gradients, f"{name}_backprop_filter")
+
+    def backward(grad_output):
+        dz = _activation_grad(code, output, _checked_grad(grad_output, output))
+        dx = backprop_input(_shape(x), w, dz, strides, padding, fmt, dilations)
+        dw = backprop_filter(x, _shape(w), dz, strides, padding, fmt, dilations)
+        if bias is None:
+            return dx, dw
+        return dx, dw, _bias_grad(dz, _layout(fmt, n_spatial))
+
+    return output, backward
+
+
+def _conv_nd(n_spatial):
+    def rule(op, a):
+        stride = a["stride"] if n_spatial == 1 else a["strides"]
+        y = op(**a)
+        return _conv_rule(n_spatial, a["input"], a["filters"], stride, a["padding"],
+                          a["data_format"], a["dilations"], a["bias"], a["activation"], y)
+    return rule
+
+
+def _convolution(op, a):
+    y = op(**a)
+    strides = 1 if a["strides"] is None else a["strides"]
+    return _conv_rule(_rank(a["input"]), a["input"], a["filters"], strides, a["padding"],
+                      a["data_format"], a["dilations"], a["bias"], a["activation"], y)
+
+
+def _depthwise(op, a):
+    y = op(**a)
+    return _conv_rule(2, a["input"], a["filter"], a["strides"], a["padding"], a["data_format"],
+                      a["dilations"], a["bias"], a["activation"], y, depthwise=True)
+
+
+def _atrous(op, a):
+    y = op(**a)
+    return _conv_rule(2, a["value"], a["filters"], 1, a["padding"], "NHWC", a["rate"],
+                      a["bias"], a["activation"], y)
+
+
+def _separable(op, a):
+    from . import api
+
+    fmt = "NHWC" if a["data_format"] is None else a["data_format"]
+    middle, depthwise_backward = vjp(api.depthwise_conv2d, a["input"], a["depthwise_filter"],
+                                     a["strides"], a["padding"], fmt, a["dilations"],
+                                     device=a["device"])
+    y, pointwise_backward = vjp(api.conv2d, middle, a["pointwise_filter"], 1, "VALID", fmt,
+                                bias=a["bias"], activation=a["activation"], device=a["device"])
+
+    def backward(grad_output):
+        d_middle, d_pointwise, *d_bias = pointwise_backward(grad_output)
+        dx, d_depthwise = depthwise_backward(d_middle)
+        return (dx, d_depthwise, d_pointwise, *d_bias)
+
+    return y, backward
+
+
+def _transpose_rule(n_spatial, x, w, strides, padding, data_format, dilations, output):
+    """A transposed conv is the input gradient of a conv: its input gradient is that conv
+    of ``grad_output``, its filter gradient the conv's filter gradient with the roles of
+    input and output gradient swapped."""
+    from . import api
+
+    fmt = data_format if data_format is not None else LAYOUTS[n_spatial][0]
+    forward = {1: api.conv1d, 2: api.conv2d, 3: api.conv3d}[n_spatial]
+    backprop_filter = getattr(gradients, f"conv{n_spatial}d_backprop_filter")
+
+    def backward(grad_output):
+        dy = _checked_grad(grad_output, output)
+        dx = forward(dy, w, strides, padding, fmt, dilations)
+        dw = backprop_filter(dy, _shape(w), x, strides, padding, fmt, dilations)
+        return dx, dw
+
+    return output, backward
+
+
+def _transpose_nd(n_spatial):
+    def rule(op, a):
+        y = op(**a)
+        return _transpose_rule(n_spatial, a["input"], a["filters"], a["strides"], a["padding"],
+                               a["data_format"], a["dilations"], y)
+    return rule
+
+
+def _transpose_any(op, a):
+    y = op(**a)
+    return _transpose_rule(_rank(a["input"]), a["input"], a["filters"], a["strides"],
+                           a["padding"], a["data_format"], a["dilations"], y)
+
+
+def _atrous_transpose(op, a):
+    y = op(**a)
+    return _transpose_rule(2, a["value"], a["filters"], 1, a["padding"], "NHWC", a["rate"], y)
+
+
+# ----------------------------------------------------------------------------- pool rules
+
+def _pool_rule(kind, n_spatial, x, ksize, strides, padding, data_format, output):
+    fmt = data_format if data_format is not None else LAYOUTS[n_spatial][0]
+    grad = getattr(gradients, f"{kind}_pool{n_spatial}d_grad")
+
+    def backward(grad_output):
+        dy = _checked_grad(grad_output, output)
+        if kind == "max":
+            return (grad(x, output, dy, ksize, strides, padding, fmt),)
+        return (grad(_shape(x), dy, ksize, strides, padding, fmt),)
+
+    return output, backward
+
+
+def _pool_nd(kind, n_spatial):
+    def rule(op, a):
+        y = op(**a)
+        return _pool_rule(kind, n_spatial, a["input"], a["ksize"], a["strides"], a["padding"],
+                          a["data_format"], y)
+    return rule
+
+
+def _pool_any(kind):
+    def rule(op, a):
+        y = op(**a)
+        return _pool_rule(kind, _rank(a["input"]), a["input"], a["ksize"], a["strides"],
+                          a["padding"], a["data_format"], y)
+    return rule
+
+
+def _global_pool(kind):
+    def rule(op, a):
+        y = op(**a)
+        channels_first = _layout(a["data_format"], 2)
+
+        def backward(grad_output):
+            dy = _host(_checked_grad(grad_output, y))
+            x = _host(a["input"])
+            keep = dy.reshape((x.shape[0], x.shape[1], 1, 1) if channels_first
+                              else (x.shape[0], 1, 1, x.shape[3]))
+            spatial = (2, 3) if channels_first else (1, 2)
+            if kind == "avg":  # tf.reduce_mean's gradient: the gradient over the count
+                return ((np.broadcast_to(keep, x.shape) / x.dtype.type(x.shape[spatial[0]]
+                                                                     * x.shape[spatial[1]]))
+                        .astype(x.dtype),)
+            # tf.reduce_max's: split evenly between the cells equal to the maximum.
+            maxima = _host(y).reshape(keep.shape)
+            hits = (x == maxima).astype(x.dtype)
+            with np.errstate(invalid="ignore", divide="ignore"):
+                return ((hits / hits.sum(axis=spatial, keepdims=True) * keep).astype(x.dtype),)
+
+        return y, backward
+    return rule
+
+
+def _zero_pad(op, a):
+    from . import api
+
+    y = op(**a)
+    channels_first = _layout(a["data_format"], 2)
+    pairs = api._zero_pad_pairs(a["padding"])
+
+    def backward(grad_output):
+        dy = _host(_checked_grad(grad_output, y))
+        crop = tuple(slice(before, size - after) for (before, after), size in
+                     zip(pairs, dy.shape[2:] if channels_first else dy.shape[1:3]))
+        index = (slice(None), slice(None)) + crop if channels_first else \
+            (slice(None),) + crop + (slice(None),)
+        return (np.ascontiguousarray(dy[index]),)
+
+    return y, backward
+
+
+#: op name -> rule(function, bound arguments) -> (output, backward)
+RULES = {
+    "conv1d": _conv_nd(1), "conv2d": _conv_nd(2), "conv3d": _conv_nd(3),
+    "convolution": _convolution, "depthwise_conv2d": _depthwise,
+    "separable_conv2d": _separable, "atrous_conv2d": _atrous,
+    "conv1d_transpose": _transpose_nd(1), "conv2d_transpose": _transpose_nd(2),
+    "conv3d_transpose": _transpose_nd(3), "conv_transpose": _transpose_any,
+    "atrous_conv2d_transpose": _atrous_transpose,
+    **{f"{kind}_pool{n}d": _pool_nd(kind, n) for kind in ("max", "avg") for n in (1, 2, 3)},
+    "max_pool": _pool_any("max"), "avg_pool": _pool_any("avg"),
+    "global_max_pool2d": _global_pool("max"), "global_avg_pool2d": _global_pool("avg"),
+    "zero_pad2d": _zero_pad,
+}

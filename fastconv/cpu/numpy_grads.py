@@ -1,0 +1,151 @@
+"""The gradient problems in plain NumPy: the first-call tier of the pooling gradients and the
+CPU algorithm of the filter gradient.
+
+The filter gradient is a reduction over the batch and the output positions: for each kernel
+tap it is one matrix product ``x_tap^T @ grad`` of the input cells the tap reads (``M`` rows:
+batch times outputs) with the output gradient, done by BLAS on all cores. Memory beyond the
+result: one tap's gathered input cells (the size of ``grad`` times ``C / K``), never a copy of
+the filter per thread.
+
+Like :mod:`.numpy_ops`, loops run over taps or window offsets only, and take a problem from
+:mod:`fastconv.problems`.
+"""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+
+from . import numpy_ops
+from .numpy_ops import _channels_last, _in_layout, _tap_slices
+
+
+def conv_filter_grad(problem):
+    """``dw[t, r, s, c, k] = sum over n and outputs of x[tap cell, c of k's group] * grad[k]``."""
+    g = problem.geometry
+    x = _channels_last(np.asarray(problem.x), problem.channels_first)
+    dy = _channels_last(np.asarray(problem.grad), problem.channels_first)
+    channels, k_total, groups = x.shape[-1], dy.shape[-1], problem.groups
+    cg, kg = channels // groups, k_total // groups
+    out = np.zeros(problem.out_shape, problem.dtype)
+    for offsets in itertools.product(*(range(k) for k in g.kernel)):
+        slices = _tap_slices(g, offsets)
+        if slices is None:
+            continue
+        xs = x[(slice(None),) + slices[1]].reshape(-1, channels)
+        ds = dy[(slice(None),) + slices[0]].reshape(-1, k_total)
+        if groups == 1:
+            out[offsets] = xs.T @ ds
+        elif cg == 1:  # depthwise: output c * M + m reads input channel c
+            out[offsets] = np.einsum("mc,mck->ck", xs, ds.reshape(-1, groups, kg)).reshape(1, -1)
+        else:
+            per_group = np.matmul(xs.reshape(-1, groups, cg).transpose(1, 2, 0),
+                                  ds.reshape(-1, groups, kg).transpose(1, 0, 2))
+            out[offsets] = per_group.transpose(1, 0, 2).reshape(cg, k_total)
+    _nan_where_nonfinite_grads_meet_padding(out, dy, g, groups)
+    return out
+
+
+def _nan_where_nonfinite_grads_meet_padding(out, dy, g, groups):
+    """NaN in the taps whose zero padding meets a non-finite output gradient (0 * inf), as the
+    zero-padded products of TF's kernels give."""
+    if not any(sum(g.pads, ())):
+        return
+    bad = ~np.isfinite(dy)
+    if not bad.any():
+        return
+    for offsets in itertools.product(*(range(k) for k in g.kernel)):
+        outside = np.zeros(g.out_sizes, dtype=bool)
+        for axis, tap in enumerate(offsets):
+            positions = (np.arange(g.out_sizes[axis]) * g.strides[axis] - g.pads[axis][0]
+                         + tap * g.dilations[axis])
+            mask = (positions < 0) | (positions >= g.in_sizes[axis])
+            outside |= mask.reshape([-1 if i == axis else 1 for i in range(3)])
+        if outside.any():
+            hit = bad[:, outside, :].any(axis=(0, 1))  # (K,)
+            out[offsets][:, hit] = np.nan
+
+
+def _windows(g, axis):
+    """Per output of ``axis``: its clipped window's first and one-past-last input index."""
+    starts = np.arange(g.out_sizes[axis]) * g.strides[axis] - g.pads[axis][0]
+    return np.maximum(starts, 0), np.minimum(starts + g.kernel[axis], g.in_sizes[axis])
+
+
+def pool_grad(problem):
+    """Max or average pooling's input gradient, window offset by window offset."""
+    g = problem.geometry
+    dy = _channels_last(np.asarray(problem.grad), problem.channels_first)
+    n, channels = problem.out_shape[0], problem.out_shape[1 if problem.channels_first else 4]
+    dx = np.zeros((n, *g.in_sizes, channels), problem.dtype)
+    if 0 in dy.shape:
+        return _in_layout(dx, problem.channels_first)
+    bounds = [_windows(g, axis) for axis in range(3)]
+    # Window offsets are taken from each window's clipped start, so offset (0, 0, 0) is its
+    # first real cell and row-major order over offsets is row-major order over cells.
+    reach = [int((stop - start).max()) for start, stop in bounds]
+    if problem.kind == "avg":
+        d, h, w = [(stop - start) for start, stop in bounds]
+        cells = d[:, None, None] * h[None, :, None] * w[None, None, :]
+        share = dy / cells[None, ..., None].astype(problem.dtype)
+        return _in_layout(_scatter(dx, share, bounds, reach, lambda offsets, valid: valid),
+                          problem.channels_first)
+    x = _channels_last(np.asarray(problem.x), problem.channels_first)
+    if problem.ties == "all":
+        y = _channels_last(np.asarray(problem.y), problem.channels_first)
+        return _in_layout(_scatter(dx, dy, bounds, reach,
+                                   lambda offsets, valid: valid & (_gather(x, bounds, offsets)
+                                                                   == y)),
+                          problem.channels_first)
+    best = arg = None
+    order = list(itertools.product(*(range(k) for k in reach)))
+    for index, offsets in enumerate(order):
+        valid = _valid(bounds, offsets)
+        values = _gather(x, bounds, offsets)
+        if best is None:
+            best, arg = values.copy(), np.zeros(values.shape, np.int64)
+            continue
+        take = valid & (best < values)
+        best = np.where(take, values, best)
+        arg = np.where(take, index, arg)
+    position = {offsets: index for index, offsets in enumerate(order)}
+    return _in_layout(_scatter(dx, dy, bounds, reach,
+                               lambda offsets, valid: valid & (arg == position[offsets])),
+                      problem.channels_first)
+
+
+def _valid(bounds, offsets):
+    """(OD, OH, OW, 1) mask: the window's cell at ``offsets`` (from its clipped start) is real."""
+    mask = True
+    for axis, ((start, stop), j) in enumerate(zip(bounds, offsets)):
+        shape = [1, 1, 1]
+        shape[axis] = -1
+        mask = mask & (start + j < stop).reshape(shape)
+    return np.asarray(mask)[None, ..., None]
+
+
+def _cells(bounds, offsets, sizes):
+    """Input indices per axis of each window's cell at ``offsets``, clipped into the input."""
+    return [np.minimum(start + j, size - 1) for (start, _), j, size in zip(bounds, offsets, sizes)]
+
+
+def _gather(x, bounds, offsets):
+    d, h, w = _cells(bounds, offsets, x.shape[1:4])
+    return x[:, d[:, None, None], h[None, :, None], w[None, None, :], :]
+
+
+def _scatter(dx, dy, bounds, reach, selects):
+    """``dx`` plus, for each window offset, ``dy`` where ``selects(offsets, valid)`` holds."""
+    for offsets in itertools.product(*(range(k) for k in reach)):
+        valid = _valid(bounds, offsets)
+        chosen = np.where(selects(offsets, valid), dy, 0).astype(dx.dtype)
+        d, h, w = _cells(bounds, offsets, dx.shape[1:4])
+        np.add.at(dx, (slice(None), d[:, None, None], h[None, :, None], w[None, None, :]),
+                  chosen)
+    return dx
+
+
+# The first-call tier of the gradient families (fastconv.cpu.compiling reads it there).
+numpy_ops.BY_FAMILY.update(max_pool_grad=pool_grad, avg_pool_grad=pool_grad,
+                           conv_filter_grad=conv_filter_grad)
