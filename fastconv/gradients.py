@@ -32,8 +32,6 @@ array([[0., 0., 0., 0.],
 
 from __future__ import annotations
 
-import inspect
-
 import numpy as np
 
 from . import dispatch

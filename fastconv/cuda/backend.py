@@ -25,12 +25,14 @@ from . import launch
 IMPORT_ERROR = None
 try:
     from .conv import launch_conv
+    from .grad import launch_filter_grad, launch_pool_grad
     from .pool import (launch_global_pool, launch_max_unpool, launch_mode_pad, launch_pool,
                        launch_window_pool, launch_zero_pad)
 except Exception as _error:  # noqa: BLE001 - any failure here means "no CUDA kernels"
     IMPORT_ERROR = _error
     launch_conv = launch_global_pool = launch_pool = launch_zero_pad = None
     launch_window_pool = launch_max_unpool = launch_mode_pad = None
+    launch_filter_grad = launch_pool_grad = None
 
 
 def prepare_array(value):
@@ -74,8 +76,8 @@ def run_conv_transpose(problem):
     w = launch.to_device(problem.w, problem.dtype)
     bias = None if problem.bias is None else launch.to_device(problem.bias, problem.dtype)
     out, finish = launch.output(problem.out_shape, problem.dtype, problem.x)
-    launch_conv(x, w, bias, out, problem.geometry, 1, 0, problem.channels_first, True,
-                launch.device_key())
+    launch_conv(x, w, bias, out, problem.geometry, problem.groups, 0, problem.channels_first,
+                True, launch.device_key())
     return finish()
 
 
@@ -144,6 +146,32 @@ def run_zero_pad(problem):
     return finish()
 
 
+def run_pool_grad(problem):
+    """Pooling's input gradient: one thread per input cell gathers from its windows."""
+    launch.require_cuda()
+    grad = launch.to_device(problem.grad)
+    if 0 in problem.out_shape or 0 in grad.shape:
+        return launch.result_like(launch.to_device(np.zeros(problem.out_shape, problem.dtype)),
+                                  problem.grad)
+    x = grad if problem.x is None else launch.to_device(problem.x)
+    y = x if problem.y is None else launch.to_device(problem.y)
+    dx, finish = launch.output(problem.out_shape, problem.dtype, problem.grad)
+    launch_pool_grad(x, y, grad, dx, problem.geometry, problem.kind, problem.ties,
+                     problem.channels_first, launch.device_key())
+    return finish()
+
+
+@_on_gpu
+def run_filter_grad(problem):
+    """A conv's filter gradient: one block per filter element sums over the positions."""
+    x = launch.to_device(problem.x)
+    grad = launch.to_device(problem.grad)
+    out, finish = launch.output(problem.out_shape, problem.dtype, problem.x)
+    launch_filter_grad(x, grad, out, problem.geometry, problem.channels_first,
+                       launch.device_key())
+    return finish()
+
+
 register(Implementation("conv", "cuda", "tiled", run_conv))
 register(Implementation("conv_transpose", "cuda", "tiled", run_conv_transpose))
 register(Implementation("max_pool", "cuda", "direct", run_pool))
@@ -153,3 +181,6 @@ register(Implementation("window_pool", "cuda", "tables", run_window_pool))
 register(Implementation("max_unpool", "cuda", "scatter", run_max_unpool))
 register(Implementation("pad", "cuda", "gather", run_mode_pad))
 register(Implementation("zero_pad", "cuda", "direct", run_zero_pad))
+register(Implementation("max_pool_grad", "cuda", "gather", run_pool_grad))
+register(Implementation("avg_pool_grad", "cuda", "gather", run_pool_grad))
+register(Implementation("conv_filter_grad", "cuda", "reduce", run_filter_grad))

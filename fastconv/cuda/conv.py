@@ -171,8 +171,8 @@ def conv_kernel(dtype, window, strides, dilations, input_steps, flipped, channel
         Spacing of the input samples in the virtual input the window slides over: 1 for an
         ordinary conv, the strides for a transposed conv (its input spread by the strides).
     flipped : bool
-        Read the filters as ``conv2d_transpose`` gives them, ``(T, R, S, out, in)``, flipped in
-        every spatial dim; otherwise TF's ``(T, R, S, in // groups, out)``.
+        Read the filters as a transposed conv takes them, ``(T, R, S, out // groups, in)``,
+        flipped in every spatial dim; otherwise TF's ``(T, R, S, in // groups, out)``.
     channels_first : bool
         Arrays are ``(N, C, D, H, W)``; otherwise ``(N, D, H, W, C)``.
     activation : int
@@ -304,10 +304,10 @@ def conv_kernel(dtype, window, strides, dilations, input_steps, flipped, channel
                     r = i // (block_channels * stage * k_w)
                     value = ftype(0)
                     if k_first + kk < group_out and c_first + cc < group_in:
-                        if flipped:  # conv2d_transpose filters: (T, R, S, out, in), one group
+                        if flipped:  # transposed-conv filters: (T, R, S, out // groups, in)
                             value = w[uint64(k_d - 1 - t), uint64(k_h - 1 - r),
                                       uint64(k_w - 1 - s), uint64(k_first + kk),
-                                      uint64(c_first + cc)]
+                                      uint64(group * group_in + c_first + cc)]
                         else:
                             value = w[uint64(t), uint64(r), uint64(s), uint64(c_first + cc),
                                       uint64(group * group_out + k_first + kk)]
@@ -360,7 +360,7 @@ def launch_conv(x, w, bias, out, geometry, groups, activation, channels_first, t
         window, dilations = geometry.kernel, geometry.dilations
         strides, input_steps = (1, 1, 1), geometry.strides
         pads = transposed_pads_before(geometry)
-        group_in, group_out = w.shape[4], w.shape[3]
+        group_in, group_out = w.shape[4] // groups, w.shape[3]
     else:
         window, strides, dilations = geometry.kernel, geometry.strides, geometry.dilations
         input_steps = (1, 1, 1)
