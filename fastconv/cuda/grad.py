@@ -53,7 +53,10 @@ def pool_grad_kernel(kind, ties_all, dtype, window, strides, channels_first, thr
             return a[uint64(n), uint64(c), uint64(d), uint64(h), uint64(w)]
         return a[uint64(n), uint64(d), uint64(h), uint64(w), uint64(c)]
 
-    @kernels.jit(threads)
+    # Each cell visits up to ceil(k / s) windows per dim and the first-max rule rescans each
+    # (k cells per dim): at the memory-bound kernels' 64 registers these spilled 40-300 B
+    # (ptxas), so they ask for the compute-bound kernels' 128 (25% occupancy).
+    @kernels.jit(threads, kernels.COMPUTE_BOUND_THREADS)
     def pool_grad(x, y, grad, dx, pad_d, pad_h, pad_w):
         (channels, out_d, out_h, out_w, in_d, in_h, in_w, inner_size,
          outer_size) = sizes(grad, dx)

@@ -297,7 +297,8 @@ CONV_FLOAT32_MEDIAN_OCCUPANCY = 0.25
 def budget_misses(row):
     """Where a kernel misses issue 16's register and occupancy budget: a list of sentences.
 
-    Memory-bound kernels (all but the conv kernel and Lp pooling) reach 50% occupancy. A
+    Memory-bound kernels (all but the conv kernel, Lp pooling and the pooling gradients)
+    reach 50% occupancy. A
     compute-bound kernel whose launch bound asks for several blocks per SM gets them (no
     kernel falls to fewer blocks for a few registers over a cliff), and every conv kernel
     leaves shared-memory headroom (:data:`fastconv.cuda.conv.SHARED_MEMORY_BUDGET`).
@@ -308,7 +309,8 @@ def budget_misses(row):
 
     spec = row.spec
     conv = spec.factory.endswith(":conv_kernel")
-    lp = spec.factory.endswith(":window_pool_kernel") and spec.args[2] == 2  # pow per cell
+    lp = (spec.factory.endswith(":window_pool_kernel") and spec.args[2] == 2  # pow per cell
+          or spec.factory.endswith(":pool_grad_kernel"))  # windows rescanned per cell
     misses = []
     if conv and row.resources.shared_bytes > SHARED_MEMORY_BUDGET:
         misses.append(f"{row.resources.shared_bytes} B of shared memory, over the budget of "
@@ -366,7 +368,31 @@ def _list_workload_kernels(path, dtypes):
                     call()
         for dtype in dtypes:
             _functional_calls(dtype)
+            _gradient_calls(dtype)
     save_specs(path, specs)
+
+
+def _gradient_calls(dtype):
+    """The kernels only the gradients launch (pooling gradients, filter gradient), on the
+    MNIST CNN's layers in both layouts and a 3-D pooling."""
+    import numpy as np
+
+    import fastconv
+
+    for channels_first in (False, True):
+        fmt = "NCHW" if channels_first else "NHWC"
+        x = np.zeros((64, 32, 26, 26) if channels_first else (64, 26, 26, 32), dtype)
+        y = np.zeros((64, 32, 13, 13) if channels_first else (64, 13, 13, 32), dtype)
+        fastconv.max_pool2d_grad(x, y, y, 2, 2, "VALID", fmt, device="cuda")
+        fastconv.avg_pool2d_grad(x.shape, y, 2, 2, "VALID", fmt, device="cuda")
+        fastconv.conv2d_backprop_filter(x[:, :, :15, :15] if channels_first else x[:, :15, :15],
+                                        (3, 3, 32, 64),
+                                        np.zeros((64, 64, 13, 13) if channels_first
+                                                 else (64, 13, 13, 64), dtype),
+                                        1, "VALID", fmt, device="cuda")
+    x3 = np.zeros((2, 8, 8, 8, 16), dtype)
+    y3 = np.zeros((2, 4, 4, 4, 16), dtype)
+    fastconv.max_pool3d_grad(x3, y3, y3, 2, 2, "VALID", device="cuda")
 
 
 def _functional_calls(dtype):
