@@ -55,7 +55,10 @@ def vjp(op, *args, **kwargs):
         ``op(*args, **kwargs)``.
     backward : callable
         ``backward(grad_output) -> tuple of ndarray``. ``grad_output`` must have the output's
-        shape and dtype. It may be called more than once.
+        shape and dtype. It may be called more than once. The convolutions' takes
+        ``needs=(True, False, ...)``, one flag per array argument: the gradients flagged
+        False are not computed and come back as None (a first layer's input gradient, which
+        training never reads).
 
     Examples
     --------
@@ -111,6 +114,17 @@ def _activation_grad(code, y, dy):
     return (dy * (1 - y * y)).astype(dy.dtype)  # tanh
 
 
+def _needs(needs, count):
+    """``backward``'s ``needs``: which gradients to compute (None: all of them)."""
+    if needs is None:
+        return (True,) * count
+    needs = tuple(bool(n) for n in needs)
+    if len(needs) != count:
+        raise ValueError(f"needs must have one flag per array argument ({count}), got "
+                         f"{len(needs)}")
+    return needs
+
+
 def _channel_axis(rank, channels_first):
     return 1 if channels_first else rank - 1
 
@@ -146,13 +160,16 @@ def _conv_rule(n_spatial, x, w, strides, padding, data_format, dilations, bias, 
     backprop_input = getattr(gradients, f"{name}_backprop_input")
     backprop_filter = getattr(gradients, f"{name}_backprop_filter")
 
-    def backward(grad_output):
+    def backward(grad_output, needs=None):
+        wanted = _needs(needs, 2 if bias is None else 3)
         dz = _activation_grad(code, output, _checked_grad(grad_output, output))
-        dx = backprop_input(_shape(x), w, dz, strides, padding, fmt, dilations)
-        dw = backprop_filter(x, _shape(w), dz, strides, padding, fmt, dilations)
+        dx = (backprop_input(_shape(x), w, dz, strides, padding, fmt, dilations)
+              if wanted[0] else None)
+        dw = (backprop_filter(x, _shape(w), dz, strides, padding, fmt, dilations)
+              if wanted[1] else None)
         if bias is None:
             return dx, dw
-        return dx, dw, _bias_grad(dz, _layout(fmt, n_spatial))
+        return dx, dw, _bias_grad(dz, _layout(fmt, n_spatial)) if wanted[2] else None
 
     return output, backward
 

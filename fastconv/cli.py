@@ -1,4 +1,4 @@
-"""The ``fastconv`` command line: ``fastconv compare``, ``fastconv warmup``, ``fastconv ceilings``.
+"""The ``fastconv`` command line: ``fastconv compare``, ``warmup``, ``ceilings`` and ``train``.
 
 ``fastconv compare`` runs the benchmark workloads (:mod:`fastconv.workloads`) through fastconv
 and TensorFlow in one process, checks the results are equal, times both side by side and prints
@@ -17,6 +17,7 @@ Examples
     fastconv warmup                        # the common CNN set, float32, both layouts
     fastconv warmup --ops conv2d,max_pool2d --dtype all
     fastconv ceilings
+    fastconv train --epochs 5 --check-keras   # seed 001's CNN trained on fastconv's kernels
 """
 
 from __future__ import annotations
@@ -69,6 +70,18 @@ def _parser():
     compare.add_argument("--peers", help="'torch': run fastconv.functional's cases beside the "
                                          "tf.nn API and torch.nn.functional instead (needs torch)")
     commands.add_parser("ceilings", help="measure numpy sgemm GFLOP/s and parallel-copy GB/s")
+    train = commands.add_parser(
+        "train", help="train seed 001's MNIST CNN on the bundled digits with fastconv's kernels",
+        description="Train seed 001's CNN on scikit-learn's digits (resized to 28x28): every "
+                    "conv and pool forward and backward on fastconv, dense layers, loss and "
+                    "Adam in NumPy (needs fastconv[train]).")
+    train.add_argument("--epochs", type=int, default=5)
+    train.add_argument("--batch-size", type=int, default=32)
+    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--check-keras", action="store_true",
+                       help="train the same model in Keras from the same weights and batches "
+                            "and compare the loss of every step of the first epoch")
+    train.add_argument("--json", metavar="FILE", help="write the figures to FILE")
     warm = commands.add_parser(
         "warmup", help="compile the kernels of the common CNN layers ahead of time",
         description="Compile the kernels that the benchmark workloads (the common CNN layers) "
@@ -243,6 +256,12 @@ def main(argv=None):
         return _ceilings()
     if args.command == "warmup":
         return _warmup(parser, args)
+    if args.command == "train":
+        if args.epochs < 1 or args.batch_size < 1:
+            parser.error("--epochs and --batch-size must be positive")
+        from . import train
+
+        return train.main(args)
     parser.print_help()
     return 2
 

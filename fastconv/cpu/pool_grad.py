@@ -29,18 +29,20 @@ def max_pool_grad_ndhwc(x, y, grad, dx, kd, kh, kw, sd, sh, sw, pd, ph, pw, ties
     """``dx`` (zeroed here) receives each window's ``grad`` at the cell(s) TF picks."""
     n_, d_, h_, w_, c_ = x.shape
     _, od_, oh_, ow_, _ = grad.shape
+    # (image, cell, channel) views: a window's cells are flat indices, its channels a
+    # contiguous run that the branch-free updates below vectorise over.
+    x3 = x.reshape(n_, d_ * h_ * w_, c_)
+    dx3 = dx.reshape(n_, d_ * h_ * w_, c_)
+    y3 = y.reshape(y.shape[0], -1, c_)
+    g3 = grad.reshape(n_, od_ * oh_ * ow_, c_)
     chunks = (c_ + LANES - 1) // LANES
     for job in prange(n_ * chunks):
         n = job // chunks
         c0 = (job % chunks) * LANES
-        c1 = min(c_, c0 + LANES)
-        for t in range(d_):
-            for r in range(h_):
-                for s in range(w_):
-                    for c in range(c0, c1):
-                        dx[n, t, r, s, c] = 0
-        best = x[n, 0, 0, 0, c0:c1].copy()
-        arg = np.zeros(c1 - c0, np.int64)
+        lanes = min(c_, c0 + LANES) - c0
+        dx3[n, :, c0:c0 + lanes] = 0
+        best = np.empty(LANES, x.dtype)
+        arg = np.empty(LANES, np.int64)
         for od in range(od_):
             t0, t1 = _clipped(od, sd, pd, kd, d_)
             for oh in range(oh_):
@@ -49,31 +51,32 @@ def max_pool_grad_ndhwc(x, y, grad, dx, kd, kh, kw, sd, sh, sw, pd, ph, pw, ties
                     s0, s1 = _clipped(ow, sw, pw, kw, w_)
                     if t0 >= t1 or r0 >= r1 or s0 >= s1:
                         continue
+                    out = (od * oh_ + oh) * ow_ + ow
                     if ties_all:
                         for t in range(t0, t1):
                             for r in range(r0, r1):
                                 for s in range(s0, s1):
-                                    for c in range(c0, c1):
-                                        if x[n, t, r, s, c] == y[n, od, oh, ow, c]:
-                                            dx[n, t, r, s, c] += grad[n, od, oh, ow, c]
+                                    cell = (t * h_ + r) * w_ + s
+                                    for i in range(lanes):
+                                        hit = x3[n, cell, c0 + i] == y3[n, out, c0 + i]
+                                        dx3[n, cell, c0 + i] += (g3[n, out, c0 + i] if hit
+                                                                 else 0)
                         continue
                     first = (t0 * h_ + r0) * w_ + s0
-                    for c in range(c0, c1):
-                        best[c - c0] = x[n, t0, r0, s0, c]
-                        arg[c - c0] = first
+                    for i in range(lanes):
+                        best[i] = x3[n, first, c0 + i]
+                        arg[i] = first
                     for t in range(t0, t1):
                         for r in range(r0, r1):
                             for s in range(s0, s1):
                                 cell = (t * h_ + r) * w_ + s
-                                for c in range(c0, c1):
-                                    value = x[n, t, r, s, c]
-                                    if best[c - c0] < value:  # strictly: NaN never takes it
-                                        best[c - c0] = value
-                                        arg[c - c0] = cell
-                    for c in range(c0, c1):
-                        cell = arg[c - c0]
-                        dx[n, cell // (h_ * w_), (cell // w_) % h_, cell % w_, c] += \
-                            grad[n, od, oh, ow, c]
+                                for i in range(lanes):
+                                    value = x3[n, cell, c0 + i]
+                                    take = best[i] < value  # strictly: NaN never takes it
+                                    best[i] = value if take else best[i]
+                                    arg[i] = cell if take else arg[i]
+                    for i in range(lanes):
+                        dx3[n, arg[i], c0 + i] += g3[n, out, c0 + i]
 
 
 @njit(parallel=True, cache=True, nogil=True)
