@@ -167,10 +167,11 @@ def _padding_cases(count, seed=11):
                                    int(rng.integers(1, 8)), int(rng.integers(1, 4)))
         left, right = (int(rng.integers(0, BLOCK_PIXELS + 4)),
                        int(rng.integers(0, BLOCK_PIXELS + 4)))
-        if width + left + right < kernel_w:
+        channels, channels_first, dilation = (int(rng.integers(1, 6)), bool(rng.integers(0, 2)),
+                                              int(rng.integers(1, 3)))
+        if width + left + right < (kernel_w - 1) * dilation + 1:  # the dilated window must fit
             continue
-        cases.append((width, kernel_w, stride, left, right, int(rng.integers(1, 6)),
-                      bool(rng.integers(0, 2)), int(rng.integers(1, 3))))
+        cases.append((width, kernel_w, stride, left, right, channels, channels_first, dilation))
     return cases
 
 

@@ -20,8 +20,10 @@ SAMPLES = ops.samples()
 def test_the_table_lists_exactly_the_public_ops():
     functions = {name for name in fastconv.__all__ if callable(getattr(fastconv, name, None))
                  and name not in ("conv_output_size", "same_padding", "set_num_threads",
-                                  "get_num_threads")}
-    assert functions == set(ops.NAMES)
+                                  "get_num_threads", "vjp")}
+    from fastconv import gradients
+
+    assert functions == set(ops.NAMES) | set(gradients.NAMED_KERNELS)
     assert all(op.samples for op in ops.OPS), "every op needs a sample call"
 
 
@@ -66,3 +68,14 @@ def test_rank_generic_pools_follow_the_input_rank(rng):
         fastconv.max_pool(x[0, 0, 0], 2, 2, "VALID")
     with pytest.raises(ValueError, match=r"padding must be 'SAME' or 'VALID' for this op"):
         fastconv.avg_pool(x, 2, 2, [[0, 0], [1, 1], [1, 1], [1, 1], [0, 0]])
+
+
+@pytest.mark.parametrize("name", __import__("fastconv.gradients").gradients.NAMED_KERNELS)
+def test_each_named_gradient_kernel_has_an_oracle_a_tf_reference_and_an_example(name):
+    from fastconv import reference, tf_reference
+
+    function = getattr(fastconv, name)
+    for module in (reference, tf_reference):
+        assert list(inspect.signature(getattr(module, name)).parameters)[:3] == \
+            list(inspect.signature(function).parameters)[:3] or module is tf_reference
+    assert function.__doc__ and ">>>" in function.__doc__, "a runnable example"

@@ -387,11 +387,13 @@ def row_start(n, z0, y0, x_strides):
 
 @njit(inline="always", cache=True)
 def _edge_width(pixels):
-    """Block width for an edge region of ``pixels``: 1 or 2 exactly, else rounded up to 4/8/12
-    (a wider kernel computing a few discarded pixels beats several narrow ones)."""
+    """Block width for an edge region of ``pixels`` (at most a block): 1 or 2 exactly, else
+    rounded up to 4/8/12 (a wider kernel computing a few discarded pixels beats several narrow
+    ones), never wider than a block: AVX2's blocks are 3 pixels, and a 4-wide one overran the
+    accumulators and the edge copies (a crash on AVX2 machines only)."""
     if pixels <= 2:
         return pixels
-    return 4 if pixels <= 4 else (8 if pixels <= 8 else BLOCK_PIXELS)
+    return min(BLOCK_PIXELS, 4 if pixels <= 4 else (8 if pixels <= 8 else BLOCK_PIXELS))
 
 
 @njit(cache=True, nogil=True)
