@@ -201,8 +201,21 @@ def test_max_pool3d_oracle_rewrite_equals_tf_maxpool3d_on_nan_and_inf(tf, tf_ora
     own float32 kernel."""
     x = _special(3, F32)
     real = tf.nn.max_pool3d(tf.constant(x), 2, 1, "SAME").numpy()
-    emulated = tf_oracle._pool3d_rewrite("max", x, (2, 2, 2), (1, 1, 1), "SAME")
-    np.testing.assert_array_equal(emulated, real)
+    emulated = np.asarray(tf_oracle._pool3d_rewrite("max", x, (2, 2, 2), (1, 1, 1), "SAME"))
+    # TF's oneDNN MaxPool3D is not one thing on windows holding a NaN: NaN never wins on
+    # AVX-512 machines, but can on AVX2 ones (vmaxps keeps whichever operand comes second);
+    # fastconv and the rewrite follow the 2-D kernels' rule there (docs/guarantees.md).
+    # Nor on all -inf windows: -inf on AVX2, the lowest finite value (as the 2-D kernels)
+    # on AVX-512.
+    clean = ~_windows_with_nan(x, tf) & (real != -np.inf)
+    np.testing.assert_array_equal(emulated[clean], real[clean])
+    assert clean.any() and not clean.all()
+
+
+def _windows_with_nan(x, tf):
+    """Where a 2x2x2 stride-1 SAME window of ``x`` holds a NaN."""
+    marks = tf.constant(np.isnan(x).astype(F32))
+    return tf.nn.max_pool3d(marks, 2, 1, "SAME").numpy() > 0
 
 
 @pytest.mark.parametrize("dtype", [F32, F64])

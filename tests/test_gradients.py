@@ -379,3 +379,68 @@ def test_grad_output_of_the_wrong_shape_or_dtype_is_named(rand):
 def test_bad_arguments_are_named(call, error, match):
     with pytest.raises(error, match=match):
         call()
+
+
+# ----------------------------------------------------------------------------- properties
+
+hypothesis = pytest.importorskip("hypothesis")
+st = hypothesis.strategies
+
+
+@st.composite
+def _conv_geometries(draw):
+    n = draw(st.integers(1, 3))
+    groups = draw(st.sampled_from([1, 1, 2, 3]))
+    kernel = tuple(draw(st.integers(1, 3)) for _ in range(n))
+    strides = tuple(draw(st.integers(1, 3)) for _ in range(n))
+    dilations = tuple(draw(st.integers(1, 2)) for _ in range(n))
+    spatial = tuple(draw(st.integers((k - 1) * d + 1, (k - 1) * d + 6))
+                    for k, d in zip(kernel, dilations))
+    padding = draw(st.sampled_from(["SAME", "VALID", EXPLICIT]))
+    if padding == EXPLICIT:
+        padding = [[draw(st.integers(0, k - 1)), draw(st.integers(0, k - 1))] for k in kernel]
+    return dict(n=n, groups=groups, kernel=kernel, strides=strides, dilations=dilations,
+                spatial=spatial, padding=padding, first=draw(st.booleans()),
+                dtype=draw(st.sampled_from([F32, F64])), batch=draw(st.integers(1, 2)),
+                group_in=draw(st.integers(1, 3)), group_out=draw(st.integers(1, 3)),
+                seed=draw(st.integers(0, 2 ** 16)))
+
+
+@hypothesis.settings(deadline=None, max_examples=40, derandomize=True)
+@hypothesis.given(_conv_geometries())
+def test_conv_gradients_match_the_oracle_under_every_algorithm(case):
+    """Any conv geometry: both named kernels equal the oracle under every registered algorithm
+    of the families they run (conv, conv_transpose, conv_filter_grad)."""
+    rng = np.random.default_rng(case["seed"])
+    n, first, dtype = case["n"], case["first"], case["dtype"]
+    fmt = {1: "NWC", 2: "NHWC", 3: "NDHWC"}[n]
+    fmt = fmt[0] + "C" + fmt[1:-1] if first else fmt
+    channels = case["group_in"] * case["groups"]
+    shape = ((case["batch"], channels, *case["spatial"]) if first
+             else (case["batch"], *case["spatial"], channels))
+    x = rng.standard_normal(shape).astype(dtype)
+    w = rng.standard_normal((*case["kernel"], case["group_in"],
+                             case["group_out"] * case["groups"])).astype(dtype)
+    args = (case["strides"], case["padding"], fmt, case["dilations"])
+    y = getattr(fastconv, f"conv{n}d")(x, w, *args)
+    dy = rng.standard_normal(y.shape).astype(dtype)
+    want_x = getattr(oracle_module, f"conv{n}d_backprop_input")(x.shape, w, dy, *args)
+    want_w = getattr(oracle_module, f"conv{n}d_backprop_filter")(x, w.shape, dy, *args)
+    backprop_input = getattr(fastconv, f"conv{n}d_backprop_input")
+    backprop_filter = getattr(fastconv, f"conv{n}d_backprop_filter")
+    _allclose(backprop_input(x.shape, w, dy, *args), want_x, dtype, 10)
+    _allclose(backprop_filter(x, w.shape, dy, *args), want_w, dtype, 10)
+    for family in ("conv", "conv_transpose", "conv_filter_grad"):
+        for algorithm in _algorithms(family):
+            with dispatch.use_algorithm(algorithm):
+                try:
+                    if family == "conv_filter_grad":
+                        got = backprop_filter(x, w.shape, dy, *args)
+                        want = want_w
+                    else:
+                        got = backprop_input(x.shape, w, dy, *args)
+                        want = want_x
+                except ValueError as error:  # the forced algorithm cannot run this problem
+                    assert "cannot run" in str(error) or "no " in str(error)
+                    continue
+            _allclose(got, want, dtype, 10)

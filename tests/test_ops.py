@@ -75,7 +75,7 @@ def test_each_named_gradient_kernel_has_an_oracle_a_tf_reference_and_an_example(
     from fastconv import reference, tf_reference
 
     function = getattr(fastconv, name)
+    arity = len(inspect.signature(function).parameters)
     for module in (reference, tf_reference):
-        assert list(inspect.signature(getattr(module, name)).parameters)[:3] == \
-            list(inspect.signature(function).parameters)[:3] or module is tf_reference
+        assert len(inspect.signature(getattr(module, name)).parameters) == arity
     assert function.__doc__ and ">>>" in function.__doc__, "a runnable example"

@@ -120,4 +120,9 @@ def test_3d_pooling_rewrites_match_tfs_float32_kernel_and_the_oracle(kind, ksize
     x32 = tf.constant(x.astype(F32))
     k, s = tf_reference._spatial(ksize, 3, False), tf_reference._spatial(strides, 3, False)
     own = getattr(tf.nn, f"{kind}_pool3d")(x32, k, s, padding).numpy()
-    check(tf_reference._pool3d_rewrite(kind, x32, k, s, padding).numpy(), own, F32)
+    rewrite = tf_reference._pool3d_rewrite(kind, x32, k, s, padding).numpy()
+    if kind == "max":  # TF's oneDNN MaxPool3D lets a NaN win on AVX2 machines (see test_edges)
+        nan_windows = tf.nn.max_pool3d(tf.constant(np.isnan(x).astype(F32)), k, s,
+                                       padding).numpy() > 0
+        own, rewrite = own[~nan_windows], rewrite[~nan_windows]
+    check(rewrite, own, F32)
