@@ -96,3 +96,10 @@ CUDA_CONV_TILE_K = _int("FASTCONV_CUDA_CONV_TILE_K", 64)
 CUDA_CONV_TILE_C = _int("FASTCONV_CUDA_CONV_TILE_C", 8)
 CUDA_CONV_THREAD_PIXELS = _int("FASTCONV_CUDA_CONV_THREAD_PIXELS", 4)
 CUDA_CONV_THREAD_K = _int("FASTCONV_CUDA_CONV_THREAD_K", 8)
+
+
+#: Transposed convs (conv input gradients) with fewer output channels per group than this run
+#: as one BLAS product and a scatter (``col2im``) instead of the blocked kernels: measured on
+#: the MNIST first layer's input gradient (1 channel: 16 -> ~2 ms) and the 7x7 RGB stem's
+#: (3 channels), benchmarks/RESULTS.md "Gradients".
+COL2IM_MAX_OUT_CHANNELS = 8

@@ -125,7 +125,8 @@ def _input_grad(dy, w, in_spatial, window, groups, channels_first, n_spatial, de
     dy5 = api._to_5d(dy, n_spatial, channels_first)
     reach = [((k - 1) * d - before, (k - 1) * d - after)
              for k, d, (before, after) in zip(kernel, geometry.dilations, geometry.pads)]
-    if (allow_forward and device == "cpu" and set(geometry.strides) == {1} and min(sum(reach, ())) >= 0
+    few_channels = channels < 8  # the forward conv's lanes would be mostly empty: col2im
+    if (allow_forward and device == "cpu" and set(geometry.strides) == {1} and not few_channels and min(sum(reach, ())) >= 0
             and np.isfinite(w).all()):
         # The forward conv of the flipped filters over the output gradient: the conv family's
         # algorithms (depthwise, Winograd, blocked) instead of the transposed conv's.

@@ -512,6 +512,13 @@ _register("conv", "winograd", run_conv_winograd, _winograd_applies, priority=15,
 _register("conv", "depthwise", run_conv_depthwise, _depthwise_applies, priority=20)
 _register("conv_transpose", "direct", run_conv_transpose_direct, _transpose_direct_applies)
 _register("conv_transpose", "blocked", run_conv_transpose_blocked, priority=10)
+# Few output channels per group (a first layer's input gradient, an RGB stem's): one BLAS
+# product and a scatter beat the blocked kernels, whose vector lanes would be mostly empty.
+register(Implementation(
+    "conv_transpose", "cpu", "col2im", _skips_empty(numpy_grads.conv_transpose_col2im),
+    applies=lambda problem: (problem.groups == 1 and numpy_grads.col2im_bytes(problem)
+                             <= numpy_grads.IM2COL_MAX_BYTES),
+    priority=12, pays_off=lambda problem: problem.w.shape[3] < config.COL2IM_MAX_OUT_CHANNELS))
 for _family in ("max_pool", "avg_pool"):
     _register(_family, "direct", run_pool_direct)
     _register(_family, "planar", run_pool_planar, _is_channels_first, _planar_pool_window,

@@ -17,6 +17,7 @@ import itertools
 
 import numpy as np
 
+from ..shapes import Geometry
 from . import numpy_ops
 from .numpy_ops import _channels_last, _in_layout, _tap_slices
 
@@ -30,14 +31,26 @@ def conv_filter_grad(problem):
     cg, kg = channels // groups, k_total // groups
     out = np.zeros(problem.out_shape, problem.dtype)
     taps = list(itertools.product(*(range(k) for k in g.kernel)))
-    if groups == 1 and _reads_every_tap(g, taps) and (
-            dy.size // k_total * channels * len(taps) * dy.itemsize <= IM2COL_MAX_BYTES):
+    if groups == 1 and dy.size // k_total * channels * len(taps) * dy.itemsize <= \
+            IM2COL_MAX_BYTES:
         # One product of every tap's cells at once (BLAS runs one large GEMM faster than
-        # one per tap): (taps x C, M) @ (M, K).
-        cells = np.stack([x[(slice(None),) + _tap_slices(g, offsets)[1]] for offsets in taps],
-                         axis=-2)
-        ds = dy.reshape(-1, k_total)
-        out.reshape(-1, k_total)[...] = cells.reshape(ds.shape[0], -1).T @ ds
+        # one per tap): (taps x C, M) @ (M, K). Taps that read padding read a zero-padded
+        # copy (0 * an infinite gradient is NaN there, as in TF).
+        if not _reads_every_tap(g, taps):
+            x = np.pad(x, [(0, 0)] + list(g.pads) + [(0, 0)])
+            g = Geometry(tuple(x.shape[1:4]), g.kernel, g.strides, g.dilations,
+                         ((0, 0),) * 3, g.out_sizes)
+        # Image by image (batch chunks of at most IM2COL_CHUNK_ROWS rows of cells): the
+        # gathered cells stay in cache between the gather and the product.
+        slices = [_tap_slices(g, offsets)[1] for offsets in taps]
+        rows = int(np.prod(g.out_sizes))
+        step = max(1, IM2COL_CHUNK_ROWS // max(rows, 1))
+        flat = out.reshape(-1, k_total)
+        for first in range(0, x.shape[0], step):
+            images = slice(first, first + step)
+            cells = np.stack([x[(images,) + tap] for tap in slices], axis=-2)
+            ds = dy[images].reshape(-1, k_total)
+            flat += cells.reshape(ds.shape[0], -1).T @ ds
         _nan_where_nonfinite_grads_meet_padding(out, dy, g, groups)
         return out
     for offsets in taps:
@@ -48,6 +61,8 @@ def conv_filter_grad(problem):
         ds = dy[(slice(None),) + slices[0]].reshape(-1, k_total)
         if groups == 1:
             out[offsets] = xs.T @ ds
+        elif cg == 1 and kg == 1:  # depthwise, multiplier 1: channel by channel
+            out[offsets] = np.einsum("mc,mc->c", xs, ds)
         elif cg == 1:  # depthwise: output c * M + m reads input channel c
             out[offsets] = np.einsum("mc,mck->ck", xs, ds.reshape(-1, groups, kg)).reshape(1, -1)
         else:
@@ -60,6 +75,8 @@ def conv_filter_grad(problem):
 
 #: Largest gathered-cells matrix (bytes) the filter gradient builds for its one-GEMM form.
 IM2COL_MAX_BYTES = 64 << 20
+#: Rows of gathered cells per product in the filter gradient's one-GEMM form (a few MB).
+IM2COL_CHUNK_ROWS = 4096
 
 
 def _reads_every_tap(g, taps):
@@ -90,6 +107,44 @@ def _nan_where_nonfinite_grads_meet_padding(out, dy, g, groups):
         if outside.any():
             hit = bad[:, outside, :].any(axis=(0, 1))  # (K,)
             out[offsets][:, hit] = np.nan
+
+
+def conv_transpose_col2im(problem):
+    """A transposed conv (a conv's input gradient) as one matrix product and a scatter:
+    ``cols = x @ w`` gives every tap's contribution of every input pixel, ``(M, taps x C)``,
+    then each tap's columns are added at its stride-spaced output cells. For few output
+    channels per group, where the blocked kernels' vector lanes would be mostly empty."""
+    g = problem.geometry
+    x = _channels_last(np.asarray(problem.x), problem.channels_first)
+    w = np.asarray(problem.w)  # (T, R, S, out // groups, in)
+    groups = problem.groups
+    out_g, in_g = w.shape[3], w.shape[4] // groups
+    taps = list(itertools.product(*(range(k) for k in g.kernel)))
+    # Channels outermost, so that each tap's scatter runs along the width (long inner loops)
+    # rather than over a few channels.
+    out = np.zeros((out_g * groups, x.shape[0], *g.in_sizes), dtype=problem.dtype)
+    pixels = x.reshape(-1, x.shape[-1])
+    for group in range(groups):
+        ws = w[..., group * in_g:(group + 1) * in_g].reshape(len(taps) * out_g, in_g)
+        cols = (ws @ pixels[:, group * in_g:(group + 1) * in_g].T).reshape(
+            (len(taps), out_g) + x.shape[:4])
+        for index, offsets in enumerate(taps):
+            slices = _tap_slices(g, offsets)
+            if slices is None:
+                continue
+            out[(slice(group * out_g, (group + 1) * out_g), slice(None)) + slices[1]] += \
+                cols[(index, slice(None), slice(None)) + slices[0]]
+    out = np.moveaxis(out, 0, -1)
+    if problem.bias is not None:
+        out += np.asarray(problem.bias, problem.dtype)
+    return _in_layout(out, problem.channels_first)
+
+
+def col2im_bytes(problem):
+    """The bytes of :func:`conv_transpose_col2im`'s column matrix."""
+    x = problem.x
+    pixels = x.size // x.shape[1 if problem.channels_first else 4]
+    return pixels * int(np.prod(problem.geometry.kernel)) * problem.w.shape[3] * x.itemsize
 
 
 def _windows(g, axis):
