@@ -407,7 +407,7 @@ def _conv_geometries(draw):
                 seed=draw(st.integers(0, 2 ** 16)))
 
 
-@hypothesis.settings(deadline=None, max_examples=40, derandomize=True)
+@hypothesis.settings(deadline=None, max_examples=20, derandomize=True)
 @hypothesis.given(_conv_geometries())
 def test_conv_gradients_match_the_oracle_under_every_algorithm(case):
     """Any conv geometry: both named kernels equal the oracle under every registered algorithm
