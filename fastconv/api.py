@@ -798,17 +798,22 @@ def _pool(kind, n_spatial, input, ksize, strides, padding, data_format, device):
     padding = parse_padding(padding, n_spatial, channels_first, allow_explicit=kind == "max")
     batch, channels, spatial = _split(x.shape, channels_first)
     geometry = window_geometry(spatial, ksize, strides, (1,) * n_spatial, padding)
-    if padding not in ("SAME", "VALID"):
-        for (before, after), k in zip(geometry.pads, ksize):
-            if before >= k or after >= k:
-                raise ValueError(f"explicit padding {padding} must be smaller than ksize {ksize}: "
-                                 f"a window could hold only padding")
+    _check_pool_padding(padding, geometry, ksize)
     geometry3 = pad_to_3d(geometry)
     problem = PoolProblem(_to_5d(x, n_spatial, channels_first), geometry3, channels_first,
                           layout_shape(batch, channels, geometry3.out_sizes, channels_first),
                           array_dtype(x), kind)
     out = dispatch.run(f"{kind}_pool", device, problem)
     return _finish(out, layout_shape(batch, channels, geometry.out_sizes, channels_first))
+
+
+def _check_pool_padding(padding, geometry, ksize):
+    """Explicit pooling padding must be smaller than the window (TF's rule)."""
+    if padding not in ("SAME", "VALID"):
+        for (before, after), k in zip(geometry.pads, ksize):
+            if before >= k or after >= k:
+                raise ValueError(f"explicit padding {padding} must be smaller than ksize {ksize}: "
+                                 f"a window could hold only padding")
 
 
 def _pool_doc(kind, n_spatial):

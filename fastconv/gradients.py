@@ -130,10 +130,9 @@ def _input_grad(dy, w, in_spatial, window, groups, channels_first, n_spatial, de
             and np.isfinite(w).all()):
         # The forward conv of the flipped filters over the output gradient: the conv family's
         # algorithms (depthwise, Winograd, blocked) instead of the transposed conv's.
-        t, r, s, out_g, k_total = w5.shape
-        flipped = np.ascontiguousarray(
-            w5[::-1, ::-1, ::-1].reshape(t, r, s, out_g, groups, k_total // groups)
-            .transpose(0, 1, 2, 5, 4, 3).reshape(t, r, s, k_total // groups, channels))
+        from .cpu.transpose import flipped_filters  # the CPU path: Numba is loaded anyway
+
+        flipped = flipped_filters(w5, groups)
         forward = pad_to_3d(window_geometry(out_spatial, kernel, (1,) * n_spatial,
                                             geometry.dilations, tuple(reach)))
         problem = ConvProblem(dy5, flipped, None, forward, groups, 0, channels_first, shape5,
@@ -169,11 +168,7 @@ def _pool_grad(kind, n_spatial, x, in_shape, y, dy, ksize, strides, padding, cha
                          f"the input's ({batch}, {channels})")
     geometry = _geometry(spatial, ksize, (strides, padding, (1,) * n_spatial), out_spatial,
                          "grad")
-    if padding not in ("SAME", "VALID"):
-        for (before, after), k in zip(geometry.pads, ksize):
-            if before >= k or after >= k:
-                raise ValueError(f"explicit padding {padding} must be smaller than ksize "
-                                 f"{ksize}: a window could hold only padding")
+    api._check_pool_padding(padding, geometry, ksize)
     to_5d = (lambda a: None if a is None else api._to_5d(a, n_spatial, channels_first))
     geometry3 = pad_to_3d(geometry)
     problem = PoolGradProblem(to_5d(x), to_5d(y), to_5d(dy), geometry3, channels_first,
@@ -183,9 +178,6 @@ def _pool_grad(kind, n_spatial, x, in_shape, y, dy, ksize, strides, padding, cha
 
 
 # ----------------------------------------------------------------------------- named kernels
-
-_FORMATS = {1: "NWC", 2: "NHWC", 3: "NDHWC"}
-
 
 def _conv_backprop_input(n_spatial, input_sizes, filters, out_backprop, strides, padding,
                          data_format, dilations, device, depthwise=False):
@@ -309,7 +301,7 @@ def _backprop_doc(n_spatial, what, depthwise=False):
 
 
 def _make_conv_backprop(n_spatial, what, depthwise=False):
-    fmt = _FORMATS[n_spatial]
+    fmt = LAYOUTS[n_spatial][0]
     core = _conv_backprop_input if what == "input" else _conv_backprop_filter
 
     if what == "input":
@@ -425,7 +417,7 @@ def _pool_grad_doc(kind, n_spatial):
 
 
 def _make_pool_grad(kind, n_spatial):
-    fmt = _FORMATS[n_spatial]
+    fmt = LAYOUTS[n_spatial][0]
     if kind == "max":
         def pool_grad(orig_input, orig_output, grad, ksize, strides, padding, data_format=fmt,
                       *, device=None):

@@ -690,20 +690,11 @@ def _backprop(n, what, first_arg, filters, out_backprop, strides, padding, data_
             x, sizes = x[:, None], [1, *sizes]
     rank = len(strides)
     full = lambda values: [1, *values, 1]  # noqa: E731
-    if depthwise:
-        if what == "input":
-            out = tf.compat.v1.nn.depthwise_conv2d_native_backprop_input(
-                sizes, w, dy, full(strides), _tf_padding(padding), dilations=full(dilations))
-        else:
-            out = tf.compat.v1.nn.depthwise_conv2d_native_backprop_filter(
-                x, sizes, dy, full(strides), _tf_padding(padding), dilations=full(dilations))
-    elif rank == 2:
-        if what == "input":
-            out = tf.compat.v1.nn.conv2d_backprop_input(
-                sizes, w, dy, full(strides), _tf_padding(padding), dilations=full(dilations))
-        else:
-            out = tf.compat.v1.nn.conv2d_backprop_filter(
-                x, sizes, dy, full(strides), _tf_padding(padding), dilations=full(dilations))
+    if depthwise or rank == 2:
+        prefix = "depthwise_conv2d_native" if depthwise else "conv2d"
+        kernel = getattr(tf.compat.v1.nn, f"{prefix}_backprop_{what}")
+        known = (sizes, w) if what == "input" else (x, sizes)
+        out = kernel(*known, dy, full(strides), _tf_padding(padding), dilations=full(dilations))
     elif what == "input":
         out = tf.raw_ops.Conv3DBackpropInputV2(input_sizes=sizes, filter=w, out_backprop=dy,
                                                strides=full(strides), padding=padding,

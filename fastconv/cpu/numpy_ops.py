@@ -307,4 +307,3 @@ def mode_pad(problem):
 BY_FAMILY = {"conv": conv, "conv_transpose": conv_transpose, "max_pool": pool, "avg_pool": pool,
              "global_pool": global_pool, "zero_pad": zero_pad, "window_pool": window_pool,
              "max_unpool": max_unpool, "pad": mode_pad}
-

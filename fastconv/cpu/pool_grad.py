@@ -89,11 +89,7 @@ def avg_pool_grad_ndhwc(grad, dx, kd, kh, kw, sd, sh, sw, pd, ph, pw):
         n = job // chunks
         c0 = (job % chunks) * LANES
         c1 = min(c_, c0 + LANES)
-        for t in range(d_):
-            for r in range(h_):
-                for s in range(w_):
-                    for c in range(c0, c1):
-                        dx[n, t, r, s, c] = 0
+        dx[n, :, :, :, c0:c1] = 0
         share = np.empty(c1 - c0, dx.dtype)
         for od in range(od_):
             t0, t1 = _clipped(od, sd, pd, kd, d_)
