@@ -17,7 +17,7 @@ from .problems import (ConvProblem, ConvTransposeProblem, GlobalPoolProblem, Pad
                        layout_shape)
 from .shapes import (LAYOUTS, as_int, check_int32, normalize_window, parse_data_format,
                      parse_padding, window_geometry)
-from .validation import (activation_code, array_dtype, as_host_array, check_device,
+from .validation import (resolve_activation, array_dtype, as_host_array, check_device,
                          check_float_dtype, check_rank, check_same_dtype, is_dask_array,
                          is_device_array)
 
@@ -131,7 +131,7 @@ def _prepare_input(input, n_spatial, data_format, device, arrays=()):
 # ----------------------------------------------------------------------------- convolution
 
 def _conv(n_spatial, input, filters, strides, padding, data_format, dilations, bias, activation,
-          device, strides_name="strides"):
+          device, strides_name="strides", alpha=None):
     x, channels_first, device = _prepare_input(input, n_spatial, data_format, device,
                                                (filters, bias))
     dtype = array_dtype(x)
@@ -155,8 +155,21 @@ def _conv(n_spatial, input, filters, strides, padding, data_format, dilations, b
                          + _torch_layout_advice(w.shape, channels, n_spatial, channels_first))
     _warn_if_torch_layout(tuple(w.shape), channels, n_spatial, channels_first)
     bias = _bias(bias, out_channels, device, dtype)
-    act = activation_code(activation)
-    return _run_conv(x, w, bias, window, groups, act, channels_first, n_spatial, device)
+    act = resolve_activation(activation, alpha)
+    return _activate_after(_run_conv(x, w, bias, window, groups, act.code, channels_first,
+                                     n_spatial, device), act)
+
+
+def _activate_after(out, act):
+    """``out`` through the part of activation ``act`` the kernels did not fuse (leaky_relu
+    with a non-default alpha, a callable): in NumPy on the host, the slow path."""
+    if act.fused:
+        return out
+    if is_device_array(out) and not isinstance(out, np.ndarray):
+        from numba import cuda
+
+        return cuda.to_device(np.ascontiguousarray(act.post(out.copy_to_host())))
+    return act.post(out)
 
 
 def _bias(bias, out_channels, device, dtype):
@@ -176,7 +189,7 @@ def _check_bias_shape(shape, out_channels):
 
 
 def convolution(input, filters, strides=None, padding="VALID", data_format=None, dilations=None,
-                *, bias=None, activation=None, device=None):
+                *, bias=None, activation=None, alpha=None, device=None):
     """Convolution of any spatial rank, as ``tf.nn.convolution``: the input's rank decides
     (3-D input: :func:`conv1d`, 4-D: :func:`conv2d`, 5-D: :func:`conv3d`).
 
@@ -194,7 +207,12 @@ def convolution(input, filters, strides=None, padding="VALID", data_format=None,
         None means channels-last.
     dilations : int or sequence, optional
     bias : array_like (out_channels,), optional
-    activation : {None, "relu", "relu6", "sigmoid", "tanh"}
+    activation : str or callable, optional
+        Fused: None, "relu", "relu6", "sigmoid", "tanh", "silu" (or "swish"), "gelu",
+        "gelu_tanh", "leaky_relu", "elu", "hard_swish", "hard_sigmoid"; or any NumPy-vectorised
+        callable of the output array (applied after the kernel, on the host: slow but correct).
+    alpha : float, optional
+        leaky_relu's negative slope; TF's default 0.2 is fused, another runs after the kernel.
     device : {None, "cpu", "cuda"}
 
     Returns
@@ -212,7 +230,7 @@ def convolution(input, filters, strides=None, padding="VALID", data_format=None,
     """
     n_spatial = _spatial_rank(input)
     return _conv(n_spatial, input, filters, 1 if strides is None else strides, padding,
-                 data_format, dilations, bias, activation, device)
+                 data_format, dilations, bias, activation, device, alpha=alpha)
 
 
 def _conv_window(n_spatial, strides, padding, dilations, channels_first, strides_name):
@@ -241,7 +259,7 @@ def _run_conv(x, w, bias, window, groups, act, channels_first, n_spatial, device
 
 
 def conv1d(input, filters, stride, padding, data_format="NWC", dilations=None, *, bias=None,
-           activation=None, device=None):
+           activation=None, alpha=None, device=None):
     """1-D convolution, as ``tf.nn.conv1d``, with optional fused bias and activation.
 
     Parameters
@@ -258,7 +276,12 @@ def conv1d(input, filters, stride, padding, data_format="NWC", dilations=None, *
     data_format : {"NWC", "NCW"}
     dilations : int or sequence, optional
     bias : array_like (out_channels,), optional
-    activation : {None, "relu", "relu6", "sigmoid", "tanh"}
+    activation : str or callable, optional
+        Fused: None, "relu", "relu6", "sigmoid", "tanh", "silu" (or "swish"), "gelu",
+        "gelu_tanh", "leaky_relu", "elu", "hard_swish", "hard_sigmoid"; or any NumPy-vectorised
+        callable of the output array (applied after the kernel, on the host: slow but correct).
+    alpha : float, optional
+        leaky_relu's negative slope; TF's default 0.2 is fused, another runs after the kernel.
     device : {None, "cpu", "cuda"}
         None follows the data.
 
@@ -275,11 +298,11 @@ def conv1d(input, filters, stride, padding, data_format="NWC", dilations=None, *
     array([1., 3., 5., 7.], dtype=float32)
     """
     return _conv(1, input, filters, stride, padding, data_format, dilations, bias, activation,
-                 device, strides_name="stride")
+                 device, strides_name="stride", alpha=alpha)
 
 
 def conv2d(input, filters, strides, padding, data_format="NHWC", dilations=None, *, bias=None,
-           activation=None, device=None):
+           activation=None, alpha=None, device=None):
     """2-D convolution, as ``tf.nn.conv2d``, with optional fused bias and activation.
 
     ``fastconv.conv2d(x, w, 1, "SAME", bias=b, activation="relu")`` is the Keras layer
@@ -300,7 +323,12 @@ def conv2d(input, filters, strides, padding, data_format="NHWC", dilations=None,
     data_format : {"NHWC", "NCHW"}
     dilations : int or sequence, optional
     bias : array_like (out_channels,), optional
-    activation : {None, "relu", "relu6", "sigmoid", "tanh"}
+    activation : str or callable, optional
+        Fused: None, "relu", "relu6", "sigmoid", "tanh", "silu" (or "swish"), "gelu",
+        "gelu_tanh", "leaky_relu", "elu", "hard_swish", "hard_sigmoid"; or any NumPy-vectorised
+        callable of the output array (applied after the kernel, on the host: slow but correct).
+    alpha : float, optional
+        leaky_relu's negative slope; TF's default 0.2 is fused, another runs after the kernel.
     device : {None, "cpu", "cuda"}
         None follows the data (GPU arrays run on the GPU).
 
@@ -320,11 +348,11 @@ def conv2d(input, filters, strides, padding, data_format="NHWC", dilations=None,
     (1, 26, 26, 32)
     """
     return _conv(2, input, filters, strides, padding, data_format, dilations, bias, activation,
-                 device)
+                 device, alpha=alpha)
 
 
 def conv3d(input, filters, strides, padding, data_format="NDHWC", dilations=None, *, bias=None,
-           activation=None, device=None):
+           activation=None, alpha=None, device=None):
     """3-D convolution, as ``tf.nn.conv3d``, with optional fused bias and activation.
 
     Parameters
@@ -338,7 +366,12 @@ def conv3d(input, filters, strides, padding, data_format="NDHWC", dilations=None
     data_format : {"NDHWC", "NCDHW"}
     dilations : int or sequence, optional
     bias : array_like (out_channels,), optional
-    activation : {None, "relu", "relu6", "sigmoid", "tanh"}
+    activation : str or callable, optional
+        Fused: None, "relu", "relu6", "sigmoid", "tanh", "silu" (or "swish"), "gelu",
+        "gelu_tanh", "leaky_relu", "elu", "hard_swish", "hard_sigmoid"; or any NumPy-vectorised
+        callable of the output array (applied after the kernel, on the host: slow but correct).
+    alpha : float, optional
+        leaky_relu's negative slope; TF's default 0.2 is fused, another runs after the kernel.
     device : {None, "cpu", "cuda"}
 
     Returns
@@ -354,11 +387,11 @@ def conv3d(input, filters, strides, padding, data_format="NDHWC", dilations=None
     (1, 2, 2, 2, 5)
     """
     return _conv(3, input, filters, strides, padding, data_format, dilations, bias, activation,
-                 device)
+                 device, alpha=alpha)
 
 
 def depthwise_conv2d(input, filter, strides, padding, data_format="NHWC", dilations=None, *,
-                     bias=None, activation=None, device=None):
+                     bias=None, activation=None, alpha=None, device=None):
     """Depthwise 2-D convolution, as ``tf.nn.depthwise_conv2d``.
 
     Output channel ``c * M + m`` is input channel ``c`` convolved with ``filter[:, :, c, m]``.
@@ -378,7 +411,12 @@ def depthwise_conv2d(input, filter, strides, padding, data_format="NHWC", dilati
         TF's ``rate``.
     bias : array_like (C * M,), optional
         Added inside the kernel, as ``tf.nn.bias_add`` after the conv.
-    activation : {None, "relu", "relu6", "sigmoid", "tanh"}
+    activation : str or callable, optional
+        Fused: None, "relu", "relu6", "sigmoid", "tanh", "silu" (or "swish"), "gelu",
+        "gelu_tanh", "leaky_relu", "elu", "hard_swish", "hard_sigmoid"; or any NumPy-vectorised
+        callable of the output array (applied after the kernel, on the host: slow but correct).
+    alpha : float, optional
+        leaky_relu's negative slope; TF's default 0.2 is fused, another runs after the kernel.
         Applied after the bias, inside the kernel.
     device : {None, "cpu", "cuda"}
 
@@ -410,12 +448,13 @@ def depthwise_conv2d(input, filter, strides, padding, data_format="NHWC", dilati
     grouped = w.reshape((w.shape[0], w.shape[1], 1, channels * multiplier))
     window = _conv_window(2, strides, padding, dilations, channels_first, "strides")
     bias = _bias(bias, channels * multiplier, device, dtype)
-    act = activation_code(activation)
-    return _run_conv(x, grouped, bias, window, channels, act, channels_first, 2, device)
+    act = resolve_activation(activation, alpha)
+    return _activate_after(_run_conv(x, grouped, bias, window, channels, act.code,
+                                     channels_first, 2, device), act)
 
 
 def separable_conv2d(input, depthwise_filter, pointwise_filter, strides, padding,
-                     data_format=None, dilations=None, *, bias=None, activation=None,
+                     data_format=None, dilations=None, *, bias=None, activation=None, alpha=None,
                      device=None):
     """Depthwise-separable 2-D convolution, as ``tf.nn.separable_conv2d``: a depthwise conv
     (:func:`depthwise_conv2d`) then a 1x1 conv mixing its channels.
@@ -434,7 +473,12 @@ def separable_conv2d(input, depthwise_filter, pointwise_filter, strides, padding
     dilations : int or sequence, optional
         TF's ``rate`` of the depthwise conv.
     bias : array_like (out_channels,), optional
-    activation : {None, "relu", "relu6", "sigmoid", "tanh"}
+    activation : str or callable, optional
+        Fused: None, "relu", "relu6", "sigmoid", "tanh", "silu" (or "swish"), "gelu",
+        "gelu_tanh", "leaky_relu", "elu", "hard_swish", "hard_sigmoid"; or any NumPy-vectorised
+        callable of the output array (applied after the kernel, on the host: slow but correct).
+    alpha : float, optional
+        leaky_relu's negative slope; TF's default 0.2 is fused, another runs after the kernel.
         Both fused into the 1x1 conv (extensions: Keras' ``SeparableConv2D`` adds them).
     device : {None, "cpu", "cuda"}
 
@@ -471,11 +515,11 @@ def separable_conv2d(input, depthwise_filter, pointwise_filter, strides, padding
     if bias is not None:  # checked again by the 1x1 conv, but before the depthwise runs
         _check_bias_shape(_shape_of(bias), pointwise_shape[3])
     check_device(device)
-    activation_code(activation)
+    resolve_activation(activation, alpha)
     middle = depthwise_conv2d(input, depthwise_filter, strides, padding, fmt, dilations,
                               device=device)
     return conv2d(middle, pointwise_filter, 1, "VALID", fmt, bias=bias, activation=activation,
-                  device=device)
+                  alpha=alpha, device=device)
 
 
 def _shape_of(value):
@@ -485,7 +529,8 @@ def _shape_of(value):
 
 
 def conv2d_transpose(input, filters, output_shape, strides, padding="SAME", data_format="NHWC",
-                     dilations=None, *, device=None):
+                     dilations=None, *, bias=None,
+                     activation=None, alpha=None, device=None):
     """Transposed 2-D convolution (the gradient of conv2d), as ``tf.nn.conv2d_transpose``.
 
     Parameters
@@ -493,7 +538,10 @@ def conv2d_transpose(input, filters, output_shape, strides, padding="SAME", data
     input : array_like (N, H, W, in_channels) or channels-first
     filters : array_like (K_h, K_w, out_channels, in_channels)
         TF's layout in every ``data_format``: note output channels come before input channels
-        (PyTorch's ``(in, out, K_h, K_w)`` weights: ``w.transpose(2, 3, 1, 0)``).
+        (PyTorch's ``(in, out, K_h, K_w)`` weights: ``w.transpose(2, 3, 1, 0)``). Grouped
+        (PyTorch's ``groups``; TF has none) when ``output_shape`` has a multiple of the
+        filters' out_channels: ``(K_h, K_w, out_channels / groups, in_channels)``, each group
+        of ``in_channels / groups`` input channels filling its block of output channels.
     output_shape : sequence of 4 ints (or 2 spatial sizes)
         The shape of the result; conv2d with the same arguments must map it back to
         ``input``'s spatial shape.
@@ -501,6 +549,14 @@ def conv2d_transpose(input, filters, output_shape, strides, padding="SAME", data
     padding : {"SAME", "VALID"} or list of pairs
     data_format : {"NHWC", "NCHW"}
     dilations : int or sequence, optional
+    bias : array_like (out_channels,), optional
+        Added to every output (an extension: tf.nn has none).
+    activation : str or callable, optional
+        Fused: None, "relu", "relu6", "sigmoid", "tanh", "silu" (or "swish"), "gelu",
+        "gelu_tanh", "leaky_relu", "elu", "hard_swish", "hard_sigmoid"; or any NumPy-vectorised
+        callable of the output array (applied after the kernel, on the host: slow but correct).
+    alpha : float, optional
+        leaky_relu's negative slope; TF's default 0.2 is fused, another runs after the kernel.
     device : {None, "cpu", "cuda"}
 
     Returns
@@ -517,7 +573,7 @@ def conv2d_transpose(input, filters, output_shape, strides, padding="SAME", data
     (1, 8, 8, 16)
     """
     return _conv_transpose(2, input, filters, output_shape, strides, padding, data_format,
-                           dilations, device)
+                           dilations, device, bias, activation, alpha)
 
 
 _TRANSPOSED_FILTER_LAYOUT = {1: "(W, out_channels, in_channels)",
@@ -526,10 +582,11 @@ _TRANSPOSED_FILTER_LAYOUT = {1: "(W, out_channels, in_channels)",
 
 
 def _conv_transpose(n_spatial, input, filters, output_shape, strides, padding, data_format,
-                    dilations, device):
-    """Validate and run a transposed conv of ``n_spatial`` dims (TF's filter layout)."""
+                    dilations, device, bias=None, activation=None, alpha=None):
+    """Validate and run a transposed conv of ``n_spatial`` dims (TF's filter layout; grouped
+    when the output has a multiple of the filters' out_channels)."""
     x, channels_first, device = _prepare_input(input, n_spatial, data_format, device,
-                                               (filters,))
+                                               (filters, bias))
     dtype = array_dtype(x)
     w = _data(filters, "filters", device, dtype)
     check_same_dtype(dtype, "input", array_dtype(w), "filters")
@@ -544,16 +601,26 @@ def _conv_transpose(n_spatial, input, filters, output_shape, strides, padding, d
         raise ValueError(f"filters must have non-zero sizes, got shape {w_shape}")
     if w_shape[-1] != channels:
         raise ValueError(f"filters' in_channels (last dim, {w_shape[-1]}) must equal the "
-                         f"input's {channels} channels; filters shape {w_shape}")
-    out_channels = w_shape[-2]
-    output_shape = _output_shape(output_shape, batch, out_channels, channels_first, n_spatial)
+                         f"input's {channels} channels (grouped too: (*kernel, out_channels / "
+                         f"groups, in_channels), as PyTorch's (in, out / groups, *kernel) "
+                         f"weights transposed); filters shape {w_shape}")
+    group_out = w_shape[-2]
+    output_shape = _output_shape(output_shape, batch, group_out, channels_first, n_spatial,
+                                 in_channels=channels)
+    out_channels = _split(output_shape, channels_first)[1]
+    groups = out_channels // group_out
     out_spatial = _split(output_shape, channels_first)[2]
-    return _run_conv_transpose(x, w, None, out_spatial, (strides, padding, dilations),
-                               channels_first, n_spatial, device, output_shape)
+    bias = _bias(bias, out_channels, device, dtype)
+    act = resolve_activation(activation, alpha)
+    return _activate_after(_run_conv_transpose(x, w, bias, out_spatial,
+                                               (strides, padding, dilations), channels_first,
+                                               n_spatial, device, output_shape, groups,
+                                               act.code), act)
 
 
 def conv1d_transpose(input, filters, output_shape, strides, padding="SAME", data_format="NWC",
-                     dilations=None, *, device=None):
+                     dilations=None, *, bias=None,
+                     activation=None, alpha=None, device=None):
     """Transposed 1-D convolution (the gradient of conv1d), as ``tf.nn.conv1d_transpose``.
 
     Parameters
@@ -569,6 +636,14 @@ def conv1d_transpose(input, filters, output_shape, strides, padding="SAME", data
     padding : {"SAME", "VALID"} or list of pairs
     data_format : {"NWC", "NCW"}
     dilations : int or sequence, optional
+    bias : array_like (out_channels,), optional
+        Added to every output (an extension: tf.nn has none).
+    activation : str or callable, optional
+        Fused: None, "relu", "relu6", "sigmoid", "tanh", "silu" (or "swish"), "gelu",
+        "gelu_tanh", "leaky_relu", "elu", "hard_swish", "hard_sigmoid"; or any NumPy-vectorised
+        callable of the output array (applied after the kernel, on the host: slow but correct).
+    alpha : float, optional
+        leaky_relu's negative slope; TF's default 0.2 is fused, another runs after the kernel.
     device : {None, "cpu", "cuda"}
 
     Returns
@@ -583,11 +658,12 @@ def conv1d_transpose(input, filters, output_shape, strides, padding="SAME", data
     array([1., 1., 1., 1., 1., 1.])
     """
     return _conv_transpose(1, input, filters, output_shape, strides, padding, data_format,
-                           dilations, device)
+                           dilations, device, bias, activation, alpha)
 
 
 def conv3d_transpose(input, filters, output_shape, strides, padding="SAME",
-                     data_format="NDHWC", dilations=None, *, device=None):
+                     data_format="NDHWC", dilations=None, *, bias=None,
+                     activation=None, alpha=None, device=None):
     """Transposed 3-D convolution (the gradient of conv3d), as ``tf.nn.conv3d_transpose``.
 
     Parameters
@@ -601,6 +677,14 @@ def conv3d_transpose(input, filters, output_shape, strides, padding="SAME",
     padding : {"SAME", "VALID"} or list of pairs
     data_format : {"NDHWC", "NCDHW"}
     dilations : int or sequence, optional
+    bias : array_like (out_channels,), optional
+        Added to every output (an extension: tf.nn has none).
+    activation : str or callable, optional
+        Fused: None, "relu", "relu6", "sigmoid", "tanh", "silu" (or "swish"), "gelu",
+        "gelu_tanh", "leaky_relu", "elu", "hard_swish", "hard_sigmoid"; or any NumPy-vectorised
+        callable of the output array (applied after the kernel, on the host: slow but correct).
+    alpha : float, optional
+        leaky_relu's negative slope; TF's default 0.2 is fused, another runs after the kernel.
     device : {None, "cpu", "cuda"}
 
     Returns
@@ -616,11 +700,12 @@ def conv3d_transpose(input, filters, output_shape, strides, padding="SAME",
     (1, 4, 4, 4, 4)
     """
     return _conv_transpose(3, input, filters, output_shape, strides, padding, data_format,
-                           dilations, device)
+                           dilations, device, bias, activation, alpha)
 
 
 def conv_transpose(input, filters, output_shape, strides, padding="SAME", data_format=None,
-                   dilations=None, *, device=None):
+                   dilations=None, *, bias=None,
+                   activation=None, alpha=None, device=None):
     """Transposed convolution of any spatial rank, as ``tf.nn.conv_transpose``: the length of
     ``output_shape`` decides (3: :func:`conv1d_transpose`, 4: :func:`conv2d_transpose`, 5:
     :func:`conv3d_transpose`).
@@ -635,6 +720,14 @@ def conv_transpose(input, filters, output_shape, strides, padding="SAME", data_f
     data_format : str, optional
         None means channels-last; a format starting with ``"NC"`` means channels-first.
     dilations : int or sequence, optional
+    bias : array_like (out_channels,), optional
+        Added to every output (an extension: tf.nn has none).
+    activation : str or callable, optional
+        Fused: None, "relu", "relu6", "sigmoid", "tanh", "silu" (or "swish"), "gelu",
+        "gelu_tanh", "leaky_relu", "elu", "hard_swish", "hard_sigmoid"; or any NumPy-vectorised
+        callable of the output array (applied after the kernel, on the host: slow but correct).
+    alpha : float, optional
+        leaky_relu's negative slope; TF's default 0.2 is fused, another runs after the kernel.
     device : {None, "cpu", "cuda"}
 
     Returns
@@ -654,10 +747,10 @@ def conv_transpose(input, filters, output_shape, strides, padding="SAME", data_f
         raise ValueError(f"output_shape must have 3, 4 or 5 entries (batch, spatial dims, "
                          f"channels), got {len(_shape_values(output_shape, 'output_shape'))}")
     return _conv_transpose(n_spatial, input, filters, output_shape, strides, padding,
-                           data_format, dilations, device)
+                           data_format, dilations, device, bias, activation, alpha)
 
 
-def atrous_conv2d(value, filters, rate, padding, *, bias=None, activation=None, device=None):
+def atrous_conv2d(value, filters, rate, padding, *, bias=None, activation=None, alpha=None, device=None):
     """Atrous (dilated) 2-D convolution, as ``tf.nn.atrous_conv2d``: :func:`conv2d` with stride
     1 and ``dilations=rate``, channels-last.
 
@@ -669,7 +762,12 @@ def atrous_conv2d(value, filters, rate, padding, *, bias=None, activation=None, 
         The dilation, at least 1.
     padding : {"SAME", "VALID"}
     bias : array_like (out_channels,), optional
-    activation : {None, "relu", "relu6", "sigmoid", "tanh"}
+    activation : str or callable, optional
+        Fused: None, "relu", "relu6", "sigmoid", "tanh", "silu" (or "swish"), "gelu",
+        "gelu_tanh", "leaky_relu", "elu", "hard_swish", "hard_sigmoid"; or any NumPy-vectorised
+        callable of the output array (applied after the kernel, on the host: slow but correct).
+    alpha : float, optional
+        leaky_relu's negative slope; TF's default 0.2 is fused, another runs after the kernel.
         Both fused as in :func:`conv2d` (extensions: tf.nn has neither).
     device : {None, "cpu", "cuda"}
 
@@ -684,10 +782,11 @@ def atrous_conv2d(value, filters, rate, padding, *, bias=None, activation=None, 
     (1, 3, 3, 1)
     """
     return _conv(2, value, filters, 1, _atrous_padding(padding),
-                 "NHWC", _atrous_rate(rate), bias, activation, device)
+                 "NHWC", _atrous_rate(rate), bias, activation, device, alpha=alpha)
 
 
-def atrous_conv2d_transpose(value, filters, output_shape, rate, padding, *, device=None):
+def atrous_conv2d_transpose(value, filters, output_shape, rate, padding, *, bias=None,
+                            activation=None, alpha=None, device=None):
     """The transpose of :func:`atrous_conv2d`, as ``tf.nn.atrous_conv2d_transpose``:
     :func:`conv2d_transpose` with stride 1 and ``dilations=rate``, channels-last.
 
@@ -699,6 +798,14 @@ def atrous_conv2d_transpose(value, filters, output_shape, rate, padding, *, devi
     rate : int
         The dilation, at least 1.
     padding : {"SAME", "VALID"}
+    bias : array_like (out_channels,), optional
+        Added to every output (an extension: tf.nn has none).
+    activation : str or callable, optional
+        Fused: None, "relu", "relu6", "sigmoid", "tanh", "silu" (or "swish"), "gelu",
+        "gelu_tanh", "leaky_relu", "elu", "hard_swish", "hard_sigmoid"; or any NumPy-vectorised
+        callable of the output array (applied after the kernel, on the host: slow but correct).
+    alpha : float, optional
+        leaky_relu's negative slope; TF's default 0.2 is fused, another runs after the kernel.
     device : {None, "cpu", "cuda"}
 
     Returns
@@ -714,7 +821,7 @@ def atrous_conv2d_transpose(value, filters, output_shape, rate, padding, *, devi
     (1, 7, 7, 1)
     """
     return _conv_transpose(2, value, filters, output_shape, 1, _atrous_padding(padding),
-                           "NHWC", _atrous_rate(rate), device)
+                           "NHWC", _atrous_rate(rate), device, bias, activation, alpha)
 
 
 def _atrous_rate(rate):
@@ -733,14 +840,14 @@ def _atrous_padding(padding):
 
 
 def _run_conv_transpose(x, w, bias, out_spatial, window, channels_first, n_spatial, device,
-                        output_shape=None):
+                        output_shape=None, groups=1, activation=0):
     """Dispatch a validated transposed conv: ``w`` (*kernel, out_channels, in_channels) in TF's
     layout, ``window`` (strides, padding, dilations) of the forward conv that maps
     ``out_spatial`` back to the input's spatial sizes (checked here)."""
     strides, padding, dilations = window
     batch, _, spatial = _split(x.shape, channels_first)
     w_shape = tuple(w.shape)
-    out_channels = w_shape[n_spatial]
+    out_channels = w_shape[n_spatial] * groups
     out_spatial = tuple(out_spatial)
     geometry = window_geometry(out_spatial, w_shape[:n_spatial], strides, dilations, padding)
     if geometry.out_sizes != spatial:
@@ -754,7 +861,7 @@ def _run_conv_transpose(x, w, bias, out_spatial, window, channels_first, n_spati
                                    channels_first, layout_shape(batch, out_channels,
                                                                 geometry3.in_sizes,
                                                                 channels_first),
-                                   array_dtype(x), bias)
+                                   array_dtype(x), bias, groups, activation)
     return _finish(dispatch.run("conv_transpose", device, problem),
                    layout_shape(batch, out_channels, out_spatial, channels_first))
 
@@ -771,7 +878,11 @@ def _shape_values(output_shape, name):
     return tuple(as_int(v, name) for v in output_shape)
 
 
-def _output_shape(output_shape, batch, out_channels, channels_first, n_spatial=2):
+def _output_shape(output_shape, batch, out_channels, channels_first, n_spatial=2,
+                  in_channels=None):
+    """``output_shape`` checked against the batch and the filters' ``out_channels``; with
+    ``in_channels`` (a transposed conv's input channels) a multiple of ``out_channels`` means
+    a grouped transposed conv, whose groups must divide ``in_channels``."""
     values = _shape_values(output_shape, "output_shape")
     if len(values) == n_spatial:
         values = layout_shape(batch, out_channels, values, channels_first)
@@ -780,9 +891,15 @@ def _output_shape(output_shape, batch, out_channels, channels_first, n_spatial=2
     got_batch, got_channels, spatial = _split(values, channels_first)
     if got_batch != batch:
         raise ValueError(f"output_shape batch ({got_batch}) must equal the input's batch ({batch})")
-    if got_channels != out_channels:
+    groups = got_channels // out_channels if got_channels % out_channels == 0 else 0
+    if in_channels is not None and groups > 1 and in_channels % groups == 0:
+        pass  # grouped: groups = output channels / the filters' out_channels
+    elif got_channels != out_channels:
         raise ValueError(f"output_shape channels ({got_channels}) must equal the filters' "
-                         f"out_channels ({out_channels})")
+                         f"out_channels ({out_channels})"
+                         + ("" if in_channels is None else
+                            f", or be a multiple of it by a number of groups that divides "
+                            f"the input's {in_channels} channels"))
     if min(spatial) < 1:
         raise ValueError(f"output_shape spatial sizes must be positive, got {list(values)}")
     check_int32(spatial, "output_shape")

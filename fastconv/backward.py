@@ -4,7 +4,9 @@ Each op's backward is one entry of :data:`RULES` (op name -> rule), looked up th
 table (``fastconv.ops.Op.vjp``); ``tests/test_gradients.py`` checks that every op has one. A
 rule binds the call's arguments to the op's signature, runs the forward op once, keeps what
 the backward pass reads (the input, the filters, the output: the fused activation's
-derivative and the max pooling rule read the output, not a recomputed pre-activation) and
+derivative and the max pooling rule read the output, not a recomputed pre-activation; for
+silu, gelu and hard_swish, whose derivative the output does not give, the saved
+pre-activation) and
 returns ``(output, backward)``.
 
 The gradients equal ``tf.GradientTape().gradient`` of the same TF computation (with
@@ -30,9 +32,9 @@ import inspect
 
 import numpy as np
 
-from . import gradients
+from . import activations, gradients
 from .shapes import LAYOUTS, parse_data_format
-from .validation import activation_code, array_dtype, as_host_array, is_device_array
+from .validation import array_dtype, as_host_array, is_device_array, resolve_activation
 
 
 def vjp(op, *args, **kwargs):
@@ -99,19 +101,35 @@ def _checked_grad(grad_output, output):
     return dy
 
 
-def _activation_grad(code, y, dy):
-    """The output gradient through the fused activation, from its output ``y`` (TF's ReluGrad,
-    Relu6Grad, SigmoidGrad and TanhGrad read the output too)."""
-    if code == 0:
+def _forward(op, a):
+    """Run ``op(**a)``; return ``(output, pre-activation or None, Activation)``.
+
+    The activations whose derivative the output does not determine (silu, gelu, hard_swish;
+    leaky_relu with alpha <= 0) run unfused: the op without its activation, which is saved,
+    then the activation in NumPy (an element-wise pass, far cheaper than a second conv).
+    """
+    act = resolve_activation(a.get("activation"), a.get("alpha"))
+    if act.function is not None:
+        raise ValueError("vjp needs a named activation: the derivative of a callable "
+                         "activation is not known (apply it after the op instead)")
+    if not activations.needs_preactivation(act):
+        return op(**a), None, act
+    z = op(**{**a, "activation": None, "alpha": None})
+    y = activations.apply(_host(z), act.kind, act.alpha)
+    if is_device_array(z) and not isinstance(z, np.ndarray):
+        from numba import cuda
+
+        y = cuda.to_device(y)
+    return y, z, act
+
+
+def _activation_grad(act, y, z, dy):
+    """The output gradient through the fused activation (TF's ReluGrad, Relu6Grad,
+    SigmoidGrad, TanhGrad, EluGrad read the output; silu's, gelu's, hard_swish's read the
+    saved pre-activation)."""
+    if act.kind == activations.NONE:
         return dy
-    y, dy = _host(y), _host(dy)
-    if code == 1:  # relu
-        return np.where(y > 0, dy, 0).astype(dy.dtype)
-    if code == 2:  # relu6
-        return np.where((y > 0) & (y < 6), dy, 0).astype(dy.dtype)
-    if code == 3:  # sigmoid
-        return (dy * (y * (1 - y))).astype(dy.dtype)
-    return (dy * (1 - y * y)).astype(dy.dtype)  # tanh
+    return activations.gradient(act, _host(dy), _host(y), None if z is None else _host(z))
 
 
 def _needs(needs, count):
@@ -151,18 +169,19 @@ def _shape(value):
 
 # ----------------------------------------------------------------------------- conv rules
 
-def _conv_rule(n_spatial, x, w, strides, padding, data_format, dilations, bias, activation,
-               output, depthwise=False):
-    """``(output, backward)`` of a conv of ``n_spatial`` dims whose output is ``output``."""
+def _conv_rule(n_spatial, x, w, strides, padding, data_format, dilations, bias, forward,
+               depthwise=False):
+    """``(output, backward)`` of a conv of ``n_spatial`` dims; ``forward`` is
+    :func:`_forward`'s result."""
+    output, preactivation, act = forward
     fmt = data_format if data_format is not None else LAYOUTS[n_spatial][0]
-    code = activation_code(activation)
     name = "depthwise_conv2d" if depthwise else f"conv{n_spatial}d"
     backprop_input = getattr(gradients, f"{name}_backprop_input")
     backprop_filter = getattr(gradients, f"{name}_backprop_filter")
 
     def backward(grad_output, needs=None):
         wanted = _needs(needs, 2 if bias is None else 3)
-        dz = _activation_grad(code, output, _checked_grad(grad_output, output))
+        dz = _activation_grad(act, output, preactivation, _checked_grad(grad_output, output))
         dx = (backprop_input(_shape(x), w, dz, strides, padding, fmt, dilations)
               if wanted[0] else None)
         dw = (backprop_filter(x, _shape(w), dz, strides, padding, fmt, dilations)
@@ -177,29 +196,25 @@ def _conv_rule(n_spatial, x, w, strides, padding, data_format, dilations, bias, 
 def _conv_nd(n_spatial):
     def rule(op, a):
         stride = a["stride"] if n_spatial == 1 else a["strides"]
-        y = op(**a)
         return _conv_rule(n_spatial, a["input"], a["filters"], stride, a["padding"],
-                          a["data_format"], a["dilations"], a["bias"], a["activation"], y)
+                          a["data_format"], a["dilations"], a["bias"], _forward(op, a))
     return rule
 
 
 def _convolution(op, a):
-    y = op(**a)
     strides = 1 if a["strides"] is None else a["strides"]
     return _conv_rule(_rank(a["input"]), a["input"], a["filters"], strides, a["padding"],
-                      a["data_format"], a["dilations"], a["bias"], a["activation"], y)
+                      a["data_format"], a["dilations"], a["bias"], _forward(op, a))
 
 
 def _depthwise(op, a):
-    y = op(**a)
     return _conv_rule(2, a["input"], a["filter"], a["strides"], a["padding"], a["data_format"],
-                      a["dilations"], a["bias"], a["activation"], y, depthwise=True)
+                      a["dilations"], a["bias"], _forward(op, a), depthwise=True)
 
 
 def _atrous(op, a):
-    y = op(**a)
     return _conv_rule(2, a["value"], a["filters"], 1, a["padding"], "NHWC", a["rate"],
-                      a["bias"], a["activation"], y)
+                      a["bias"], _forward(op, a))
 
 
 def _separable(op, a):
@@ -210,7 +225,8 @@ def _separable(op, a):
                                      a["strides"], a["padding"], fmt, a["dilations"],
                                      device=a["device"])
     y, pointwise_backward = vjp(api.conv2d, middle, a["pointwise_filter"], 1, "VALID", fmt,
-                                bias=a["bias"], activation=a["activation"], device=a["device"])
+                                bias=a["bias"], activation=a["activation"], alpha=a["alpha"],
+                                device=a["device"])
 
     def backward(grad_output):
         d_middle, d_pointwise, *d_bias = pointwise_backward(grad_output)
@@ -220,42 +236,45 @@ def _separable(op, a):
     return y, backward
 
 
-def _transpose_rule(n_spatial, x, w, strides, padding, data_format, dilations, output):
+def _transpose_rule(n_spatial, x, w, strides, padding, data_format, dilations, bias, forward):
     """A transposed conv is the input gradient of a conv: its input gradient is that conv
-    of ``grad_output``, its filter gradient the conv's filter gradient with the roles of
-    input and output gradient swapped."""
+    of ``grad_output`` (grouped as the transposed conv is), its filter gradient the conv's
+    filter gradient with the roles of input and output gradient swapped."""
     from . import api
 
+    output, preactivation, act = forward
     fmt = data_format if data_format is not None else LAYOUTS[n_spatial][0]
-    forward = {1: api.conv1d, 2: api.conv2d, 3: api.conv3d}[n_spatial]
+    conv = {1: api.conv1d, 2: api.conv2d, 3: api.conv3d}[n_spatial]
     backprop_filter = getattr(gradients, f"conv{n_spatial}d_backprop_filter")
+    channels_first = _layout(fmt, n_spatial)
 
     def backward(grad_output):
-        dy = _checked_grad(grad_output, output)
-        dx = forward(dy, w, strides, padding, fmt, dilations)
-        dw = backprop_filter(dy, _shape(w), x, strides, padding, fmt, dilations)
-        return dx, dw
+        dz = _activation_grad(act, output, preactivation, _checked_grad(grad_output, output))
+        dx = conv(dz, w, strides, padding, fmt, dilations)
+        dw = backprop_filter(dz, _shape(w), x, strides, padding, fmt, dilations)
+        if bias is None:
+            return dx, dw
+        return dx, dw, _bias_grad(dz, channels_first)
 
     return output, backward
 
 
 def _transpose_nd(n_spatial):
     def rule(op, a):
-        y = op(**a)
         return _transpose_rule(n_spatial, a["input"], a["filters"], a["strides"], a["padding"],
-                               a["data_format"], a["dilations"], y)
+                               a["data_format"], a["dilations"], a["bias"], _forward(op, a))
     return rule
 
 
 def _transpose_any(op, a):
-    y = op(**a)
     return _transpose_rule(_rank(a["input"]), a["input"], a["filters"], a["strides"],
-                           a["padding"], a["data_format"], a["dilations"], y)
+                           a["padding"], a["data_format"], a["dilations"], a["bias"],
+                           _forward(op, a))
 
 
 def _atrous_transpose(op, a):
-    y = op(**a)
-    return _transpose_rule(2, a["value"], a["filters"], 1, a["padding"], "NHWC", a["rate"], y)
+    return _transpose_rule(2, a["value"], a["filters"], 1, a["padding"], "NHWC", a["rate"],
+                           a["bias"], _forward(op, a))
 
 
 # ----------------------------------------------------------------------------- pool rules

@@ -64,6 +64,8 @@ class ConvTransposeProblem:
     #: ``(T, R, S, out_channels // groups, in_channels)``, group ``g``'s input channels
     #: scattering into its block of output channels.
     groups: int = 1
+    #: Fused activation code (``fastconv.activations``), applied after the bias.
+    activation: int = 0
 
 
 @dataclass

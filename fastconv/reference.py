@@ -27,6 +27,7 @@ array([[ 5.,  7.],
 from __future__ import annotations
 
 import itertools
+import math
 
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
@@ -78,9 +79,35 @@ def _from_last(y, channels_first):
     return np.ascontiguousarray(np.moveaxis(y, -1, 1) if channels_first else y)
 
 
-def _activate(values, activation):
+def _activate(values, activation, alpha=None):
+    """``activation`` of float64 ``values``, written from the definitions (tf.nn and Keras),
+    not from fastconv's kernels."""
+    if callable(activation) and not isinstance(activation, str):
+        return np.asarray(activation(values))
+    activation = activation.lower() if isinstance(activation, str) else activation
     if activation in (None, "linear"):
         return values
+    sigmoid = lambda v: 0.5 * (1 + np.tanh(0.5 * v))  # noqa: E731  (no overflow warning)
+    relu6 = lambda v: np.clip(v, 0, 6)  # noqa: E731
+    if activation in ("silu", "swish"):
+        return values * sigmoid(values)
+    # tf.nn.gelu's constants 1/sqrt(2) and 0.044715 pass through float32 (its
+    # math_ops.cast of a Python float), in float64 too.
+    if activation == "gelu":
+        erfc = np.vectorize(math.erfc, otypes=[np.float64])
+        return values * erfc(-values * float(np.float32(1 / math.sqrt(2)))) / 2
+    if activation == "gelu_tanh":
+        return 0.5 * values * (1 + np.tanh(math.sqrt(2 / math.pi) * (
+            values + float(np.float32(0.044715)) * values ** 3)))
+    if activation == "leaky_relu":
+        slope = float(np.float32(0.2 if alpha is None else alpha))  # TF's float32 attr
+        return np.where(values > 0, values, slope * values)
+    if activation == "elu":
+        return np.where(values > 0, values, np.expm1(np.minimum(values, 0)))
+    if activation in ("hard_swish", "hard_silu"):
+        return values * relu6(values + 3) / 6
+    if activation == "hard_sigmoid":
+        return relu6(values + 3) / 6
     if activation == "relu":
         return np.where(values < 0, 0, values)  # NaN passes through, as in tf.nn.relu
     if activation == "relu6":
@@ -108,7 +135,7 @@ def _windows(xp, kernel, strides, dilations):
 
 # ----------------------------------------------------------------------------- the core
 
-def conv(x, w, strides, pads, dilations, bias=None, activation=None):
+def conv(x, w, strides, pads, dilations, bias=None, activation=None, alpha=None):
     """Grouped convolution of channels-last ``x`` with (*kernel, C // groups, K) ``w``."""
     n = x.ndim - 2
     xp = np.pad(x.astype(np.float64), [(0, 0)] + list(pads) + [(0, 0)])
@@ -122,13 +149,25 @@ def conv(x, w, strides, pads, dilations, bias=None, activation=None):
     y = y.reshape(y.shape[:n + 1] + (out_channels,))
     if bias is not None:
         y = y + np.asarray(bias, np.float64)
-    return _activate(y, activation).astype(x.dtype)
+    return _activate(y, activation, alpha).astype(x.dtype)
 
 
-def transposed_conv(x, w, out_sizes, strides, pads, dilations):
+def transposed_conv(x, w, out_sizes, strides, pads, dilations, groups=1, bias=None,
+                    activation=None, alpha=None):
     """The gradient of :func:`conv` with respect to its input, for channels-last ``x``: every
     input pixel adds ``x @ w[offset].T`` at ``position * stride - pad + offset * dilation``;
-    ``w`` is (*kernel, out_channels, in_channels)."""
+    ``w`` is (*kernel, out_channels / groups, in_channels), group ``g``'s input channels
+    filling its block of output channels; then the bias and the activation."""
+    in_g = x.shape[-1] // groups
+    y = np.concatenate([_transposed_group(x[..., g * in_g:(g + 1) * in_g],
+                                          w[..., g * in_g:(g + 1) * in_g], out_sizes, strides,
+                                          pads, dilations) for g in range(groups)], axis=-1)
+    if bias is not None:
+        y = y + np.asarray(bias, np.float64)
+    return _activate(y, activation, alpha).astype(x.dtype)
+
+
+def _transposed_group(x, w, out_sizes, strides, pads, dilations):
     n = x.ndim - 2
     kernel = w.shape[:n]
     before = [p[0] for p in pads]
@@ -142,7 +181,7 @@ def transposed_conv(x, w, out_sizes, strides, pads, dilations):
                        zip(offset, dilations, strides, x.shape[1:-1]))
         y[(slice(None),) + target] += xw @ w[offset].astype(np.float64).T
     crop = tuple(slice(b, b + out) for b, out in zip(before, out_sizes))
-    return y[(slice(None),) + crop].astype(x.dtype)
+    return y[(slice(None),) + crop]
 
 
 def pool(kind, x, ksize, strides, pads):
@@ -190,7 +229,8 @@ def zero_pad(x, pads):
 
 # ----------------------------------------------------------------------------- public signatures
 
-def _conv_nd(n, input, filters, strides, padding, data_format, dilations, bias, activation):
+def _conv_nd(n, input, filters, strides, padding, data_format, dilations, bias, activation,
+             alpha=None):
     first = data_format in _CHANNELS_FIRST
     x = np.asarray(input)
     _check_float(x, "input")
@@ -199,58 +239,60 @@ def _conv_nd(n, input, filters, strides, padding, data_format, dilations, bias, 
     strides = _spatial_values(strides, n, first)
     dilations = _spatial_values(dilations, n, first, default=1)
     pads = _pads(padding, xl.shape[1:-1], w.shape[:n], strides, dilations, first)
-    return _from_last(conv(xl, w, strides, pads, dilations, bias, activation), first)
+    return _from_last(conv(xl, w, strides, pads, dilations, bias, activation, alpha), first)
 
 
 def conv1d(input, filters, stride, padding, data_format="NWC", dilations=None, *, bias=None,
-           activation=None, device=None):
+           activation=None, alpha=None, device=None):
     """Oracle for :func:`fastconv.conv1d` (same arguments)."""
-    return _conv_nd(1, input, filters, stride, padding, data_format, dilations, bias, activation)
+    return _conv_nd(1, input, filters, stride, padding, data_format, dilations, bias, activation,
+                    alpha)
 
 
 def conv2d(input, filters, strides, padding, data_format="NHWC", dilations=None, *, bias=None,
-           activation=None, device=None):
+           activation=None, alpha=None, device=None):
     """Oracle for :func:`fastconv.conv2d` (same arguments)."""
     return _conv_nd(2, input, filters, strides, padding, data_format, dilations, bias,
-                    activation)
+                    activation, alpha)
 
 
 def conv3d(input, filters, strides, padding, data_format="NDHWC", dilations=None, *, bias=None,
-           activation=None, device=None):
+           activation=None, alpha=None, device=None):
     """Oracle for :func:`fastconv.conv3d` (same arguments)."""
     return _conv_nd(3, input, filters, strides, padding, data_format, dilations, bias,
-                    activation)
+                    activation, alpha)
 
 
 def convolution(input, filters, strides=None, padding="VALID", data_format=None, dilations=None,
-                *, bias=None, activation=None, device=None):
+                *, bias=None, activation=None, alpha=None, device=None):
     """Oracle for :func:`fastconv.convolution` (any spatial rank; the input's rank decides)."""
     return _conv_nd(np.ndim(input) - 2, input, filters, 1 if strides is None else strides,
-                    padding, data_format, dilations, bias, activation)
+                    padding, data_format, dilations, bias, activation, alpha)
 
 
 def depthwise_conv2d(input, filter, strides, padding, data_format="NHWC", dilations=None, *,
-                     bias=None, activation=None, device=None):
+                     bias=None, activation=None, alpha=None, device=None):
     """Oracle for :func:`fastconv.depthwise_conv2d`: output channel ``c * M + m`` is input
     channel ``c`` convolved with ``filter[..., c, m]``; then the bias and the activation."""
     w = np.asarray(filter)
     grouped = w.reshape(w.shape[0], w.shape[1], 1, w.shape[2] * w.shape[3])
     return conv2d(input, grouped, strides, padding, data_format, dilations, bias=bias,
-                  activation=activation)
+                  activation=activation, alpha=alpha)
 
 
 def separable_conv2d(input, depthwise_filter, pointwise_filter, strides, padding,
-                     data_format=None, dilations=None, *, bias=None, activation=None,
+                     data_format=None, dilations=None, *, bias=None, activation=None, alpha=None,
                      device=None):
     """Oracle for :func:`fastconv.separable_conv2d`: the depthwise conv (rounded to the input's
     dtype), then the 1x1 conv with the bias and the activation."""
     fmt = "NHWC" if data_format is None else data_format
     middle = depthwise_conv2d(input, depthwise_filter, strides, padding, fmt, dilations)
-    return conv2d(middle, pointwise_filter, 1, "VALID", fmt, bias=bias, activation=activation)
+    return conv2d(middle, pointwise_filter, 1, "VALID", fmt, bias=bias, activation=activation,
+                  alpha=alpha)
 
 
 def _conv_transpose_nd(n, input, filters, output_shape, strides, padding, data_format,
-                       dilations):
+                       dilations, bias=None, activation=None, alpha=None):
     first = data_format is not None and data_format in _CHANNELS_FIRST
     x = np.asarray(input)
     _check_float(x, "input")
@@ -260,48 +302,57 @@ def _conv_transpose_nd(n, input, filters, output_shape, strides, padding, data_f
     strides = _spatial_values(strides, n, first)
     dilations = _spatial_values(dilations, n, first, default=1)
     pads = _pads(padding, out_sizes, w.shape[:n], strides, dilations, first)
-    return _from_last(transposed_conv(_to_last(x, first), w, out_sizes, strides, pads, dilations),
-                      first)
+    out_channels = shape[1 if first else -1] if len(shape) == n + 2 else w.shape[-2]
+    groups = out_channels // w.shape[-2]
+    return _from_last(transposed_conv(_to_last(x, first), w, out_sizes, strides, pads, dilations,
+                                      groups, bias, activation, alpha), first)
 
 
 def conv1d_transpose(input, filters, output_shape, strides, padding="SAME", data_format="NWC",
-                     dilations=None, *, device=None):
+                     dilations=None, *, bias=None,
+                     activation=None, alpha=None, device=None):
     """Oracle for :func:`fastconv.conv1d_transpose` (same arguments)."""
     return _conv_transpose_nd(1, input, filters, output_shape, strides, padding, data_format,
-                              dilations)
+                              dilations, bias, activation, alpha)
 
 
 def conv2d_transpose(input, filters, output_shape, strides, padding="SAME", data_format="NHWC",
-                     dilations=None, *, device=None):
+                     dilations=None, *, bias=None,
+                     activation=None, alpha=None, device=None):
     """Oracle for :func:`fastconv.conv2d_transpose` (same arguments)."""
     return _conv_transpose_nd(2, input, filters, output_shape, strides, padding, data_format,
-                              dilations)
+                              dilations, bias, activation, alpha)
 
 
 def conv3d_transpose(input, filters, output_shape, strides, padding="SAME",
-                     data_format="NDHWC", dilations=None, *, device=None):
+                     data_format="NDHWC", dilations=None, *, bias=None,
+                     activation=None, alpha=None, device=None):
     """Oracle for :func:`fastconv.conv3d_transpose` (same arguments)."""
     return _conv_transpose_nd(3, input, filters, output_shape, strides, padding, data_format,
-                              dilations)
+                              dilations, bias, activation, alpha)
 
 
 def conv_transpose(input, filters, output_shape, strides, padding="SAME", data_format=None,
-                   dilations=None, *, device=None):
+                   dilations=None, *, bias=None,
+                   activation=None, alpha=None, device=None):
     """Oracle for :func:`fastconv.conv_transpose` (the output shape's length decides)."""
     n = len(np.asarray(output_shape).ravel()) - 2
     return _conv_transpose_nd(n, input, filters, output_shape, strides, padding, data_format,
-                              dilations)
+                              dilations, bias, activation, alpha)
 
 
-def atrous_conv2d(value, filters, rate, padding, *, bias=None, activation=None, device=None):
+def atrous_conv2d(value, filters, rate, padding, *, bias=None, activation=None, alpha=None, device=None):
     """Oracle for :func:`fastconv.atrous_conv2d`: conv2d, stride 1, dilation ``rate``."""
-    return conv2d(value, filters, 1, padding, "NHWC", rate, bias=bias, activation=activation)
+    return conv2d(value, filters, 1, padding, "NHWC", rate, bias=bias, activation=activation,
+                  alpha=alpha)
 
 
-def atrous_conv2d_transpose(value, filters, output_shape, rate, padding, *, device=None):
+def atrous_conv2d_transpose(value, filters, output_shape, rate, padding, *, bias=None,
+                            activation=None, alpha=None, device=None):
     """Oracle for :func:`fastconv.atrous_conv2d_transpose`: conv2d_transpose, stride 1,
     dilation ``rate``."""
-    return conv2d_transpose(value, filters, output_shape, 1, padding, "NHWC", rate)
+    return conv2d_transpose(value, filters, output_shape, 1, padding, "NHWC", rate, bias=bias,
+                            activation=activation, alpha=alpha)
 
 
 def _pool_nd(kind, n, input, ksize, strides, padding, data_format):

@@ -201,7 +201,7 @@ def _subsample(y, strides):
 
 # ----------------------------------------------------------------------------- the core
 
-def conv(x, w, strides, padding, dilations, bias=None, activation=None):
+def conv(x, w, strides, padding, dilations, bias=None, activation=None, alpha=None):
     """Grouped convolution of channels-last ``x`` with (*kernel, C // groups, K) ``w``, then
     ``tf.nn.bias_add`` and ``tf.nn.<activation>``."""
     tf = import_tensorflow()
@@ -217,17 +217,32 @@ def conv(x, w, strides, padding, dilations, bias=None, activation=None):
         y = tf.nn.conv2d(x[:, None], w[None], [1, 1, strides[0], 1],
                          [[0, 0], [0, 0], list(padding[0]), [0, 0]],
                          dilations=[1, 1, dilations[0], 1])[:, 0]
-    return epilogue(y, bias, activation)
+    return epilogue(y, bias, activation, alpha)
 
 
-def epilogue(y, bias=None, activation=None):
-    """``tf.nn.bias_add`` then ``tf.nn.<activation>`` of channels-last ``y`` (either optional)."""
+def epilogue(y, bias=None, activation=None, alpha=None):
+    """``tf.nn.bias_add`` then the activation of channels-last ``y`` (either optional):
+    ``tf.nn.<activation>``, ``tf.nn.gelu(approximate=...)`` for gelu/gelu_tanh,
+    ``tf.nn.leaky_relu(alpha=...)``, Keras' ``hard_silu``/``hard_sigmoid`` (``x *
+    relu6(x + 3) / 6``, ``relu6(x + 3) / 6``), or a callable applied to the values."""
     tf = import_tensorflow()
     if bias is not None:
         y = tf.nn.bias_add(y, bias)
-    if activation is not None and activation.lower() != "linear":
-        y = getattr(tf.nn, activation.lower())(y)
-    return y
+    if callable(activation) and not isinstance(activation, str):
+        return tf.constant(np.asarray(activation(y.numpy())).astype(y.dtype.as_numpy_dtype))
+    name = activation.lower() if isinstance(activation, str) else None
+    if name in (None, "linear"):
+        return y
+    three = tf.constant(3, y.dtype)
+    if name in ("gelu", "gelu_tanh"):
+        return tf.nn.gelu(y, approximate=name == "gelu_tanh")
+    if name == "leaky_relu":
+        return tf.nn.leaky_relu(y, alpha=0.2 if alpha is None else float(alpha))
+    if name in ("hard_swish", "hard_silu"):
+        return y * (tf.nn.relu6(y + three) / tf.constant(6, y.dtype))
+    if name == "hard_sigmoid":
+        return tf.nn.relu6(y + three) / tf.constant(6, y.dtype)
+    return getattr(tf.nn, "silu" if name == "swish" else name)(y)
 
 
 def _conv3d(x, w, strides, padding, dilations):
@@ -264,6 +279,24 @@ def depthwise(x, w, strides, padding, dilations):
         return _subsample(y, strides)
     return tf.nn.depthwise_conv2d(x, w, [1, *strides, 1], _tf_padding(padding),
                                   dilations=list(dilations))
+
+
+def grouped(transposed, x, w, groups, *args):
+    """A transposed conv with ``groups`` (TF has none): one per group, concatenated; ``w`` is
+    (*kernel, out / groups, in)."""
+    tf = import_tensorflow()
+    if groups == 1:
+        return transposed(x, w, *args)
+    in_g = x.shape[-1] // groups
+    return tf.concat([transposed(x[..., g * in_g:(g + 1) * in_g], w[..., g * in_g:(g + 1) * in_g],
+                                 *args) for g in range(groups)], axis=-1)
+
+
+def _groups(shape, n, first, w):
+    """Groups of a transposed conv: the output's channels over the filters' out_channels."""
+    if len(shape) != n + 2:
+        return 1
+    return shape[1 if first else -1] // int(w.shape[-2])
 
 
 def transposed_conv(x, w, out_sizes, strides, padding, dilations):
@@ -370,7 +403,7 @@ def _op(prepare):
 
 
 def _prepare_conv(n, input, filters, strides, padding, data_format, dilations, bias,
-                  activation):
+                  activation, alpha=None):
     first = _channels_first(data_format)
     x, w, b = _tensors(input, filters, bias)
     strides = _spatial(strides, n, first)
@@ -378,7 +411,7 @@ def _prepare_conv(n, input, filters, strides, padding, data_format, dilations, b
     padding = _padding(padding, n, first)
 
     def call():
-        y = conv(_to_last(x, first), w, strides, padding, dilations, b, activation)
+        y = conv(_to_last(x, first), w, strides, padding, dilations, b, activation, alpha)
         return _from_last(y, first)
 
     return call
@@ -386,41 +419,41 @@ def _prepare_conv(n, input, filters, strides, padding, data_format, dilations, b
 
 @_op
 def conv1d(input, filters, stride, padding, data_format="NWC", dilations=None, *, bias=None,
-           activation=None, device=None):
+           activation=None, alpha=None, device=None):
     """TensorFlow's :func:`fastconv.conv1d`: ``tf.nn.conv1d`` (same arguments)."""
     return _prepare_conv(1, input, filters, stride, padding, data_format, dilations, bias,
-                         activation)
+                         activation, alpha)
 
 
 @_op
 def conv2d(input, filters, strides, padding, data_format="NHWC", dilations=None, *, bias=None,
-           activation=None, device=None):
+           activation=None, alpha=None, device=None):
     """TensorFlow's :func:`fastconv.conv2d`: ``tf.nn.conv2d`` (same arguments)."""
     return _prepare_conv(2, input, filters, strides, padding, data_format, dilations, bias,
-                         activation)
+                         activation, alpha)
 
 
 @_op
 def conv3d(input, filters, strides, padding, data_format="NDHWC", dilations=None, *, bias=None,
-           activation=None, device=None):
+           activation=None, alpha=None, device=None):
     """TensorFlow's :func:`fastconv.conv3d`: ``tf.nn.conv3d`` (same arguments)."""
     return _prepare_conv(3, input, filters, strides, padding, data_format, dilations, bias,
-                         activation)
+                         activation, alpha)
 
 
 @_op
 def convolution(input, filters, strides=None, padding="VALID", data_format=None, dilations=None,
-                *, bias=None, activation=None, device=None):
+                *, bias=None, activation=None, alpha=None, device=None):
     """TensorFlow's :func:`fastconv.convolution`: ``tf.nn.convolution``, which runs the conv of
     the input's rank, as this does."""
     n = len(getattr(input, "shape", np.shape(input))) - 2
     return _prepare_conv(n, input, filters, 1 if strides is None else strides, padding,
-                         data_format, dilations, bias, activation)
+                         data_format, dilations, bias, activation, alpha)
 
 
 @_op
 def depthwise_conv2d(input, filter, strides, padding, data_format="NHWC", dilations=None, *,
-                     bias=None, activation=None, device=None):
+                     bias=None, activation=None, alpha=None, device=None):
     """TensorFlow's :func:`fastconv.depthwise_conv2d`: ``tf.nn.depthwise_conv2d`` (then
     ``tf.nn.bias_add`` and the activation)."""
     first = _channels_first(data_format)
@@ -431,14 +464,14 @@ def depthwise_conv2d(input, filter, strides, padding, data_format="NHWC", dilati
 
     def call():
         y = depthwise(_to_last(x, first), w, strides, padding, dilations)
-        return _from_last(epilogue(y, b, activation), first)
+        return _from_last(epilogue(y, b, activation, alpha), first)
 
     return call
 
 
 @_op
 def separable_conv2d(input, depthwise_filter, pointwise_filter, strides, padding,
-                     data_format=None, dilations=None, *, bias=None, activation=None,
+                     data_format=None, dilations=None, *, bias=None, activation=None, alpha=None,
                      device=None):
     """TensorFlow's :func:`fastconv.separable_conv2d`: ``tf.nn.separable_conv2d`` (then
     ``tf.nn.bias_add`` and the activation); where TF's CPU refuses the arguments (unequal
@@ -458,28 +491,32 @@ def separable_conv2d(input, depthwise_filter, pointwise_filter, strides, padding
         if direct:
             y = tf.nn.separable_conv2d(xl, dw, pw, [1, *strides, 1], padding,
                                        dilations=list(dilations))
-            return _from_last(epilogue(y, b, activation), first)
+            return _from_last(epilogue(y, b, activation, alpha), first)
         y = depthwise(xl, dw, strides, padding, dilations)
-        return _from_last(conv(y, pw, (1, 1), "VALID", (1, 1), b, activation), first)
+        return _from_last(conv(y, pw, (1, 1), "VALID", (1, 1), b, activation, alpha), first)
 
     return call
 
 
 @_op
 def conv2d_transpose(input, filters, output_shape, strides, padding="SAME", data_format="NHWC",
-                     dilations=None, *, device=None):
-    """TensorFlow's :func:`fastconv.conv2d_transpose`: ``tf.nn.conv2d_transpose``."""
+                     dilations=None, *, bias=None, activation=None, alpha=None, device=None):
+    """TensorFlow's :func:`fastconv.conv2d_transpose`: ``tf.nn.conv2d_transpose`` (one per
+    group, then ``tf.nn.bias_add`` and the activation)."""
     first = _channels_first(data_format)
-    x, w = _tensors(input, filters)
+    x, w, b = _tensors(input, filters, bias)
     shape = [int(v) for v in np.asarray(output_shape).ravel()]
     out_sizes = tuple(shape if len(shape) == 2 else shape[2:] if first else shape[1:3])
     strides = _spatial(strides, 2, first)
     dilations = _spatial(dilations, 2, first, default=1)
     padding = _padding(padding, 2, first)
 
+    groups = _groups(shape, 2, first, w)
+
     def call():
-        y = transposed_conv(_to_last(x, first), w, out_sizes, strides, padding, dilations)
-        return _from_last(y, first)
+        y = grouped(transposed_conv, _to_last(x, first), w, groups, out_sizes, strides, padding,
+                    dilations)
+        return _from_last(epilogue(y, b, activation, alpha), first)
 
     return call
 
@@ -505,9 +542,9 @@ def transposed_conv_nd(x, w, out_sizes, strides, padding, dilations):
 
 
 def _prepare_conv_transpose(n, input, filters, output_shape, strides, padding, data_format,
-                            dilations):
+                            dilations, bias=None, activation=None, alpha=None):
     first = _channels_first(data_format)
-    x, w = _tensors(input, filters)
+    x, w, b = _tensors(input, filters, bias)
     shape = [int(v) for v in np.asarray(output_shape).ravel()]
     out_sizes = tuple(shape if len(shape) == n else shape[2:] if first else shape[1:n + 1])
     strides = _spatial(strides, n, first)
@@ -515,57 +552,65 @@ def _prepare_conv_transpose(n, input, filters, output_shape, strides, padding, d
     padding = _padding(padding, n, first)
     convolve = transposed_conv if n == 2 else transposed_conv_nd
 
+    groups = _groups(shape, n, first, w)
+
     def call():
-        return _from_last(convolve(_to_last(x, first), w, out_sizes, strides, padding,
-                                   dilations), first)
+        y = grouped(convolve, _to_last(x, first), w, groups, out_sizes, strides, padding,
+                    dilations)
+        return _from_last(epilogue(y, b, activation, alpha), first)
 
     return call
 
 
 @_op
 def conv1d_transpose(input, filters, output_shape, strides, padding="SAME", data_format="NWC",
-                     dilations=None, *, device=None):
+                     dilations=None, *, bias=None,
+                     activation=None, alpha=None, device=None):
     """TensorFlow's :func:`fastconv.conv1d_transpose`: ``tf.nn.conv1d_transpose``."""
     return _prepare_conv_transpose(1, input, filters, output_shape, strides, padding,
-                                   data_format, dilations)
+                                   data_format, dilations, bias, activation, alpha)
 
 
 @_op
 def conv3d_transpose(input, filters, output_shape, strides, padding="SAME",
-                     data_format="NDHWC", dilations=None, *, device=None):
+                     data_format="NDHWC", dilations=None, *, bias=None,
+                     activation=None, alpha=None, device=None):
     """TensorFlow's :func:`fastconv.conv3d_transpose`: ``tf.nn.conv3d_transpose``."""
     return _prepare_conv_transpose(3, input, filters, output_shape, strides, padding,
-                                   data_format, dilations)
+                                   data_format, dilations, bias, activation, alpha)
 
 
 @_op
 def conv_transpose(input, filters, output_shape, strides, padding="SAME", data_format=None,
-                   dilations=None, *, device=None):
+                   dilations=None, *, bias=None,
+                   activation=None, alpha=None, device=None):
     """TensorFlow's :func:`fastconv.conv_transpose`: ``tf.nn.conv_transpose`` (the output
     shape's length decides the rank)."""
     n = len(np.asarray(output_shape).ravel()) - 2
     return _prepare_conv_transpose(n, input, filters, output_shape, strides, padding,
-                                   data_format, dilations)
+                                   data_format, dilations, bias, activation, alpha)
 
 
 @_op
-def atrous_conv2d(value, filters, rate, padding, *, bias=None, activation=None, device=None):
+def atrous_conv2d(value, filters, rate, padding, *, bias=None, activation=None, alpha=None, device=None):
     """TensorFlow's :func:`fastconv.atrous_conv2d`: ``tf.nn.atrous_conv2d`` (then
     ``tf.nn.bias_add`` and the activation)."""
     tf = import_tensorflow()
     x, w, b = _tensors(value, filters, bias)
     return lambda: epilogue(tf.nn.atrous_conv2d(x, w, int(rate), padding.upper()), b,
-                            activation)
+                            activation, alpha)
 
 
 @_op
-def atrous_conv2d_transpose(value, filters, output_shape, rate, padding, *, device=None):
+def atrous_conv2d_transpose(value, filters, output_shape, rate, padding, *, bias=None,
+                            activation=None, alpha=None, device=None):
     """TensorFlow's :func:`fastconv.atrous_conv2d_transpose`:
-    ``tf.nn.atrous_conv2d_transpose``."""
+    ``tf.nn.atrous_conv2d_transpose`` (then ``tf.nn.bias_add`` and the activation)."""
     tf = import_tensorflow()
-    x, w = _tensors(value, filters)
+    x, w, b = _tensors(value, filters, bias)
     shape = [int(v) for v in np.asarray(output_shape).ravel()]
-    return lambda: tf.nn.atrous_conv2d_transpose(x, w, shape, int(rate), padding.upper())
+    return lambda: epilogue(tf.nn.atrous_conv2d_transpose(x, w, shape, int(rate),
+                                                          padding.upper()), b, activation, alpha)
 
 
 def _prepare_pool(kind, n, input, ksize, strides, padding, data_format):

@@ -10,12 +10,9 @@ import numpy as np
 
 SUPPORTED_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
-#: The activation codes passed to the kernels (a small int keeps compiled kernels shared); the
-#: CPU and CUDA kernels import these names.
-NONE, RELU, RELU6, SIGMOID, TANH = 0, 1, 2, 3, 4
-#: activation name -> code.
-ACTIVATIONS = {None: NONE, "linear": NONE, "relu": RELU, "relu6": RELU6, "sigmoid": SIGMOID,
-               "tanh": TANH}
+# The activation table lives in fastconv.activations (names, kernel codes, NumPy forms).
+from .activations import ACTIVATIONS, NONE, RELU, RELU6, SIGMOID, TANH  # noqa: F401,E402
+from .activations import resolve as resolve_activation  # noqa: E402
 
 
 def is_device_array(value):
@@ -91,15 +88,10 @@ def check_rank(shape, rank, name, layout_hint):
         raise ValueError(f"{name} must be {rank}-D ({layout_hint}), got shape {tuple(shape)}")
 
 
-def activation_code(activation):
-    """Return the kernel code of ``activation`` or raise ValueError listing the choices."""
-    if activation is not None and not isinstance(activation, str):
-        raise TypeError(f"activation must be None or a string, got {type(activation).__name__}")
-    key = activation.lower() if isinstance(activation, str) else None
-    if key not in ACTIVATIONS:
-        choices = ", ".join(repr(k) for k in ACTIVATIONS)
-        raise ValueError(f"activation must be one of {choices}, got {activation!r}")
-    return ACTIVATIONS[key]
+def activation_code(activation, alpha=None):
+    """Return the kernel code of ``activation`` or raise ValueError listing the choices
+    (:func:`fastconv.activations.resolve` gives the whole spec, unfused parts included)."""
+    return resolve_activation(activation, alpha).code
 
 
 def check_device(device):

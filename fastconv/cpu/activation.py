@@ -4,10 +4,16 @@ The code is a small int (see ``fastconv.validation.ACTIVATIONS``) so that one co
 serves every activation; the branch is taken once per stored value, off the hot loop.
 """
 
+import math
+
 import numpy as np
 from numba import njit, prange
 
-from ..validation import NONE, RELU, RELU6, SIGMOID, TANH  # noqa: F401  (the one table)
+from ..activations import (ELU, GELU, GELU_TANH, HARD_SIGMOID, HARD_SWISH,  # noqa: F401
+                           LEAKY_RELU, NONE, RELU, RELU6, SIGMOID, SILU, TANH, tf_alpha)
+
+#: TF's LeakyRelu slope as its float32 attr holds it (for float64 layers too).
+_LEAKY = tf_alpha(0.2)
 
 
 @njit(inline="always", cache=True)
@@ -28,7 +34,36 @@ def apply_activation(value, code):
         return 1.0 / (1.0 + np.exp(-np.float64(value)))
     if code == TANH:
         return np.tanh(np.float64(value))
+    if code >= SILU:  # the rest, off the common path: one call keeps this inlinable
+        return _more_activations(np.float64(value), code)
     return value + 0.0
+
+
+@njit(cache=True)
+def _more_activations(v, code):
+    """silu, gelu, gelu_tanh, leaky_relu (TF's alpha 0.2), elu, hard_swish, hard_sigmoid of a
+    float64 ``v``, as TF defines them (``tf.nn.silu``, ``tf.nn.gelu``, ``tf.nn.leaky_relu``,
+    ``tf.nn.elu``, Keras' ``hard_silu`` and ``hard_sigmoid``)."""
+    if code == SILU:
+        return v * (1.0 / (1.0 + math.exp(-v)))
+    # erfc keeps the negative tail 1 + erf would round to zero; 1/sqrt(2) and 0.044715 are
+    # float32-rounded, as tf.nn.gelu casts them (float64 layers too).
+    if code == GELU:
+        return 0.5 * v * math.erfc(-v * 0.7071067690849304)
+    if code == GELU_TANH:
+        inner = 0.7978845608028654 * (v + 0.044714998453855515 * v * v * v)
+        return 0.5 * v * (1.0 + math.tanh(inner))
+    if code == LEAKY_RELU:
+        return v if v > 0 else v * _LEAKY
+    if code == ELU:
+        return math.exp(v) - 1.0 if v < 0 else v
+    six = v + 3.0
+    six = 0.0 if six < 0 else (6.0 if six > 6 else six)
+    if code == HARD_SWISH:
+        return v * six / 6.0
+    if code == HARD_SIGMOID:
+        return six / 6.0
+    return v
 
 
 @njit(parallel=True, cache=True, nogil=True)

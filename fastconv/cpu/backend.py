@@ -92,7 +92,7 @@ def run_conv_transpose_direct(problem):
     with parallel_region(_conv_microseconds(problem, "direct")):
         conv_direct_ndhwc(upsample_and_pad(x, g), flipped_filters(problem.w, problem.groups),
                           _bias_or_empty(problem.bias, problem.dtype), out, 1, 1, 1,
-                          *g.dilations, problem.groups, 0)
+                          *g.dilations, problem.groups, problem.activation)
     return from_channels_last(out, problem.channels_first)
 
 
@@ -195,8 +195,11 @@ def run_conv_transpose_blocked(problem):
     # Phases with no taps (stride > kernel) stay zero (or the bias); otherwise every output
     # is written.
     out = (np.empty if covered else np.zeros)(problem.out_shape, problem.dtype)
-    if not covered and problem.bias is not None:
-        out[...] = np.asarray(problem.bias, problem.dtype).reshape(
+    if not covered and (problem.bias is not None or problem.activation):
+        # The outputs no tap reaches hold act(bias) (act(0) without a bias).
+        bias = (np.zeros(problem.out_shape[1 if channels_first else 4], problem.dtype)
+                if problem.bias is None else np.asarray(problem.bias, problem.dtype))
+        out[...] = numpy_ops.activate(bias, problem.activation).reshape(
             (-1, 1, 1, 1) if channels_first else (-1,))
     out_strides = _element_strides(out, channels_first)
     phase_strides = out_strides.copy()
@@ -212,7 +215,8 @@ def run_conv_transpose_blocked(problem):
         _blocked(x, channels_first, pads_before, w, problem.groups, problem.bias, out,
                  channels_first,
                  out.reshape(-1)[out_start:], phase_strides, phase["count"], (1, 1, 1),
-                 phase["dilation"], 0, _conv_microseconds(problem, "blocked") / len(phases))
+                 phase["dilation"], problem.activation,
+                 _conv_microseconds(problem, "blocked") / len(phases))
     return out
 
 

@@ -19,7 +19,7 @@ import numpy as np
 
 from ..shapes import Geometry
 from . import numpy_ops
-from .numpy_ops import _channels_last, _in_layout, _tap_slices
+from .numpy_ops import _channels_last, _in_layout, _tap_slices, activate
 
 
 def conv_filter_grad(problem):
@@ -136,7 +136,7 @@ def conv_transpose_col2im(problem):
     out = np.moveaxis(out, 0, -1)
     if problem.bias is not None:
         out += np.asarray(problem.bias, problem.dtype)
-    return _in_layout(out, problem.channels_first)
+    return _in_layout(activate(out, problem.activation), problem.channels_first)
 
 
 def col2im_bytes(problem):

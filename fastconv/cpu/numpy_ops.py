@@ -22,7 +22,7 @@ import itertools
 
 import numpy as np
 
-from .activation import RELU, RELU6, SIGMOID, TANH
+from .. import activations
 
 
 def _channels_last(x5, channels_first):
@@ -58,17 +58,8 @@ def _tap_slices(g, offsets):
 
 
 def activate(values, code):
-    """The fused activations as the kernels compute them (sigmoid/tanh in float64, rounded)."""
-    if code == RELU:
-        return np.where(values < 0, 0, values).astype(values.dtype)  # NaN passes, as tf.nn.relu
-    if code == RELU6:
-        return np.where(values < 0, 0, np.where(values > 6, 6, values)).astype(values.dtype)
-    if code in (SIGMOID, TANH):
-        wide = values.astype(np.float64)
-        with np.errstate(over="ignore"):
-            result = 1 / (1 + np.exp(-wide)) if code == SIGMOID else np.tanh(wide)
-        return result.astype(values.dtype)
-    return values
+    """The fused activations as the kernels compute them (in float64, rounded once)."""
+    return activations.apply(values, code, activations.tf_alpha(activations.LEAKY_ALPHA))
 
 
 def nan_where_nonfinite_taps_meet_padding(out_cl, w, g):
@@ -142,7 +133,7 @@ def conv_transpose(problem):
                 @ w[offsets][:, group * in_g:(group + 1) * in_g].T)
     if problem.bias is not None:
         out += np.asarray(problem.bias, problem.dtype)
-    return _in_layout(out, problem.channels_first)
+    return _in_layout(activate(out, problem.activation), problem.channels_first)
 
 
 def _pool_axis(x, axis, size_out, k, stride, pad, reduce, fill, count_padding=False):

@@ -2,7 +2,8 @@
 
 The codes are those of ``fastconv.validation.ACTIVATIONS``. As on the CPU, sigmoid and tanh are
 computed in float64 and rounded to the output dtype at the store (once per output value, off
-the hot loop), so both backends round the same way.
+the hot loop), so both backends round the same way; the constants are those of
+:mod:`fastconv.cpu.activation` (TF's, float32-rounded where TF rounds them).
 """
 
 import functools
@@ -10,7 +11,10 @@ import math
 
 from numba import cuda, float64
 
-from ..validation import NONE, RELU, RELU6, SIGMOID, TANH  # noqa: F401  (the one table)
+from ..activations import (ELU, GELU, GELU_TANH, HARD_SIGMOID, HARD_SWISH, LEAKY_RELU, NONE,
+                           RELU, RELU6, SIGMOID, SILU, TANH, tf_alpha)
+
+_LEAKY = tf_alpha(0.2)  # TF's LeakyRelu slope as its float32 attr holds it
 
 
 @functools.lru_cache(maxsize=None)
@@ -35,6 +39,35 @@ def activation_function(code):
     elif code == TANH:
         def act(value):
             return math.tanh(float64(value))
+    elif code == SILU:
+        def act(value):
+            v = float64(value)
+            return v * (1.0 / (1.0 + math.exp(-v)))
+    elif code == GELU:
+        def act(value):
+            v = float64(value)
+            return 0.5 * v * math.erfc(-v * 0.7071067690849304)
+    elif code == GELU_TANH:
+        def act(value):
+            v = float64(value)
+            inner = 0.7978845608028654 * (v + 0.044714998453855515 * v * v * v)
+            return 0.5 * v * (1.0 + math.tanh(inner))
+    elif code == LEAKY_RELU:
+        def act(value):
+            v = float64(value)
+            return v if v > 0 else v * _LEAKY
+    elif code == ELU:
+        def act(value):
+            v = float64(value)
+            return math.exp(v) - 1.0 if v < 0 else v
+    elif code in (HARD_SWISH, HARD_SIGMOID):
+        swish = code == HARD_SWISH
+
+        def act(value):
+            v = float64(value)
+            six = v + 3.0
+            six = 0.0 if six < 0 else (6.0 if six > 6 else six)
+            return v * six / 6.0 if swish else six / 6.0
     elif code == NONE:
         def act(value):
             return float64(value)

@@ -76,8 +76,8 @@ def run_conv_transpose(problem):
     w = launch.to_device(problem.w, problem.dtype)
     bias = None if problem.bias is None else launch.to_device(problem.bias, problem.dtype)
     out, finish = launch.output(problem.out_shape, problem.dtype, problem.x)
-    launch_conv(x, w, bias, out, problem.geometry, problem.groups, 0, problem.channels_first,
-                True, launch.device_key())
+    launch_conv(x, w, bias, out, problem.geometry, problem.groups, problem.activation,
+                problem.channels_first, True, launch.device_key())
     return finish()
 
 
