@@ -183,3 +183,31 @@ def test_tile_shrinks_to_fit_shared_memory(rand, assert_close, monkeypatch):
     x, w = rand((1, 6, 7, 3), F64), rand((3, 3, 3, 5), F64)
     got = fastconv.conv2d(x, w, 1, "SAME", dilations=(2, 1), device="cuda")
     assert_close(got, fastconv.conv2d(x, w, 1, "SAME", dilations=(2, 1)), F64)
+
+
+@pytest.mark.parametrize("activation", ["silu", "gelu", "gelu_tanh", "leaky_relu", "elu",
+                                        "hard_swish", "hard_sigmoid"])
+@pytest.mark.parametrize("dtype", [F32, F64])
+def test_every_new_activation_fused_on_cuda_matches_cpu(activation, dtype, rand, assert_close):
+    x = (rand((1, 4, 5, 3), dtype) * 4).astype(dtype)
+    w, b = rand((3, 2, 3, 5), dtype), rand((5,), dtype)
+    args = (x, w, 1, "SAME")
+    assert_close(fastconv.conv2d(*args, bias=b, activation=activation, device="cuda"),
+                 fastconv.conv2d(*args, bias=b, activation=activation, device="cpu"), dtype)
+    xt, wt = rand((1, 3, 2, 4), dtype), rand((2, 2, 3, 4), dtype)  # grouped: 2 groups
+    targs = (xt, wt, (1, 6, 4, 6), 2, "SAME")
+    assert_close(fastconv.conv2d_transpose(*targs, bias=b[:1].repeat(6), activation=activation,
+                                           device="cuda"),
+                 fastconv.conv2d_transpose(*targs, bias=b[:1].repeat(6), activation=activation,
+                                           device="cpu"), dtype)
+
+
+def test_unfused_activations_keep_device_arrays_on_the_device(rand, assert_close):
+    from numba import cuda
+
+    x, w = rand((1, 4, 4, 2), F32), rand((2, 2, 2, 3), F32)
+    dx, dw = cuda.to_device(x), cuda.to_device(w)
+    for kwargs in (dict(activation="leaky_relu", alpha=0.05), dict(activation=np.sin)):
+        got = fastconv.conv2d(dx, dw, 1, "VALID", **kwargs)
+        assert not isinstance(got, np.ndarray)  # a device array in, a device array out
+        assert_close(got.copy_to_host(), fastconv.conv2d(x, w, 1, "VALID", **kwargs), F32)
