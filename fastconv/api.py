@@ -7,19 +7,20 @@ kernel runs, builds a problem object from :mod:`fastconv.problems`, and hands it
 
 from __future__ import annotations
 
+import collections
 import functools
 
 import numpy as np
 
 from . import dispatch
 from .ops import NAMES
-from .problems import (ConvProblem, ConvTransposeProblem, GlobalPoolProblem, PadProblem, PoolProblem, pad_to_3d,
-                       layout_shape)
+from .problems import (ConvProblem, ConvTransposeProblem, GlobalPoolProblem, PadProblem,
+                       PoolProblem, WindowMaxProblem, layout_shape, pad_to_3d)
 from .shapes import (LAYOUTS, as_int, check_int32, normalize_window, parse_data_format,
                      parse_padding, window_geometry)
-from .validation import (resolve_activation, array_dtype, as_host_array, check_device,
-                         check_float_dtype, check_rank, check_same_dtype, is_dask_array,
-                         is_device_array)
+from .validation import (array_dtype, as_host_array, check_device, check_float_dtype,
+                         check_rank, check_same_dtype, is_dask_array, is_device_array,
+                         resolve_activation)
 
 __all__ = list(NAMES)  # the op table (fastconv.ops) lists every public op once
 
@@ -1164,6 +1165,169 @@ def _run_zero_pad(x, pairs, channels_first, device):
                          array_dtype(x))
     out = dispatch.run("zero_pad", device, problem)
     return _finish(out, layout_shape(batch, channels, out_spatial, channels_first))
+
+
+# ----------------------------------------------------------------------------- window maxima
+
+#: What :func:`max_pool_with_argmax` returns, as ``tf.nn.max_pool_with_argmax`` does.
+MaxPoolWithArgmax = collections.namedtuple("MaxPoolWithArgmax", ["output", "argmax"])
+
+
+def _index_dtype(output_dtype):
+    """``output_dtype`` (NumPy, a string or a TF dtype) as int32 or int64."""
+    dtype = getattr(output_dtype, "as_numpy_dtype", output_dtype)
+    try:
+        dtype = np.dtype(dtype)
+    except TypeError:
+        raise TypeError(f"output_dtype must be int32 or int64, got {output_dtype!r}") from None
+    if dtype not in (np.dtype(np.int32), np.dtype(np.int64)):
+        raise TypeError(f"output_dtype must be int32 or int64, got {dtype}")
+    return dtype
+
+
+def max_pool_with_argmax(input, ksize, strides, padding, data_format="NHWC",
+                         output_dtype=np.int64, include_batch_in_index=False, *, device=None):
+    """2-D max pooling that also returns where each maximum is, as
+    ``tf.nn.max_pool_with_argmax``.
+
+    Parameters
+    ----------
+    input : array_like (N, H, W, C), or (N, C, H, W) with ``data_format="NCHW"``
+        float32 or float64. NCHW is an extension (TF accepts NHWC only).
+    ksize, strides : int or sequence
+        An int, 2 values or TF's 4-element form.
+    padding : {"SAME", "VALID"}
+    data_format : {"NHWC", "NCHW"}
+    output_dtype : {np.int64, np.int32}
+        The indices' dtype (TF's ``tf.int64``/``tf.int32`` are accepted too).
+    include_batch_in_index : bool
+        Whether the indices count the images before (TF's flag).
+    device : {None, "cpu", "cuda"}
+
+    Returns
+    -------
+    MaxPoolWithArgmax
+        ``(output, argmax)``: the pooled values (as :func:`max_pool2d`, except that a window of
+        NaN or -inf keeps its first cell's value, as TF's kernel does) and each maximum's flat
+        index in the input as stored: ``(h * W + w) * C + c`` (plus ``n * H * W * C`` with
+        ``include_batch_in_index``), for NCHW ``(c * H + h) * W + w`` (plus ``n * C * H * W``).
+        Ties go to the window's first cell in row-major order; a NaN wins only in first place.
+
+    Examples
+    --------
+    >>> import numpy as np, fastconv
+    >>> x = np.array([[1., 3.], [3., 2.]], np.float32).reshape(1, 2, 2, 1)
+    >>> out, argmax = fastconv.max_pool_with_argmax(x, 2, 2, "VALID")
+    >>> out.ravel(), argmax.ravel()
+    (array([3.], dtype=float32), array([1]))
+    """
+    if not isinstance(include_batch_in_index, (bool, np.bool_)):
+        raise TypeError(f"include_batch_in_index must be a bool, got "
+                        f"{type(include_batch_in_index).__name__}")
+    index_dtype = _index_dtype(output_dtype)
+    x, channels_first, device = _prepare_input(input, 2, data_format, device)
+    ksize = normalize_window(ksize, 2, "ksize", channels_first)
+    strides = normalize_window(strides, 2, "strides", channels_first)
+    padding = parse_padding(padding, 2, channels_first, allow_explicit=False)
+    batch, channels, spatial = _split(x.shape, channels_first)
+    geometry = window_geometry(spatial, ksize, strides, (1, 1), padding)
+    out_shape = layout_shape(batch, channels, geometry.out_sizes, channels_first)
+    check_int32((int(np.prod(x.shape, dtype=np.int64)),) if index_dtype == np.int32 else (0,),
+                "input size (int32 indices)")
+    problem = WindowMaxProblem(x, None, geometry, channels_first, out_shape, array_dtype(x),
+                               first_wins=True, with_indices=True,
+                               include_batch=bool(include_batch_in_index),
+                               index_dtype=index_dtype)
+    return MaxPoolWithArgmax(*dispatch.run("window_max", device, problem))
+
+
+def _morphology(input, filters, strides, padding, data_format, dilations, device, erode):
+    x, channels_first, device = _prepare_input(input, 2, data_format, device, (filters,))
+    dtype = array_dtype(x)
+    w = _data(filters, "filters", device, dtype)
+    check_same_dtype(dtype, "input", array_dtype(w), "filters")
+    check_rank(w.shape, 3, "filters", "(K_h, K_w, channels)")
+    batch, channels, spatial = _split(x.shape, channels_first)
+    w_shape = tuple(w.shape)
+    if min(w_shape) < 1:
+        raise ValueError(f"filters must have non-zero sizes, got shape {w_shape}")
+    if w_shape[2] != channels:
+        raise ValueError(f"filters' depth ({w_shape[2]}) must equal the input's {channels} "
+                         f"channels; filters shape {w_shape}")
+    strides = normalize_window(strides, 2, "strides", channels_first)
+    dilations = normalize_window(dilations, 2, "dilations", channels_first)
+    padding = parse_padding(padding, 2, channels_first, allow_explicit=False)
+    geometry = window_geometry(spatial, w_shape[:2], strides, dilations, padding)
+    if erode:  # TF's erosion2d: -dilation2d(-x, filters reversed in both spatial dims)
+        w = np.ascontiguousarray(as_host_array(w, "filters")[::-1, ::-1])
+    problem = WindowMaxProblem(x, w, geometry, channels_first,
+                               layout_shape(batch, channels, geometry.out_sizes, channels_first),
+                               dtype, first_wins=False, negate=erode)
+    return dispatch.run("window_max", device, problem)
+
+
+_MORPHOLOGY_PARAMETERS = """Parameters
+    ----------
+    {x} : array_like (N, H, W, C), or (N, C, H, W) with ``data_format="NCHW"``
+        float32 or float64.
+    filters : array_like (K_h, K_w, C)
+        The structuring function, one per channel (TF's layout).
+    strides, dilations : int or sequence
+        An int, 2 values or TF's 4-element form (``[1, s_h, s_w, 1]``).
+    padding : {{"SAME", "VALID"}}
+    data_format : {{"NHWC", "NCHW"}}
+        TF requires "NHWC" (and the argument); NCHW is an extension.
+    device : {{None, "cpu", "cuda"}}
+
+    Returns
+    -------
+    ndarray
+        (N, H_out, W_out, C) (or channels-first), the input's dtype."""
+
+
+def dilation2d(input, filters, strides, padding, data_format, dilations, *, device=None):
+    """Grayscale dilation, as ``tf.nn.dilation2d``: ``out[n, y, x, c] = max over (i, j) of
+    input[n, y * s_h + i * r_h - pad_top, x * s_w + j * r_w - pad_left, c] + filters[i, j, c]``.
+
+    Padding cells never take part; the maximum starts from the dtype's lowest finite value
+    (TF's kernel), so NaN never wins and a window with no finite sum gives that value. The sums
+    are rounded in the input's dtype, so results equal TF's bit for bit.
+
+    {parameters}
+
+    Examples
+    --------
+    >>> import numpy as np, fastconv
+    >>> x = np.array([0., 1., 5., 2.], np.float32).reshape(1, 1, 4, 1)
+    >>> f = np.array([0., 1.], np.float32).reshape(1, 2, 1)
+    >>> fastconv.dilation2d(x, f, 1, "VALID", "NHWC", 1).ravel()
+    array([2., 6., 5.], dtype=float32)
+    """
+    return _morphology(input, filters, strides, padding, data_format, dilations, device, False)
+
+
+def erosion2d(value, filters, strides, padding, data_format, dilations, *, device=None):
+    """Grayscale erosion, as ``tf.nn.erosion2d``: ``-dilation2d(-value, filters reversed in
+    height and width)``, computed exactly so: ``out[n, y, x, c] = min over (i, j) of
+    value[n, y * s_h + i * r_h - pad_top, x * s_w + j * r_w - pad_left, c] -
+    filters[K_h - 1 - i, K_w - 1 - j, c]``, the minimum starting from the largest finite value.
+
+    {parameters}
+
+    Examples
+    --------
+    >>> import numpy as np, fastconv
+    >>> x = np.array([0., 1., 5., 2.], np.float32).reshape(1, 1, 4, 1)
+    >>> f = np.array([0., 1.], np.float32).reshape(1, 2, 1)
+    >>> fastconv.erosion2d(x, f, 1, "VALID", "NHWC", 1).ravel()
+    array([-1.,  0.,  2.], dtype=float32)
+    """
+    return _morphology(value, filters, strides, padding, data_format, dilations, device, True)
+
+
+dilation2d.__doc__ = dilation2d.__doc__.format(
+    parameters=_MORPHOLOGY_PARAMETERS.format(x="input"))
+erosion2d.__doc__ = erosion2d.__doc__.format(parameters=_MORPHOLOGY_PARAMETERS.format(x="value"))
 
 
 # ----------------------------------------------------------------------------- dask arrays

@@ -26,6 +26,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import numpy as np
+
 
 @dataclass(frozen=True)
 class Sample:
@@ -201,6 +203,18 @@ def _samples(name):
                         dict(x=(2, 4, 5, 3))),
                        ("zero_pad-nchw", lambda f, x: f.zero_pad2d(x, 1, "NCHW"),
                         dict(x=(2, 3, 4, 5)))],
+        "max_pool_with_argmax": [
+            ("argmax", lambda f, x: f.max_pool_with_argmax(x, 3, 2, "SAME"),
+             dict(x=(2, 7, 6, 3))),
+            ("argmax-nchw-batch-int32", lambda f, x: f.max_pool_with_argmax(
+                x, [2, 3], [1, 2], "VALID", "NCHW", np.int32, True), dict(x=(2, 3, 5, 7)))],
+        "dilation2d": [("dilation2d", lambda f, x, w: f.dilation2d(x, w, 1, "SAME", "NHWC", 2),
+                        dict(x=(2, 7, 6, 3), w=(3, 2, 3))),
+                       ("dilation2d-nchw", lambda f, x, w: f.dilation2d(
+                           x, w, [1, 1, 2, 1], "VALID", "NCHW", 1), dict(x=(1, 2, 6, 5),
+                                                                         w=(2, 3, 2)))],
+        "erosion2d": [("erosion2d", lambda f, x, w: f.erosion2d(x, w, 2, "SAME", "NHWC", 1),
+                       dict(x=(2, 7, 6, 3), w=(3, 3, 3)))],
     }
     return tuple(Sample(label, call, shapes) for label, call, shapes in table[name])
 
@@ -231,6 +245,10 @@ OPS: tuple[Op, ...] = (
         exact=True),
     _op("global_avg_pool2d", "global_pool", "global", 2, "keras.layers.GlobalAveragePooling2D"),
     _op("zero_pad2d", "zero_pad", "pad", 2, "keras.layers.ZeroPadding2D", exact=True),
+    _op("max_pool_with_argmax", "window_max", "pool", 2, "tf.nn.max_pool_with_argmax",
+        exact=True),
+    _op("dilation2d", "window_max", "pool", 2, "tf.nn.dilation2d", exact=True),
+    _op("erosion2d", "window_max", "pool", 2, "tf.nn.erosion2d", exact=True),
 )
 _BY_NAME = {op.name: op for op in OPS}
 NAMES = tuple(_BY_NAME)

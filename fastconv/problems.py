@@ -215,3 +215,30 @@ class PoolGradProblem:
     dtype: Any
     kind: str = "max"
     ties: str = "first"
+
+
+@dataclass
+class WindowMaxProblem:
+    """A 2-D window maximum: ``max_pool_with_argmax`` (``w`` None, ``with_indices``) or
+    grayscale dilation (``w`` the (K_h, K_w, C) structuring function added to each cell).
+
+    ``first_wins`` is MaxPoolWithArgmax's rule (a window's first real cell in row-major order
+    is taken whatever it holds, then any strictly greater cell); without it, Dilation2D's (the
+    maximum starts from the dtype's lowest finite value, so NaN never wins). Padding cells never
+    take part. Indices are flat positions in the input as stored: ``((n * H + h) * W + w) * C +
+    c`` channels-last, ``((n * C + c) * H + h) * W + w`` channels-first, the batch term only
+    with ``include_batch``.
+    """
+
+    x: Any  # (N, H, W, C) or (N, C, H, W)
+    w: Any  # (K_h, K_w, C) or None
+    geometry: Geometry  # two spatial dims
+    channels_first: bool
+    out_shape: tuple  # 4-D, data layout
+    dtype: Any
+    first_wins: bool = True
+    with_indices: bool = False
+    include_batch: bool = False
+    index_dtype: Any = np.int64
+    #: Erosion: the maximum of ``-x + w`` (``w`` reversed by the caller), stored negated.
+    negate: bool = False

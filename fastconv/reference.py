@@ -586,3 +586,88 @@ max_pool1d_grad, max_pool2d_grad, max_pool3d_grad = (
     _make_pool_grad("max", n, f) for n, f in ((1, "NWC"), (2, "NHWC"), (3, "NDHWC")))
 avg_pool1d_grad, avg_pool2d_grad, avg_pool3d_grad = (
     _make_pool_grad("avg", n, f) for n, f in ((1, "NWC"), (2, "NHWC"), (3, "NDHWC")))
+
+
+# ----------------------------------------------------------------------------- window maxima
+
+def _window_cells(pads, kernel, strides, dilations, in_sizes, oh, ow):
+    """The real input cells (h, w) of output (oh, ow)'s window, in row-major window order."""
+    cells = []
+    for i in range(kernel[0]):
+        h = oh * strides[0] - pads[0][0] + i * dilations[0]
+        for j in range(kernel[1]):
+            w = ow * strides[1] - pads[1][0] + j * dilations[1]
+            if 0 <= h < in_sizes[0] and 0 <= w < in_sizes[1]:
+                cells.append((i, j, h, w))
+    return cells
+
+
+def _out_size(size, k, stride, dilation, padding):
+    span = (k - 1) * dilation + 1
+    return -(-size // stride) if padding.upper() == "SAME" else (size - span) // stride + 1
+
+
+def _window_setup(x, ksize, strides, dilations, padding, first):
+    xl = _to_last(np.asarray(x), first)
+    kernel = tuple(int(k) for k in ksize)
+    out = tuple(_out_size(s, k, st, d, padding) for s, k, st, d in
+                zip(xl.shape[1:3], kernel, strides, dilations))
+    pads = _pads(padding, xl.shape[1:3], kernel, strides, dilations, False)
+    return xl, kernel, out, pads
+
+
+def max_pool_with_argmax(input, ksize, strides, padding, data_format="NHWC",
+                         output_dtype=np.int64, include_batch_in_index=False, *, device=None):
+    """Oracle for :func:`fastconv.max_pool_with_argmax`: per window, its first real cell in
+    row-major order, replaced by each later cell strictly greater (TF's MaxPoolWithArgmax)."""
+    first = data_format in _CHANNELS_FIRST
+    _check_float(np.asarray(input), "input")
+    ksize = _spatial_values(ksize, 2, first)
+    strides = _spatial_values(strides, 2, first)
+    xl, kernel, (oh_, ow_), pads = _window_setup(input, ksize, strides, (1, 1), padding, first)
+    n_, h_, w_, c_ = xl.shape
+    out = np.empty((n_, oh_, ow_, c_), xl.dtype)
+    arg = np.empty((n_, oh_, ow_, c_), np.int64)
+    for n, oh, ow, c in itertools.product(range(n_), range(oh_), range(ow_), range(c_)):
+        best = None
+        for _, _, h, w in _window_cells(pads, kernel, strides, (1, 1), (h_, w_), oh, ow):
+            if best is None or xl[n, h, w, c] > best[0]:
+                where = ((c * h_ + h) * w_ + w) if first else ((h * w_ + w) * c_ + c)
+                best = (xl[n, h, w, c], where)
+        image = (n * h_ * w_ * c_) if include_batch_in_index else 0
+        out[n, oh, ow, c], arg[n, oh, ow, c] = best[0], best[1] + image
+    dtype = np.dtype(getattr(output_dtype, "as_numpy_dtype", output_dtype))
+    return _from_last(out, first), _from_last(arg, first).astype(dtype)
+
+
+def _dilation(x, filters, strides, padding, data_format, dilations, erode):
+    first = data_format in _CHANNELS_FIRST
+    _check_float(np.asarray(x), "input")
+    strides = _spatial_values(strides, 2, first)
+    dilations = _spatial_values(dilations, 2, first)
+    f = np.asarray(filters, np.asarray(x).dtype)
+    xl, kernel, (oh_, ow_), pads = _window_setup(x, f.shape[:2], strides, dilations, padding,
+                                                 first)
+    if erode:
+        xl, f = -xl, f[::-1, ::-1]
+    n_, h_, w_, c_ = xl.shape
+    lowest = np.finfo(xl.dtype).min
+    out = np.full((n_, oh_, ow_, c_), lowest, xl.dtype)
+    for n, oh, ow, c in itertools.product(range(n_), range(oh_), range(ow_), range(c_)):
+        for i, j, h, w in _window_cells(pads, kernel, strides, dilations, (h_, w_), oh, ow):
+            with np.errstate(invalid="ignore"):  # inf + -inf: NaN, which never wins
+                total = xl[n, h, w, c] + f[i, j, c]  # in the data's dtype, as TF adds
+            if total > out[n, oh, ow, c]:  # NaN never wins
+                out[n, oh, ow, c] = total
+    return _from_last(-out if erode else out, first)
+
+
+def dilation2d(input, filters, strides, padding, data_format, dilations, *, device=None):
+    """Oracle for :func:`fastconv.dilation2d`: the maximum of ``input + filters`` over each
+    window's real cells, starting from the dtype's lowest value (TF's Dilation2D)."""
+    return _dilation(input, filters, strides, padding, data_format, dilations, False)
+
+
+def erosion2d(value, filters, strides, padding, data_format, dilations, *, device=None):
+    """Oracle for :func:`fastconv.erosion2d`: ``-dilation2d(-value, reversed filters)``."""
+    return _dilation(value, filters, strides, padding, data_format, dilations, True)

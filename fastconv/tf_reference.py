@@ -396,7 +396,10 @@ def _op(prepare):
     returns the result as a NumPy array and keeps ``prepare`` as ``op.prepare``."""
     @functools.wraps(prepare)
     def op(*args, **kwargs):
-        return prepare(*args, **kwargs)().numpy()
+        result = prepare(*args, **kwargs)()
+        if isinstance(result, tuple):  # max_pool_with_argmax: (output, argmax)
+            return tuple(t.numpy() for t in result)
+        return result.numpy()
 
     op.prepare = prepare
     return op
@@ -684,6 +687,67 @@ def zero_pad2d(input, padding=1, data_format="NHWC", *, device=None):
     return lambda: zero_pad(x, pads, first)
 
 
+# ----------------------------------------------------------------------------- window maxima
+
+@_op
+def max_pool_with_argmax(input, ksize, strides, padding, data_format="NHWC",
+                         output_dtype=np.int64, include_batch_in_index=False, *, device=None):
+    """TensorFlow's :func:`fastconv.max_pool_with_argmax`: ``tf.nn.max_pool_with_argmax``
+    (NHWC only in TF: NCHW data is transposed in, and its indices mapped to positions in the
+    NCHW input)."""
+    tf = import_tensorflow()
+    first = _channels_first(data_format)
+    (x,) = _tensors(input)
+    ksize, strides = _spatial(ksize, 2, first), _spatial(strides, 2, first)
+    dtype = getattr(output_dtype, "as_numpy_dtype", output_dtype)
+    index_dtype = tf.int32 if np.dtype(dtype) == np.int32 else tf.int64
+
+    def call():
+        xl = _to_last(x, first)
+        out, arg = tf.nn.max_pool_with_argmax(xl, [1, *ksize, 1], [1, *strides, 1],
+                                              padding.upper(), "NHWC", index_dtype,
+                                              bool(include_batch_in_index))
+        if first:  # NHWC position -> NCHW position, in the same image
+            n_, h_, w_, c_ = xl.shape
+            image, rest = arg // (h_ * w_ * c_), arg % (h_ * w_ * c_)
+            h, w, c = rest // (w_ * c_), (rest // c_) % w_, rest % c_
+            arg = image * (h_ * w_ * c_) + (c * h_ + h) * w_ + w
+        return _from_last(out, first), _from_last(arg, first)
+
+    return call
+
+
+def _prepare_morphology(name, input, filters, strides, padding, data_format, dilations):
+    tf = import_tensorflow()
+    first = _channels_first(data_format)
+    x, f = _tensors(input, filters)
+    strides, dilations = _spatial(strides, 2, first), _spatial(dilations, 2, first)
+    op = getattr(tf.nn, name)
+
+    def call():
+        y = op(_to_last(x, first), f, [1, *strides, 1], padding.upper(), "NHWC",
+               [1, *dilations, 1])
+        return _from_last(y, first)
+
+    return call
+
+
+@_op
+def dilation2d(input, filters, strides, padding, data_format, dilations, *, device=None):
+    """TensorFlow's :func:`fastconv.dilation2d`: ``tf.nn.dilation2d`` (NHWC; NCHW transposed
+    in and out)."""
+    return _prepare_morphology("dilation2d", input, filters, strides, padding, data_format,
+                               dilations)
+
+
+@_op
+def erosion2d(value, filters, strides, padding, data_format, dilations, *, device=None):
+    """TensorFlow's :func:`fastconv.erosion2d`: ``tf.nn.erosion2d`` (NHWC; NCHW transposed in
+    and out)."""
+    return _prepare_morphology("erosion2d", value, filters, strides, padding, data_format,
+                               dilations)
+
+
 # ----------------------------------------------------------------------------- gradients
 
 def vjp(name, grad_output, *args, **kwargs):
@@ -699,6 +763,8 @@ def vjp(name, grad_output, *args, **kwargs):
             y = prepare(*args, **kwargs)()
         finally:
             watched, _TAPE["tape"], _TAPE["watched"] = _TAPE["watched"], None, None
+    if isinstance(y, tuple):  # (output, argmax): the gradient is the output's
+        y = y[0]
     dy = tf.constant(np.asarray(grad_output, dtype=y.dtype.as_numpy_dtype))
     grads = tape.gradient(y, watched, output_gradients=dy)
     return tuple(np.zeros(t.shape, t.dtype.as_numpy_dtype) if g is None else g.numpy()

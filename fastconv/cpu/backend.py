@@ -13,7 +13,7 @@ import numpy as np
 
 from .. import config
 from ..dispatch import Implementation, register
-from . import numpy_grads, numpy_ops
+from . import numpy_grads, numpy_ops, window_max
 from .compiling import compiled
 from .conv import conv_direct_ndhwc, pad_ndhwc
 from .conv_blocked import blocked_fills_lanes, conv_blocked_strided
@@ -528,6 +528,7 @@ for _family in ("max_pool", "avg_pool"):
     _register(_family, "planar", run_pool_planar, _is_channels_first, _planar_pool_window,
               priority=10)
 _register("global_pool", "direct", run_global_pool)
+_register("window_max", "direct", window_max.run)
 _register("window_pool", "tables", run_window_pool)
 _register("zero_pad", "direct", run_zero_pad)
 for _family in ("max_pool_grad", "avg_pool_grad"):

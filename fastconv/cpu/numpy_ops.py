@@ -295,6 +295,61 @@ def mode_pad(problem):
 
 
 #: family -> the NumPy function that computes it.
-BY_FAMILY = {"conv": conv, "conv_transpose": conv_transpose, "max_pool": pool, "avg_pool": pool,
+def window_max(problem):
+    """NumPy's :class:`fastconv.problems.WindowMaxProblem` (the first-call tier of
+    :mod:`.window_max`): one masked update of every window per kernel tap, in row-major tap
+    order, so the first-cell rule and strict ``>`` pick the cells the kernel picks."""
+    g = problem.geometry
+    dtype = np.dtype(problem.dtype)
+    x = _channels_last(np.asarray(problem.x, dtype), problem.channels_first)  # (N, H, W, C)
+    if problem.negate:
+        x = -x
+    n, h, w, c = x.shape
+    (pt, pb), (pl, pr) = g.pads
+    oh, ow = g.out_sizes
+    reach = [(k - 1) * r for k, r in zip(g.kernel, g.dilations)]
+    pad_h = max(pb, (oh - 1) * g.strides[0] + reach[0] + 1 - h - pt, 0)
+    pad_w = max(pr, (ow - 1) * g.strides[1] + reach[1] + 1 - w - pl, 0)
+    xp = np.pad(x, ((0, 0), (pt, pad_h), (pl, pad_w), (0, 0)))
+    real = np.pad(np.ones((h, w), bool), ((pt, pad_h), (pl, pad_w)))
+    if problem.channels_first:
+        flat = (np.arange(c)[:, None, None] * h + np.arange(h)[None, :, None]) * w \
+            + np.arange(w)[None, None, :]
+        flat = np.moveaxis(flat, 0, -1)  # (H, W, C)
+        image_step = c * h * w
+    else:
+        flat = (np.arange(h)[:, None, None] * w + np.arange(w)[None, :, None]) * c \
+            + np.arange(c)[None, None, :]
+        image_step = h * w * c
+    flat = np.pad(flat, ((pt, pad_h), (pl, pad_w), (0, 0)), constant_values=-1)
+    out = np.full((n, oh, ow, c), np.finfo(dtype).min, dtype)
+    idx = np.full((n, oh, ow, c), -1, np.int64)
+    found = np.zeros((oh, ow), bool)
+    rows = np.arange(oh) * g.strides[0]
+    cols = np.arange(ow) * g.strides[1]
+    for i in range(g.kernel[0]):
+        for j in range(g.kernel[1]):
+            r, q = rows + i * g.dilations[0], cols + j * g.dilations[1]
+            v = xp[:, r[:, None], q[None, :], :]
+            valid = real[r[:, None], q[None, :]]
+            with np.errstate(invalid="ignore"):
+                if problem.w is not None:
+                    v = v + np.asarray(problem.w, dtype)[i, j]
+                take = v > out
+            if problem.first_wins:
+                take |= (valid & ~found)[None, :, :, None]
+            take &= valid[None, :, :, None]
+            out = np.where(take, v, out)
+            idx = np.where(take, flat[r[:, None], q[None, :]][None], idx)
+            found |= valid
+    if problem.include_batch:
+        idx = np.where(idx >= 0, idx + (np.arange(n) * image_step)[:, None, None, None], idx)
+    out = _in_layout(-out if problem.negate else out, problem.channels_first)
+    if not problem.with_indices:
+        return out
+    return out, _in_layout(idx, problem.channels_first).astype(problem.index_dtype)
+
+
+BY_FAMILY = {"window_max": window_max, "conv": conv, "conv_transpose": conv_transpose, "max_pool": pool, "avg_pool": pool,
              "global_pool": global_pool, "zero_pad": zero_pad, "window_pool": window_pool,
              "max_unpool": max_unpool, "pad": mode_pad}

@@ -28,11 +28,12 @@ try:
     from .grad import launch_filter_grad, launch_pool_grad
     from .pool import (launch_global_pool, launch_max_unpool, launch_mode_pad, launch_pool,
                        launch_window_pool, launch_zero_pad)
+    from .window_max import launch_window_max
 except Exception as _error:  # noqa: BLE001 - any failure here means "no CUDA kernels"
     IMPORT_ERROR = _error
     launch_conv = launch_global_pool = launch_pool = launch_zero_pad = None
     launch_window_pool = launch_max_unpool = launch_mode_pad = None
-    launch_filter_grad = launch_pool_grad = None
+    launch_filter_grad = launch_pool_grad = launch_window_max = None
 
 
 def prepare_array(value):
@@ -172,6 +173,21 @@ def run_filter_grad(problem):
     return finish()
 
 
+@_on_gpu
+def run_window_max(problem):
+    """max_pool_with_argmax, dilation2d, erosion2d: one thread per output element."""
+    x = launch.device_contiguous(launch.to_device(problem.x))
+    f = None if problem.w is None else launch.to_device(problem.w, problem.dtype)
+    out, finish = launch.output(problem.out_shape, problem.dtype, problem.x)
+    if problem.with_indices:  # int32 or int64: the kernel stores into either
+        idx, finish_idx = launch.output(problem.out_shape, problem.index_dtype, problem.x)
+    else:
+        idx, finish_idx = None, None
+    launch_window_max(x, f, out, idx, problem, launch.device_key())
+    return (finish(), finish_idx()) if problem.with_indices else finish()
+
+
+register(Implementation("window_max", "cuda", "direct", run_window_max))
 register(Implementation("conv", "cuda", "tiled", run_conv))
 register(Implementation("conv_transpose", "cuda", "tiled", run_conv_transpose))
 register(Implementation("max_pool", "cuda", "direct", run_pool))
