@@ -352,6 +352,106 @@ def _zero_pad(op, a):
 
 
 #: op name -> rule(function, bound arguments) -> (output, backward)
+# ----------------------------------------------------------------------------- window maxima
+
+def _back_to(like, array):
+    """``array`` (host) on the device when ``like`` lives there."""
+    if is_device_array(like) and not isinstance(like, np.ndarray):
+        from numba import cuda
+
+        return cuda.to_device(array)
+    return array
+
+
+def _max_pool_with_argmax(op, a):
+    """TF's MaxPoolGradWithArgmax: each output gradient added at its argmax."""
+    result = op(**a)
+    output, argmax = result
+    x_shape = _shape(a["input"])
+
+    def backward(grad_output):
+        dy = _host(_checked_grad(grad_output, output))
+        idx = _host(argmax).astype(np.int64)
+        if not a["include_batch_in_index"]:
+            per_image = int(np.prod(x_shape[1:]))
+            idx = idx + (np.arange(x_shape[0]) * per_image).reshape((-1,) + (1,) * (idx.ndim - 1))
+        dx = np.zeros(int(np.prod(x_shape)), dy.dtype)
+        np.add.at(dx, idx.reshape(-1), dy.reshape(-1))
+        return (_back_to(grad_output, dx.reshape(x_shape)),)
+
+    return result, backward
+
+
+def _dilation_backprop(xl, f, dy, strides, dilations, pads):
+    """TF's Dilation2DBackpropInput and Dilation2DBackpropFilter on channels-last host arrays:
+    each output gradient goes to its window's winning cell and tap (the first strict maximum
+    of ``x + f`` above the lowest value; where none wins, TF's defaults: the window's clipped
+    first cell and tap (0, 0))."""
+    n, h, w, c = xl.shape
+    oh, ow = dy.shape[1:3]
+    kh, kw = f.shape[:2]
+    best = np.full(dy.shape, np.finfo(xl.dtype).min, xl.dtype)
+    rows0 = np.arange(oh) * strides[0] - pads[0]
+    cols0 = np.arange(ow) * strides[1] - pads[1]
+    win_h = np.broadcast_to(np.maximum(rows0, 0)[None, :, None, None], dy.shape).copy()
+    win_w = np.broadcast_to(np.maximum(cols0, 0)[None, None, :, None], dy.shape).copy()
+    tap = np.zeros(dy.shape, np.int64)
+    for i in range(kh):
+        r = rows0 + i * dilations[0]
+        for j in range(kw):
+            q = cols0 + j * dilations[1]
+            valid = ((r >= 0) & (r < h))[:, None] & ((q >= 0) & (q < w))[None, :]
+            v = xl[:, np.clip(r, 0, h - 1)[:, None], np.clip(q, 0, w - 1)[None, :], :]
+            with np.errstate(invalid="ignore"):
+                v = v + f[i, j]
+                take = (v > best) & valid[None, :, :, None]
+            best = np.where(take, v, best)
+            win_h = np.where(take, np.clip(r, 0, h - 1)[None, :, None, None], win_h)
+            win_w = np.where(take, np.clip(q, 0, w - 1)[None, None, :, None], win_w)
+            tap = np.where(take, i * kw + j, tap)
+    dx = np.zeros_like(xl)
+    images = np.arange(n)[:, None, None, None]
+    channels = np.arange(c)[None, None, None, :]
+    np.add.at(dx, (np.broadcast_to(images, dy.shape), win_h, win_w,
+                   np.broadcast_to(channels, dy.shape)), dy)
+    df = np.zeros(f.shape, xl.dtype)
+    np.add.at(df, (tap // kw, tap % kw, np.broadcast_to(channels, dy.shape)), dy)
+    return dx, df
+
+
+def _morphology(erode):
+    def rule(op, a):
+        from . import api
+
+        y = op(**a)
+        x_name = "value" if erode else "input"
+        first = _layout(a["data_format"], 2)
+        channels_first = first
+
+        def backward(grad_output):
+            dy = _host(_checked_grad(grad_output, y))
+            x = _host(a[x_name])
+            f = np.asarray(_host(a["filters"]), x.dtype)
+            xl = np.moveaxis(x, 1, -1) if channels_first else x
+            dyl = np.moveaxis(dy, 1, -1) if channels_first else dy
+            strides = api.normalize_window(a["strides"], 2, "strides", channels_first)
+            dilations = api.normalize_window(a["dilations"], 2, "dilations", channels_first)
+            geometry = api.window_geometry(xl.shape[1:3], f.shape[:2], strides, dilations,
+                                           api.parse_padding(a["padding"], 2, channels_first))
+            pads = [before for before, _ in geometry.pads]
+            if erode:  # y = -dilation(-x, reversed f)
+                dx, df = _dilation_backprop(-xl, f[::-1, ::-1], dyl, strides, dilations, pads)
+                df = -df[::-1, ::-1]
+            else:
+                dx, df = _dilation_backprop(xl, f, dyl, strides, dilations, pads)
+            dx = np.ascontiguousarray(np.moveaxis(dx, -1, 1) if channels_first else dx)
+            return (_back_to(grad_output, dx.astype(x.dtype)),
+                    _back_to(grad_output, np.ascontiguousarray(df, x.dtype)))
+
+        return y, backward
+    return rule
+
+
 RULES = {
     "conv1d": _conv_nd(1), "conv2d": _conv_nd(2), "conv3d": _conv_nd(3),
     "convolution": _convolution, "depthwise_conv2d": _depthwise,
@@ -363,4 +463,6 @@ RULES = {
     "max_pool": _pool_any("max"), "avg_pool": _pool_any("avg"),
     "global_max_pool2d": _global_pool("max"), "global_avg_pool2d": _global_pool("avg"),
     "zero_pad2d": _zero_pad,
+    "max_pool_with_argmax": _max_pool_with_argmax,
+    "dilation2d": _morphology(False), "erosion2d": _morphology(True),
 }

@@ -50,14 +50,34 @@ def _prepare(actual, expected, dtype):
     return dtype, expected
 
 
+def _each(check, actual, expected, dtype):
+    """For ops returning ``(values, indices)`` (``max_pool_with_argmax``): ``check`` the values,
+    the indices bit for bit in their own integer dtype. True when it handled a tuple."""
+    if not isinstance(actual, tuple):
+        return False
+    assert isinstance(expected, tuple) and len(actual) == len(expected), \
+        f"{len(actual)} results, expected {len(expected)}"
+    check(actual[0], expected[0], dtype)
+    for got, want in zip(actual[1:], expected[1:]):
+        want = np.asarray(want)
+        assert isinstance(got, np.ndarray) and got.dtype == want.dtype, \
+            f"indices dtype {getattr(got, 'dtype', None)}, expected {want.dtype}"
+        np.testing.assert_array_equal(got, want)
+    return True
+
+
 def assert_close(actual, expected, dtype):
     """Assert dtype, shape, NaN positions and ``max|actual - expected| <= tolerance``.
+
+    A tuple (values, indices) checks the values so and the indices exactly.
 
     Examples
     --------
     >>> import numpy as np
     >>> assert_close(np.array([np.nan, np.inf]), np.array([np.nan, np.inf]), np.float64)
     """
+    if _each(assert_close, actual, expected, dtype):
+        return
     dtype, expected = _prepare(actual, expected, dtype)
     a = np.asarray(actual, dtype=np.float64)
     e = np.asarray(expected, dtype=np.float64)
@@ -83,5 +103,7 @@ def assert_exact(actual, expected, dtype):
     >>> import numpy as np
     >>> assert_exact(np.float32([1, 2]), [1, 2], np.float32)
     """
+    if _each(assert_exact, actual, expected, dtype):
+        return
     _, expected = _prepare(actual, expected, dtype)
     np.testing.assert_array_equal(actual, expected.astype(actual.dtype))

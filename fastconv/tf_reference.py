@@ -704,9 +704,14 @@ def max_pool_with_argmax(input, ksize, strides, padding, data_format="NHWC",
 
     def call():
         xl = _to_last(x, first)
+        # Under vjp's tape: int64 indices, cast after (TF's CPU has no int32 gradient kernel).
+        taped = _TAPE["tape"] is not None and index_dtype == tf.int32
         out, arg = tf.nn.max_pool_with_argmax(xl, [1, *ksize, 1], [1, *strides, 1],
-                                              padding.upper(), "NHWC", index_dtype,
+                                              padding.upper(), "NHWC",
+                                              tf.int64 if taped else index_dtype,
                                               bool(include_batch_in_index))
+        if taped:
+            arg = tf.cast(arg, tf.int32)
         if first:  # NHWC position -> NCHW position, in the same image
             n_, h_, w_, c_ = xl.shape
             image, rest = arg // (h_ * w_ * c_), arg % (h_ * w_ * c_)

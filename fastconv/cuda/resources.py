@@ -369,7 +369,22 @@ def _list_workload_kernels(path, dtypes):
         for dtype in dtypes:
             _functional_calls(dtype)
             _gradient_calls(dtype)
+            _window_max_calls(dtype)
     save_specs(path, specs)
+
+
+def _window_max_calls(dtype):
+    """max_pool_with_argmax, dilation2d and erosion2d on an MNIST-sized batch, both layouts."""
+    import numpy as np
+
+    import fastconv
+
+    for fmt, shape in (("NHWC", (64, 26, 26, 32)), ("NCHW", (64, 32, 26, 26))):
+        x = np.zeros(shape, dtype)
+        fastconv.max_pool_with_argmax(x, 2, 2, "VALID", fmt, device="cuda")
+        f = np.zeros((3, 3, 32), dtype)
+        fastconv.dilation2d(x, f, 1, "SAME", fmt, 1, device="cuda")
+        fastconv.erosion2d(x, f, 1, "SAME", fmt, 1, device="cuda")
 
 
 def _gradient_calls(dtype):

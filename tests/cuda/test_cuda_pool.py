@@ -150,3 +150,28 @@ def test_global_pool_splits_large_images_over_blocks(kind, layout, rand, assert_
     assert_close(got, expected, F64)
     assert_close(got_nan, function(x, layout), F64)
     assert np.isnan(got_nan).sum() == 1  # NaN propagates through max and mean
+
+
+@pytest.mark.parametrize("fmt", ["NHWC", "NCHW"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_window_max_ops_on_cuda_equal_the_cpu_bit_for_bit(fmt, dtype):
+    """max_pool_with_argmax (both index dtypes, with and without the batch), dilation2d and
+    erosion2d: ties, NaN and infinities, strides and dilations."""
+    rng = np.random.default_rng(5)
+    x = rng.integers(-2, 3, (2, 5, 4, 3)).astype(dtype)
+    x.reshape(-1)[::7] = np.nan
+    x.reshape(-1)[3::11] = -np.inf
+    if fmt == "NCHW":
+        x = np.ascontiguousarray(np.moveaxis(x, -1, 1))
+    for include_batch, index_dtype in ((False, np.int64), (True, np.int32)):
+        args = (x, [3, 2], [2, 1], "SAME", fmt, index_dtype, include_batch)
+        got = fastconv.max_pool_with_argmax(*args, device="cuda")
+        want = fastconv.max_pool_with_argmax(*args, device="cpu")
+        assert got.argmax.dtype == index_dtype
+        np.testing.assert_array_equal(got.output, want.output)
+        np.testing.assert_array_equal(got.argmax, want.argmax)
+    f = rng.standard_normal((2, 3, 3)).astype(dtype)
+    for op in (fastconv.dilation2d, fastconv.erosion2d):
+        for strides, padding, dilations in ((1, "SAME", 2), ([2, 1], "VALID", 1)):
+            args = (x, f, strides, padding, fmt, dilations)
+            assert op(*args, device="cuda").tobytes() == op(*args, device="cpu").tobytes()
