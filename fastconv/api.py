@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import collections
 import functools
+import itertools
 
 import numpy as np
 
@@ -1048,6 +1049,101 @@ def _make_rank_generic_pool(kind):
 
 max_pool = _make_rank_generic_pool("max")
 avg_pool = _make_rank_generic_pool("avg")
+
+
+def pool(input, window_shape, pooling_type, strides=None, padding="VALID", data_format=None,
+         dilations=None, *, device=None):
+    """Max or average pooling of any spatial rank, dilated too, as ``tf.nn.pool``.
+
+    Parameters
+    ----------
+    input : array_like, 3-D to 5-D
+        Channels-last, or channels-first with a ``data_format`` starting with ``"NC"``.
+    window_shape : sequence of ints
+        One size per spatial dim (the input's rank decides how many).
+    pooling_type : {"MAX", "AVG"}
+        Either case (TF's spelling is upper case).
+    strides : sequence of ints, optional
+        None means 1; must be 1 where a dilation exceeds 1 (TF's rule).
+    padding : {"SAME", "VALID"} or list of pairs
+        Explicit pairs for "MAX" only; with a dilation above 1, "VALID" only (TF's rules:
+        ``tf.nn.pool`` refuses the rest).
+    data_format : str, optional
+    dilations : sequence of ints, optional
+        TF's ``dilation_rate``: window cells ``dilations`` apart.
+    device : {None, "cpu", "cuda"}
+
+    Returns
+    -------
+    ndarray
+        As :func:`max_pool` / :func:`avg_pool`; dilated windows are pooled as TF pools them
+        (space-to-batch: each phase of the input pooled undilated), so NaN never wins the max.
+
+    Notes
+    -----
+    Dilated pooling of GPU arrays runs on the host (a copy each way).
+
+    Examples
+    --------
+    >>> import numpy as np, fastconv
+    >>> x = np.arange(6.0).reshape(1, 6, 1)
+    >>> fastconv.pool(x, [2], "MAX", dilations=[2])[0, :, 0]
+    array([2., 3., 4., 5.])
+    >>> fastconv.pool(x, [2], "AVG", strides=[2], padding="SAME")[0, :, 0]
+    array([0.5, 2.5, 4.5])
+    """
+    n_spatial = _spatial_rank(input)
+    if not isinstance(pooling_type, str) or pooling_type.upper() not in ("MAX", "AVG"):
+        raise ValueError(f"pooling_type must be 'MAX' or 'AVG', got {pooling_type!r}")
+    kind = pooling_type.lower()
+    channels_first = parse_data_format(data_format, n_spatial)
+    window = _pool_list(window_shape, n_spatial, "window_shape")
+    strides = (1,) * n_spatial if strides is None else _pool_list(strides, n_spatial, "strides")
+    rates = (1,) * n_spatial if dilations is None else _pool_list(dilations, n_spatial,
+                                                                  "dilations")
+    if max(rates) == 1:
+        return _pool(kind, n_spatial, input, window, strides, padding, data_format, device)
+    if max(strides) > 1:
+        raise ValueError(f"strides must be 1 where dilations exceed 1 (tf.nn.pool's rule), got "
+                         f"strides={list(strides)} and dilations={list(rates)}")
+    if not (isinstance(padding, str) and padding.upper() == "VALID"):
+        raise ValueError(f"padding must be 'VALID' where dilations exceed 1 (tf.nn.pool "
+                         f"refuses the rest), got {padding!r}")
+    check_device(device)
+    on_device = is_device_array(input) and not isinstance(input, np.ndarray)
+    x = as_host_array(input, "input")
+    check_float_dtype(array_dtype(x), "input")
+    check_rank(x.shape, n_spatial + 2, "input", _layout_hint(n_spatial, channels_first))
+    batch, channels, spatial = _split(x.shape, channels_first)
+    geometry = window_geometry(spatial, window, (1,) * n_spatial, rates, "VALID")
+    out = np.empty(layout_shape(batch, channels, geometry.out_sizes, channels_first), x.dtype)
+    first_axis = 2 if channels_first else 1
+    for phase in itertools.product(*(range(r) for r in rates)):
+        steps = tuple(slice(a, None, r) for a, r in zip(phase, rates))
+        index = (slice(None),) * first_axis + steps
+        part = np.ascontiguousarray(x[index])
+        if any(size < k for size, k in zip(_split(part.shape, channels_first)[2], window)):
+            continue  # this phase holds no whole window
+        out[index] = _pool(kind, n_spatial, part, window, (1,) * n_spatial, "VALID",
+                           data_format, "cpu")
+    if on_device:
+        from numba import cuda
+
+        return cuda.to_device(out)
+    return out
+
+
+def _pool_list(values, n_spatial, name):
+    """``tf.nn.pool``'s per-spatial-dim lists (an int is taken for every dim)."""
+    if isinstance(values, (int, np.integer)) and not isinstance(values, bool):
+        values = [values] * n_spatial
+    values = _shape_values(values, name)
+    if len(values) != n_spatial:
+        raise ValueError(f"{name} must have one value per spatial dim ({n_spatial}), got "
+                         f"{list(values)}")
+    if min(values) < 1:
+        raise ValueError(f"{name} must be positive, got {list(values)}")
+    return values
 
 
 def _global_pool(kind, input, data_format, keepdims, device):

@@ -308,6 +308,51 @@ def _pool_any(kind):
     return rule
 
 
+def _pool_generic(op, a):
+    """``tf.nn.pool``: the rank-generic pools' rule, or for dilated windows each phase's
+    (TF pools every phase of the input undilated and so does its gradient)."""
+    import itertools
+
+    from . import api
+
+    kind = a["pooling_type"].lower()
+    n = _rank(a["input"])
+    window = api._pool_list(a["window_shape"], n, "window_shape")
+    rates = (1,) * n if a["dilations"] is None else api._pool_list(a["dilations"], n,
+                                                                   "dilations")
+    y = op(**a)
+    if max(rates) == 1:
+        strides = (1,) * n if a["strides"] is None else a["strides"]
+        return _pool_rule(kind, n, a["input"], window, strides, a["padding"], a["data_format"],
+                          y)
+    channels_first = _layout(a["data_format"], n)
+    first_axis = 2 if channels_first else 1
+    fmt = a["data_format"] if a["data_format"] is not None else LAYOUTS[n][0]
+    grad = getattr(gradients, f"{kind}_pool{n}d_grad")
+
+    def backward(grad_output):
+        dy = _host(_checked_grad(grad_output, y))
+        x = _host(a["input"])
+        yh = _host(y)
+        dx = np.zeros_like(x)
+        for phase in itertools.product(*(range(r) for r in rates)):
+            index = (slice(None),) * first_axis + tuple(slice(p, None, r)
+                                                        for p, r in zip(phase, rates))
+            part = np.ascontiguousarray(x[index])
+            spatial = part.shape[2:] if channels_first else part.shape[1:-1]
+            if any(size < k for size, k in zip(spatial, window)):
+                continue
+            g = np.ascontiguousarray(dy[index])
+            if kind == "max":
+                dx[index] = grad(part, np.ascontiguousarray(yh[index]), g, window, 1, "VALID",
+                                 fmt)
+            else:
+                dx[index] = grad(part.shape, g, window, 1, "VALID", fmt)
+        return (_back_to(grad_output, dx),)
+
+    return y, backward
+
+
 def _global_pool(kind):
     def rule(op, a):
         y = op(**a)
@@ -460,7 +505,7 @@ RULES = {
     "conv3d_transpose": _transpose_nd(3), "conv_transpose": _transpose_any,
     "atrous_conv2d_transpose": _atrous_transpose,
     **{f"{kind}_pool{n}d": _pool_nd(kind, n) for kind in ("max", "avg") for n in (1, 2, 3)},
-    "max_pool": _pool_any("max"), "avg_pool": _pool_any("avg"),
+    "max_pool": _pool_any("max"), "avg_pool": _pool_any("avg"), "pool": _pool_generic,
     "global_max_pool2d": _global_pool("max"), "global_avg_pool2d": _global_pool("avg"),
     "zero_pad2d": _zero_pad,
     "max_pool_with_argmax": _max_pool_with_argmax,

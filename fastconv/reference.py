@@ -184,7 +184,7 @@ def _transposed_group(x, w, out_sizes, strides, pads, dilations):
     return y[(slice(None),) + crop]
 
 
-def pool(kind, x, ksize, strides, pads):
+def pool_windows(kind, x, ksize, strides, pads):
     """TF's CPU pooling of channels-last ``x``: max starts from the dtype's lowest finite value
     and a NaN never wins; average adds each window's real (unpadded) cells in the data's dtype,
     in row-major window order, and divides by their count in that dtype (TF's rule: a float32
@@ -363,7 +363,7 @@ def _pool_nd(kind, n, input, ksize, strides, padding, data_format):
     ksize = _spatial_values(ksize, n, first)
     strides = _spatial_values(strides, n, first)
     pads = _pads(padding, xl.shape[1:-1], ksize, strides, (1,) * n, first)
-    return _from_last(pool(kind, xl, ksize, strides, pads), first)
+    return _from_last(pool_windows(kind, xl, ksize, strides, pads), first)
 
 
 def _make_pool(kind, n, default_format):
@@ -389,6 +389,32 @@ def max_pool(input, ksize, strides, padding, data_format=None, *, device=None):
 def avg_pool(input, ksize, strides, padding, data_format=None, *, device=None):
     """Oracle for :func:`fastconv.avg_pool` (any spatial rank; the input's rank decides)."""
     return _pool_nd("avg", np.ndim(input) - 2, input, ksize, strides, padding, data_format)
+
+
+def pool(input, window_shape, pooling_type, strides=None, padding="VALID", data_format=None,
+         dilations=None, *, device=None):
+    """Oracle for :func:`fastconv.pool` (``tf.nn.pool``): undilated windows as
+    :func:`max_pool`/:func:`avg_pool`; dilated (VALID, stride 1) windows read every cell
+    ``dilations`` apart, the max TF's (from the lowest value, NaN never wins), the average
+    over the window's cells."""
+    n = np.ndim(input) - 2
+    kind = pooling_type.lower()
+    rates = (1,) * n if dilations is None else tuple(int(r) for r in np.ravel(dilations))
+    steps = (1,) * n if strides is None else tuple(int(s) for s in np.ravel(strides))
+    if max(rates) == 1:
+        return _pool_nd(kind, n, input, list(window_shape), list(steps), padding, data_format)
+    first = data_format in _CHANNELS_FIRST
+    x = np.asarray(input)
+    _check_float(x, "input")
+    win = _windows(_to_last(x, first), tuple(window_shape), (1,) * n, rates)
+    cells = win.reshape(win.shape[:n + 2] + (-1,))  # (N, *out, C, cells)
+    if kind == "max":
+        with np.errstate(invalid="ignore"):
+            y = np.maximum(np.where(np.isnan(cells), -np.inf, cells).max(axis=-1),
+                           np.finfo(x.dtype).min)
+    else:
+        y = cells.astype(np.float64).mean(axis=-1)
+    return _from_last(y.astype(x.dtype), first)
 
 
 def _global(kind, input, data_format, keepdims):

@@ -309,7 +309,7 @@ def transposed_conv(x, w, out_sizes, strides, padding, dilations):
     return tf.nn.conv2d_transpose(x, w, shape, [1, *strides, 1], _tf_padding(padding))
 
 
-def pool(kind, x, ksize, strides, padding):
+def pool_windows(kind, x, ksize, strides, padding):
     """``tf.nn.{kind}_pool{n}d`` of channels-last ``x`` (``kind`` is ``"max"`` or ``"avg"``)."""
     tf = import_tensorflow()
     n = len(ksize)
@@ -624,7 +624,7 @@ def _prepare_pool(kind, n, input, ksize, strides, padding, data_format):
     padding = _padding(padding, n, first)
 
     def call():
-        return _from_last(pool(kind, _to_last(x, first), ksize, strides, padding), first)
+        return _from_last(pool_windows(kind, _to_last(x, first), ksize, strides, padding), first)
 
     return call
 
@@ -655,6 +655,36 @@ def max_pool(input, ksize, strides, padding, data_format=None, *, device=None):
 def avg_pool(input, ksize, strides, padding, data_format=None, *, device=None):
     """TensorFlow's :func:`fastconv.avg_pool`: ``tf.nn.avg_pool`` (the input's rank decides)."""
     return _prepare_pool("avg", None, input, ksize, strides, padding, data_format)
+
+
+@_op
+def pool(input, window_shape, pooling_type, strides=None, padding="VALID", data_format=None,
+         dilations=None, *, device=None):
+    """TensorFlow's :func:`fastconv.pool`: ``tf.nn.pool`` (channels-last: TF's CPU pools
+    NHWC only, so channels-first data is transposed in and out)."""
+    tf = import_tensorflow()
+    first = _channels_first(data_format)
+    (x,) = _tensors(input)
+    n = len(x.shape) - 2
+    pads = padding if isinstance(padding, str) else [list(p) for p in _padding(padding, n,
+                                                                                first)]
+    if not isinstance(pads, str):
+        pads = [[0, 0]] + pads + [[0, 0]]
+
+    dilated = dilations is not None and max(np.ravel(dilations)) > 1
+
+    def call():
+        xl = _to_last(x, first)
+        if not dilated:  # tf.nn.pool runs tf.nn.max_pool/avg_pool: their CPU gaps rewritten
+            return _from_last(pool_windows(pooling_type.lower(), xl, tuple(window_shape),
+                                           _spatial(strides, n, False, default=1),
+                                           _padding(padding, n, first)), first)
+        y = tf.nn.pool(xl, list(window_shape), pooling_type.upper(),
+                       None if strides is None else list(strides), pads,
+                       dilations=list(dilations))
+        return _from_last(y, first)
+
+    return call
 
 
 def _prepare_global(kind, input, data_format, keepdims):

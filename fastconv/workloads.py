@@ -489,15 +489,15 @@ def _prepare_tf(case, arrays):
 
 def _tf_mnist_cnn(arrays):
     """The seed network's conv-pool-conv-pool on tf_reference's core (channels-last tensors)."""
-    from .tf_reference import conv, pool
+    from .tf_reference import conv, pool_windows
 
     tf = import_tensorflow()
     t = {name: tf.constant(value) for name, value in arrays.items()}
 
     def call():
         y = conv(t["input"], t["filters1"], (1, 1), "VALID", (1, 1), t["bias1"], "relu")
-        y = pool("max", y, (2, 2), (2, 2), "VALID")
+        y = pool_windows("max", y, (2, 2), (2, 2), "VALID")
         y = conv(y, t["filters2"], (1, 1), "VALID", (1, 1), t["bias2"], "relu")
-        return pool("max", y, (2, 2), (2, 2), "VALID")
+        return pool_windows("max", y, (2, 2), (2, 2), "VALID")
 
     return call

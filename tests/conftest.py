@@ -328,7 +328,7 @@ class NumpyOracle:
         xl = to_last(x, channels_first)
         ksize, strides = tuple(ksize), tuple(strides)
         pads = self._pads(xl, ksize, strides, (1,) * len(ksize), padding)
-        return to_first(reference.pool(kind, xl, ksize, strides, pads), channels_first)
+        return to_first(reference.pool_windows(kind, xl, ksize, strides, pads), channels_first)
 
     def global_pool(self, kind, x, channels_first=False, keepdims=False):
         from fastconv import reference

@@ -229,3 +229,69 @@ def test_max_pool_channels_are_independent(assert_exact):
     expected = np.stack([np.array([[5, 7], [13, 15]]), np.array([[0, -2], [-8, -10]]),
                          np.array([[13, 15], [5, 7]])], -1)[None]
     assert_exact(got, expected, F64)
+
+
+# ----------------------------------------------------------------------------- tf.nn.pool
+
+POOL_CASES = [
+    # (spatial, window_shape, pooling_type, strides, padding, dilations)
+    ((9,), [3], "MAX", None, "VALID", [2]),
+    ((9,), [2], "AVG", [2], "SAME", None),
+    ((8, 7), [2, 3], "MAX", None, "VALID", [3, 2]),
+    ((8, 7), [3, 2], "AVG", None, "VALID", [1, 3]),
+    ((8, 7), [2, 2], "MAX", [2, 1], [[1, 0], [0, 1]], None),
+    ((4, 6, 7), [2, 2, 2], "AVG", None, "VALID", [1, 2, 3]),
+    ((4, 6, 7), [2, 1, 2], "MAX", None, "VALID", [2, 1, 2]),
+]
+
+
+@pytest.mark.tf
+@pytest.mark.parametrize("first", [False, True], ids=["channels_last", "channels_first"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("case", POOL_CASES, ids=str)
+def test_pool_equals_tf_and_the_oracle(case, dtype, first, tf):
+    from fastconv import reference, tf_reference
+    from fastconv.testing import assert_close
+
+    spatial, window, kind, strides, padding, dilations = case
+    n = len(spatial)
+    rng = np.random.default_rng(len(spatial) + len(window))
+    x = rng.standard_normal((2, *spatial, 3)).astype(dtype)
+    x.reshape(-1)[::11] = np.nan
+    x.reshape(-1)[5::13] = -np.inf
+    fmt = None
+    if first:
+        x = np.ascontiguousarray(np.moveaxis(x, -1, 1))
+        fmt = {1: "NCW", 2: "NCHW", 3: "NCDHW"}[n]
+    args = (x, window, kind, strides, padding, fmt, dilations)
+    got = fastconv.pool(*args)
+    assert_close(got, reference.pool(*args), dtype)
+    if n == 3:
+        # TF's CPU has no float64 3-D pooling kernels, and its float32 MaxPool3D (oneDNN)
+        # treats NaN differently on AVX2 and AVX-512 machines (docs/guarantees.md): 3-D is
+        # compared with TF on NaN-free data.
+        if dtype == np.float64:
+            return
+        x = np.nan_to_num(x, nan=0.5, neginf=-np.inf)
+        args = (x, window, kind, strides, padding, fmt, dilations)
+        got = fastconv.pool(*args)
+    assert_close(got, tf_reference.pool(*args), dtype)
+
+
+def test_pool_follows_tf_rules_and_names_the_argument():
+    x = np.ones((1, 6, 6, 2), np.float32)
+    with pytest.raises(ValueError, match="pooling_type must be 'MAX' or 'AVG'"):
+        fastconv.pool(x, [2, 2], "MIN")
+    with pytest.raises(ValueError, match="strides must be 1 where dilations exceed 1"):
+        fastconv.pool(x, [2, 2], "MAX", [2, 2], dilations=[2, 2])
+    with pytest.raises(ValueError, match="padding must be 'VALID' where dilations exceed 1"):
+        fastconv.pool(x, [2, 2], "MAX", padding="SAME", dilations=[2, 2])
+    with pytest.raises(ValueError, match=r"window_shape must have one value per spatial dim"):
+        fastconv.pool(x, [2], "MAX")
+    with pytest.raises(ValueError, match="dilations must be positive"):
+        fastconv.pool(x, [2, 2], "AVG", dilations=[0, 1])
+    with pytest.raises(ValueError, match="padding must be 'SAME' or 'VALID' for this op"):
+        fastconv.pool(x, [2, 2], "AVG", padding=[[0, 0], [1, 1], [1, 1], [0, 0]])
+    # Dilated windows that do not fit: TF's VALID error
+    with pytest.raises(ValueError):
+        fastconv.pool(x, [3, 3], "MAX", dilations=[3, 3])

@@ -180,6 +180,26 @@ def _other_cases(tier):
     cases.append(Case(tier, "zero_pad2d", "zero_pad2d",
                       {"input": (2, 9, 11, 3) if full else (1, 4, 5, 3)},
                       {"padding": ((1, 2), (3, 0))}))
+    # The window maxima (values and indices exact) and tf.nn.pool (dilated: phases).
+    image = (2, 9, 11, 5) if full else (1, 5, 6, 3)
+    for include_batch, index_dtype in ((False, np.int64), (True, np.int32)) if full else \
+            ((True, np.int64),):
+        cases.append(Case(tier, f"max_pool_with_argmax-{np.dtype(index_dtype).name}"
+                                f"{'-batch' if include_batch else ''}", "max_pool_with_argmax",
+                          {"input": image}, {"ksize": 3, "strides": 2, "padding": "SAME",
+                                             "output_dtype": index_dtype,
+                                             "include_batch_in_index": include_batch}))
+    for op in ("dilation2d", "erosion2d"):
+        for strides, padding, dilations in ((1, "SAME", 2), (2, "VALID", 1)) if full else \
+                (((1, "SAME", 2),) if op == "dilation2d" else ((2, "VALID", 1),)):
+            cases.append(Case(tier, f"{op}-s{strides}-{padding}-r{dilations}", op,
+                              {"input": image, "filters": (3, 2, image[-1])},
+                              {"strides": strides, "padding": padding,
+                               "dilations": dilations}))
+    for kind, dilations in (("MAX", [2, 1]), ("AVG", None)):
+        cases.append(Case(tier, f"pool-{kind}-{'dilated' if dilations else 'plain'}", "pool",
+                          {"input": image}, {"window_shape": [2, 3], "pooling_type": kind,
+                                             "dilations": dilations}))
     return cases
 
 
@@ -260,6 +280,8 @@ def _call(case, arrays, options, **extra):
     if case.op in CHANNELS_LAST_ONLY:
         arrays["value"] = arrays.pop("input")
         options.pop("data_format")
+    if case.op == "erosion2d":  # tf.nn.erosion2d's argument is ``value``
+        arrays["value"] = arrays.pop("input")
     return ops.get(case.op).function(**arrays, **options)
 
 
@@ -279,9 +301,13 @@ def _run_on_device(case, arrays, options):
     from numba import cuda
 
     got = _call(case, {name: cuda.to_device(a) for name, a in arrays.items()}, options)
-    assert _is_numba_device_array(got), (
-        f"numba device arrays in gave a {type(got).__module__}.{type(got).__name__} out")
-    return got.copy_to_host()
+    results = got if isinstance(got, tuple) else (got,)  # (output, argmax)
+    for result in results:
+        assert _is_numba_device_array(result), (
+            f"numba device arrays in gave a {type(result).__module__}."
+            f"{type(result).__name__} out")
+    hosted = tuple(result.copy_to_host() for result in results)
+    return hosted if isinstance(got, tuple) else hosted[0]
 
 
 @pytest.mark.parametrize("case, channels_first, dtype", _params(CASES))
@@ -319,8 +345,8 @@ def _torch_supported(case):
         return all(k >= case.options["strides"] for k in case.arrays["filters"][:2])
     if op in ("global_max_pool2d", "global_avg_pool2d", "zero_pad2d"):
         return True
-    if op in ("conv1d_transpose", "conv3d_transpose", "conv_transpose",
-              "separable_conv2d") + CHANNELS_LAST_ONLY:
+    if op in ("conv1d_transpose", "conv3d_transpose", "conv_transpose", "separable_conv2d",
+              "max_pool_with_argmax", "dilation2d", "erosion2d", "pool") + CHANNELS_LAST_ONLY:
         return False  # no cuDNN rule written yet: compared with the CPU only
     if case.op.startswith("max_pool"):
         return True  # SAME: -inf padding never wins a window
