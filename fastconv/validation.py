@@ -11,7 +11,6 @@ import numpy as np
 SUPPORTED_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
 # The activation table lives in fastconv.activations (names, kernel codes, NumPy forms).
-from .activations import ACTIVATIONS, NONE, RELU, RELU6, SIGMOID, TANH  # noqa: F401,E402
 from .activations import resolve as resolve_activation  # noqa: E402
 
 

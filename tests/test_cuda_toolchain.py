@@ -44,7 +44,7 @@ def inventory():
 
 
 def test_the_inventory_covers_every_kernel_factory(inventory):
-    from fastconv.cuda import conv, grad, kernels, pool  # noqa: F401  (their factories register)
+    from fastconv.cuda import conv, grad, kernels, pool, window_max  # noqa: F401  (factories)
 
     assert set(kernels.FACTORIES) <= {spec.factory for spec in inventory}
     if os.environ.get("FASTCONV_CUDA_INVENTORY"):  # make test: the simulator run recorded

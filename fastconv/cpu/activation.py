@@ -9,8 +9,8 @@ import math
 import numpy as np
 from numba import njit, prange
 
-from ..activations import (ELU, GELU, GELU_TANH, HARD_SIGMOID, HARD_SWISH,  # noqa: F401
-                           LEAKY_RELU, NONE, RELU, RELU6, SIGMOID, SILU, TANH, tf_alpha)
+from ..activations import (ELU, GELU, GELU_TANH, HARD_SIGMOID, HARD_SWISH, LEAKY_RELU, RELU,
+                           RELU6, SIGMOID, SILU, TANH, tf_alpha)
 
 #: TF's LeakyRelu slope as its float32 attr holds it (for float64 layers too).
 _LEAKY = tf_alpha(0.2)

@@ -40,7 +40,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from .. import config, dispatch
-from ..validation import ACTIVATIONS
+from ..activations import ACTIVATIONS
 from . import numpy_ops
 
 log = logging.getLogger("fastconv")
