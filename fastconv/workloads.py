@@ -57,6 +57,7 @@ GOALS = {
 _CONV_OPS = {op.name for op in OPS if op.kind == "conv"}
 _POOL_OPS = {op.name for op in OPS if op.kind == "pool" and op.n_spatial is not None}
 _GLOBAL_OPS = {op.name for op in OPS if op.kind == "global"}
+_MORPHOLOGY_OPS = {"dilation2d", "erosion2d"}
 _DATA_FORMATS = {1: ("NWC", "NCW"), 2: ("NHWC", "NCHW"), 3: ("NDHWC", "NCDHW")}
 
 
@@ -138,6 +139,9 @@ class Case:
             text += f"/{_window_text(stride)}" if _window_text(stride) != "1" else ""
             text += f" {o['padding']}"
             return text + (f" {o['activation']}" if o.get("activation") else "")
+        if self.op in _MORPHOLOGY_OPS:
+            window = "x".join(map(str, self.shapes["filters"][:2]))
+            return f"{shape} {window}/{_window_text(o['strides'])} {o['padding']}"
         if self.op in _POOL_OPS:
             window = "x".join(map(str, _spatial(o["ksize"], self.n_spatial)))
             return f"{shape} {window}/{_window_text(o['strides'])} {o['padding']}"
@@ -259,6 +263,19 @@ def _standard_cases():
         _pool("avg_pool1d_2_8192_b32", "avg_pool1d", (32, 8192, 32), 2, 2, goals=big),
         _pool("max_pool3d_2_32x64x64_b4", "max_pool3d", (4, 32, 64, 64, 16), 2, 2, goals=big),
         _pool("avg_pool3d_2_32x64x64_b4", "avg_pool3d", (4, 32, 64, 64, 16), 2, 2, goals=big),
+        # The rest of tf.nn's surface (issue 14): EfficientNet's fused swish, the argmax
+        # pooling of SegNet-style decoders, grayscale morphology, dilated pooling.
+        _conv("conv3x3_swish_40_28_b8", (8, 28, 28, 40), (3, 3, 40, 80), bias=True,
+              activation="silu"),
+        _conv("conv2d_transpose_grouped_gelu_28_b8", (8, 28, 28, 64), (3, 3, 16, 64), 2,
+              op="conv2d_transpose", output_shape=(8, 56, 56, 64), bias=True,
+              activation="gelu"),
+        _pool("max_pool_with_argmax_2x2_112_b8", "max_pool_with_argmax", (8, 112, 112, 32), 2,
+              2, goals=big),
+        Case("dilation2d_3x3_56_b8", "dilation2d", {"input": (8, 56, 56, 32),
+                                                     "filters": (3, 3, 32)},
+             {"strides": 1, "padding": "SAME", "data_format": "NHWC", "dilations": 1},
+             layouts=_BOTH),
         Case("global_avg_pool_56_b16", "global_avg_pool2d", {"input": (16, 56, 56, 256)}),
         Case("global_max_pool_56_b16", "global_max_pool2d", {"input": (16, 56, 56, 256)}),
     ]
@@ -335,6 +352,12 @@ def _output_shape(case):
     if case.op == "zero_pad2d":
         p = o["padding"]
         return (batch,) + tuple(s + 2 * p for s in spatial) + (channels,)
+    if case.op in _MORPHOLOGY_OPS:
+        kernel, rates = case.shapes["filters"][:2], _spatial(o.get("dilations", 1), n)
+        strides = _spatial(o["strides"], n)
+        return (batch,) + tuple(shape_rules.conv_output_size(s, k, st, o["padding"], r)
+                                for s, k, st, r in zip(spatial, kernel, strides, rates)) + \
+            (channels,)
     if case.family == "conv":
         w = case.shapes[_filter_name(case.op)]
         kernel = w[:n]
@@ -464,6 +487,8 @@ def _prepare_fastconv(case, arrays, layout, device):
     call = run if sync is None else synced
 
     def to_numpy(out):
+        if isinstance(out, tuple):  # (output, argmax): compared as one array, exactly
+            return _joined(tuple(to_numpy(part) for part in out))
         host = out.copy_to_host() if hasattr(out, "copy_to_host") else np.asarray(out)
         return to_channels_last(host) if first and host.ndim > 2 else host
 
@@ -482,9 +507,16 @@ def _prepare_tf(case, arrays):
         call = ops.get(case.op).tf_function.prepare(**arrays, **options)
 
     def to_numpy(out):
+        if isinstance(out, tuple):
+            return _joined(tuple(part.numpy() for part in out))
         return out.numpy()
 
     return call, to_numpy
+
+
+def _joined(parts):
+    """``(values, indices)`` as one float64 array (indices below 2**53 stay exact)."""
+    return np.concatenate([np.asarray(part, np.float64).ravel() for part in parts])
 
 
 def _tf_mnist_cnn(arrays):
