@@ -14,6 +14,7 @@ import itertools
 import numpy as np
 
 from . import dispatch
+from .half import widening
 from .ops import NAMES
 from .problems import (ConvProblem, ConvTransposeProblem, GlobalPoolProblem, PadProblem,
                        PoolProblem, WindowMaxProblem, layout_shape, pad_to_3d)
@@ -1449,3 +1450,5 @@ _COMPOSITE = {"separable_conv2d"}
 for _name in NAMES:
     if _name not in _COMPOSITE:
         globals()[_name] = _follows_dask(globals()[_name])
+    # float16 / bfloat16: float32 kernels, rounded back once (fastconv.half)
+    globals()[_name] = widening(globals()[_name])

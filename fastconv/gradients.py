@@ -440,3 +440,8 @@ max_pool3d_grad = _make_pool_grad("max", 3)
 avg_pool1d_grad = _make_pool_grad("avg", 1)
 avg_pool2d_grad = _make_pool_grad("avg", 2)
 avg_pool3d_grad = _make_pool_grad("avg", 3)
+
+from .half import widening as _widening  # noqa: E402  (float16 / bfloat16 kernels)
+
+for _name in NAMED_KERNELS:
+    globals()[_name] = _widening(globals()[_name])

@@ -315,14 +315,14 @@ def pool_windows(kind, x, ksize, strides, padding):
     n = len(ksize)
     if kind == "avg" and not isinstance(padding, str):
         raise ValueError("TensorFlow's average pooling takes 'SAME' or 'VALID' padding only")
-    if n == 3 and (x.dtype == tf.float64 or not isinstance(padding, str)):
+    if n == 3 and (x.dtype in (tf.float64, tf.float16) or not isinstance(padding, str)):
         return _pool3d_rewrite(kind, x, ksize, strides, padding)
     op = getattr(tf.nn, f"{kind}_pool{n}d")
     return op(x, list(ksize), list(strides), _tf_padding(padding))
 
 
 def _pool3d_rewrite(kind, x, ksize, strides, padding):
-    """3-D pooling where TF's CPU MaxPool3D/AvgPool3D have no kernel (float64) or refuse the
+    """3-D pooling where TF's CPU MaxPool3D/AvgPool3D have no kernel (float64, float16) or refuse the
     padding (explicit), from TF ops (:func:`_max_pool3d_by_axes`, :func:`_avg_pool3d_windows`)."""
     if kind == "max":
         return _max_pool3d_by_axes(x, ksize, strides, padding)

@@ -1,0 +1,95 @@
+"""Half precision (float16 and bfloat16) for every op: widened to float32, rounded back once.
+
+TF's oneDNN kernels accumulate half-precision convolutions and averages in float32 and round
+the result once; max pooling and padding select values, which a float32 round trip keeps
+exactly. :func:`widening` wraps a public op so that half-precision arrays (NumPy float16,
+``ml_dtypes.bfloat16`` as TF and JAX use it, torch float16 tensors) run the float32 kernels
+and the result comes back in the input's dtype (indices, e.g. ``max_pool_with_argmax``'s,
+unchanged). Mixing a half-precision argument with another dtype raises TypeError, as TF does.
+
+Imports nothing but NumPy; ``ml_dtypes`` is only needed by callers that hold bfloat16 arrays.
+
+Examples
+--------
+>>> import numpy as np, fastconv
+>>> x = np.ones((1, 4, 4, 1), np.float16)
+>>> y = fastconv.conv2d(x, np.ones((3, 3, 1, 2), np.float16), 1, "SAME")
+>>> y.dtype, y[0, 1, 1]
+(dtype('float16'), array([9., 9.], dtype=float16))
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+
+import numpy as np
+
+from .validation import is_dask_array, is_device_array
+
+HALF = ("float16", "bfloat16")
+
+
+def _dtype_name(value):
+    if isinstance(value, type):  # np.int32 passed as a dtype argument, not an array
+        return None
+    dtype = getattr(value, "dtype", None)
+    if dtype is None or not hasattr(value, "shape"):
+        return None
+    return str(getattr(dtype, "name", dtype)).rsplit(".", 1)[-1]
+
+
+def _widen(value):
+    """A float32 copy of a half-precision array, of the same kind where that is cheap."""
+    if isinstance(value, np.ndarray) or is_dask_array(value):  # dask: lazily
+        return value.astype(np.float32)
+    if type(value).__module__.startswith("torch"):
+        return value.float()
+    if is_device_array(value):
+        from numba import cuda
+
+        return cuda.to_device(value.copy_to_host().astype(np.float32))
+    return np.asarray(value).astype(np.float32)
+
+
+def _narrow(result, like):
+    """``result`` (float32) in the dtype and kind of ``like``; integer arrays unchanged."""
+    if isinstance(result, tuple):
+        return type(result)(*(_narrow(part, like) for part in result)) \
+            if hasattr(result, "_fields") else tuple(_narrow(part, like) for part in result)
+    if result is None or _dtype_name(result) not in ("float32",):
+        return result
+    if type(result).__module__.startswith("torch"):
+        return result.to(like.dtype)
+    if isinstance(result, np.ndarray) or is_dask_array(result):
+        return result.astype(like.dtype)
+    if is_device_array(result):
+        from numba import cuda
+
+        return cuda.to_device(result.copy_to_host().astype(like.dtype))
+    return result
+
+
+def widening(op):
+    """``op`` that takes float16/bfloat16 arrays: they run as float32, the result is rounded
+    back to their dtype once."""
+    @functools.wraps(op)
+    def wrapped(*args, **kwargs):
+        halves = [v for v in (*args, *kwargs.values()) if _dtype_name(v) in HALF]
+        if not halves:
+            return op(*args, **kwargs)
+        like = halves[0]
+        name = _dtype_name(like)
+        bound = inspect.signature(op).bind_partial(*args, **kwargs).arguments
+        first = next(key for key, value in bound.items() if value is like)
+        for key, value in bound.items():
+            other = _dtype_name(value)
+            if other is not None and other != name and (other in HALF
+                                                        or np.dtype(other).kind == "f"):
+                raise TypeError(f"{key} has dtype {other} but {first} has dtype {name}; they "
+                                f"must match")
+        args = [_widen(v) if _dtype_name(v) in HALF else v for v in args]
+        kwargs = {k: _widen(v) if _dtype_name(v) in HALF else v for k, v in kwargs.items()}
+        return _narrow(op(*args, **kwargs), like)
+
+    return wrapped

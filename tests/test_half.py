@@ -1,0 +1,78 @@
+"""float16 and bfloat16 (``ml_dtypes.bfloat16``) for every op: the output keeps the input's
+dtype, equals TensorFlow's CPU result within the half-precision tolerance table
+(``fastconv.testing.TOLERANCE``: 4 units in the last place at the output's scale) and, for the
+exact ops, bit for bit; indices are unchanged; mixing dtypes is refused as TF refuses it.
+"""
+
+import numpy as np
+import pytest
+
+import fastconv
+from fastconv import ops
+from fastconv.testing import TOLERANCE, assert_close, assert_exact
+
+ml_dtypes = pytest.importorskip("ml_dtypes")
+HALF = [np.dtype(np.float16), np.dtype(ml_dtypes.bfloat16)]
+SAMPLES = ops.samples()
+
+
+def _arrays(sample, dtype, rng):
+    return {key: rng.standard_normal(shape).astype(np.float32).astype(dtype)
+            for key, shape in sample.shapes.items()}
+
+
+@pytest.mark.tf
+@pytest.mark.parametrize("dtype", HALF, ids=lambda d: d.name)
+@pytest.mark.parametrize("label", sorted(SAMPLES))
+def test_every_sample_call_in_half_precision_equals_tf(label, dtype, rng, tf):
+    from fastconv import tf_reference
+
+    op, sample = SAMPLES[label]
+    arrays = _arrays(sample, dtype, rng)
+    got = sample.call(fastconv, **arrays)
+    values = got[0] if isinstance(got, tuple) else got
+    assert values.dtype == dtype
+    (assert_exact if op.exact else assert_close)(got, sample.call(tf_reference, **arrays), dtype)
+
+
+@pytest.mark.parametrize("dtype", HALF, ids=lambda d: d.name)
+def test_half_precision_is_the_float32_result_rounded_once(dtype, rng):
+    x = rng.standard_normal((2, 9, 8, 16)).astype(np.float32).astype(dtype)
+    w = rng.standard_normal((3, 3, 16, 24)).astype(np.float32).astype(dtype)
+    b = rng.standard_normal(24).astype(np.float32).astype(dtype)
+    got = fastconv.conv2d(x, w, 1, "SAME", bias=b, activation="relu")
+    wide = fastconv.conv2d(x.astype(np.float32), w.astype(np.float32), 1, "SAME",
+                           bias=b.astype(np.float32), activation="relu")
+    np.testing.assert_array_equal(got, wide.astype(dtype))
+    # max pooling and padding select values: exact
+    np.testing.assert_array_equal(fastconv.max_pool2d(x, 3, 2, "SAME"),
+                                  fastconv.max_pool2d(x.astype(np.float32), 3, 2,
+                                                      "SAME").astype(dtype))
+    assert TOLERANCE[dtype] > TOLERANCE[np.dtype(np.float32)]
+
+
+def test_half_precision_gradients_and_named_kernels(rng):
+    x = rng.standard_normal((1, 6, 6, 2)).astype(np.float16)
+    w = rng.standard_normal((3, 3, 2, 3)).astype(np.float16)
+    y, backward = fastconv.vjp(fastconv.conv2d, x, w, 1, "SAME")
+    dx, dw = backward(np.ones_like(y))
+    assert y.dtype == dx.dtype == dw.dtype == np.float16
+    wide = fastconv.conv2d_backprop_input(x.shape, w.astype(np.float32),
+                                          np.ones(y.shape, np.float32), 1, "SAME")
+    assert_close(dx, wide.astype(np.float16), np.float16)
+
+
+def test_mixed_half_and_float_arguments_are_refused():
+    x = np.ones((1, 4, 4, 1), np.float16)
+    with pytest.raises(TypeError, match="filters has dtype float32 but input has dtype float16"):
+        fastconv.conv2d(x, np.ones((3, 3, 1, 2), np.float32), 1, "SAME")
+    with pytest.raises(TypeError, match="filters has dtype bfloat16 but input has dtype float16"):
+        fastconv.conv2d(x, np.ones((3, 3, 1, 2), ml_dtypes.bfloat16), 1, "SAME")
+
+
+def test_half_precision_follows_dask_lazily(rng):
+    da = pytest.importorskip("dask.array")
+    x = rng.standard_normal((2, 8, 8, 3)).astype(np.float16)
+    lazy = fastconv.max_pool2d(da.from_array(x, chunks=(1, 8, 8, 3)), 2, 2, "VALID")
+    assert lazy.dtype == np.float16
+    np.testing.assert_array_equal(lazy.compute(), fastconv.max_pool2d(x, 2, 2, "VALID"))
