@@ -19,3 +19,9 @@ class GlobalPool(BandwidthSuite):
     """``global_max_pool2d`` and ``global_avg_pool2d``."""
 
     params = suite_params("global_max_pool2d", "global_avg_pool2d")
+
+
+class WindowMax(BandwidthSuite):
+    """max_pool_with_argmax and grayscale dilation (issue 14): TF's window-max kernels."""
+
+    params = suite_params("max_pool_with_argmax", "dilation2d")

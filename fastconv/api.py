@@ -169,9 +169,7 @@ def _activate_after(out, act):
     if act.fused:
         return out
     if is_device_array(out) and not isinstance(out, np.ndarray):
-        from numba import cuda
-
-        return cuda.to_device(np.ascontiguousarray(act.post(out.copy_to_host())))
+        return dispatch.to_device_like(act.post(as_host_array(out, "output")), out)
     return act.post(out)
 
 
@@ -1127,11 +1125,7 @@ def pool(input, window_shape, pooling_type, strides=None, padding="VALID", data_
             continue  # this phase holds no whole window
         out[index] = _pool(kind, n_spatial, part, window, (1,) * n_spatial, "VALID",
                            data_format, "cpu")
-    if on_device:
-        from numba import cuda
-
-        return cuda.to_device(out)
-    return out
+    return dispatch.to_device_like(out, input) if on_device else out
 
 
 def _pool_list(values, n_spatial, name):

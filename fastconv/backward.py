@@ -116,11 +116,7 @@ def _forward(op, a):
         return op(**a), None, act
     z = op(**{**a, "activation": None, "alpha": None})
     y = activations.apply(_host(z), act.kind, act.alpha)
-    if is_device_array(z) and not isinstance(z, np.ndarray):
-        from numba import cuda
-
-        y = cuda.to_device(y)
-    return y, z, act
+    return _back_to(z, y), z, act
 
 
 def _activation_grad(act, y, z, dy):
@@ -402,9 +398,9 @@ def _zero_pad(op, a):
 def _back_to(like, array):
     """``array`` (host) on the device when ``like`` lives there."""
     if is_device_array(like) and not isinstance(like, np.ndarray):
-        from numba import cuda
+        from . import dispatch
 
-        return cuda.to_device(array)
+        return dispatch.to_device_like(array, like)
     return array
 
 

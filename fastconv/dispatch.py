@@ -72,6 +72,14 @@ def prepare_array(device: str, value):
     return value if prepare is None else prepare(value)
 
 
+def to_device_like(host, like):
+    """NumPy array ``host`` copied to the GPU as the kind of array ``like`` is (numba, CuPy,
+    torch): the slow paths that compute on the host (unfused activations, dilated pooling,
+    half precision on GPU arrays) hand their result back through here."""
+    _ensure_backend("cuda")
+    return importlib.import_module(_BACKEND_MODULES["cuda"]).host_to_device_like(host, like)
+
+
 def implementations(family: str, device: str = "cpu") -> list[Implementation]:
     """Return the registered implementations of ``family`` on ``device``, best first."""
     _ensure_backend(device)

@@ -25,7 +25,7 @@ import inspect
 
 import numpy as np
 
-from .validation import is_dask_array, is_device_array
+from .validation import as_host_array, is_dask_array, is_device_array
 
 HALF = ("float16", "bfloat16")
 
@@ -46,9 +46,9 @@ def _widen(value):
     if type(value).__module__.startswith("torch"):
         return value.float()
     if is_device_array(value):
-        from numba import cuda
+        from . import dispatch
 
-        return cuda.to_device(value.copy_to_host().astype(np.float32))
+        return dispatch.to_device_like(as_host_array(value, "array").astype(np.float32), value)
     return np.asarray(value).astype(np.float32)
 
 
@@ -64,9 +64,9 @@ def _narrow(result, like):
     if isinstance(result, np.ndarray) or is_dask_array(result):
         return result.astype(like.dtype)
     if is_device_array(result):
-        from numba import cuda
+        from . import dispatch
 
-        return cuda.to_device(result.copy_to_host().astype(like.dtype))
+        return dispatch.to_device_like(as_host_array(result, "result").astype(like.dtype), like)
     return result
 
 

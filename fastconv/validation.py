@@ -71,7 +71,8 @@ def check_float_dtype(dtype, name):
     if dtype not in SUPPORTED_DTYPES:
         raise TypeError(f"{name} must have dtype float32 or float64, got {dtype}"
                         + (" (cast it with .astype(np.float32))" if dtype is not None and
-                           dtype.kind in "iub" else ""))
+                           dtype.kind in "iub" else "")
+                        + "; float16 and bfloat16 run as float32")
 
 
 def check_same_dtype(dtype_a, name_a, dtype_b, name_b):

@@ -8,6 +8,8 @@ evenly x argument forms.
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import fastconv
 
@@ -295,3 +297,31 @@ def test_pool_follows_tf_rules_and_names_the_argument():
     # Dilated windows that do not fit: TF's VALID error
     with pytest.raises(ValueError):
         fastconv.pool(x, [3, 3], "MAX", dilations=[3, 3])
+
+
+@settings(max_examples=20, deadline=None, derandomize=True)
+@given(n=st.integers(1, 3), size=st.integers(3, 8), k=st.integers(1, 3), rate=st.integers(1, 3),
+       stride=st.integers(1, 3), kind=st.sampled_from(["MAX", "AVG"]),
+       padding=st.sampled_from(["SAME", "VALID"]), first=st.booleans(),
+       dtype=st.sampled_from([np.float32, np.float64]), seed=st.integers(0, 2 ** 16))
+def test_pool_any_geometry_equals_the_oracle(n, size, k, rate, stride, kind, padding, first,
+                                             dtype, seed):
+    """tf.nn.pool over any rank, window, dilation (VALID, stride 1, TF's rule) or stride."""
+    from fastconv import reference
+    from fastconv.testing import assert_close
+
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((2, *(size,) * n, 2)).astype(dtype)
+    x.reshape(-1)[::7] = np.nan
+    fmt = None
+    if first:
+        x = np.ascontiguousarray(np.moveaxis(x, -1, 1))
+        fmt = {1: "NCW", 2: "NCHW", 3: "NCDHW"}[n]
+    if rate > 1:
+        stride, padding = 1, "VALID"
+        if (k - 1) * rate + 1 > size:
+            with pytest.raises(ValueError):
+                fastconv.pool(x, [k] * n, kind, None, padding, fmt, [rate] * n)
+            return
+    args = (x, [k] * n, kind, [stride] * n, padding, fmt, [rate] * n)
+    assert_close(fastconv.pool(*args), reference.pool(*args), dtype)

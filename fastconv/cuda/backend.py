@@ -42,6 +42,14 @@ def prepare_array(value):
     return launch.device_contiguous(value)
 
 
+def host_to_device_like(host, like):
+    """``host`` (NumPy) on the GPU, as the caller's kind of array ``like`` is."""
+    host = np.ascontiguousarray(host)
+    out, finish = launch.output(host.shape, host.dtype, like)
+    out.copy_to_device(host)
+    return finish()
+
+
 def _on_gpu(run):
     """Check that a GPU (or the simulator) is there; answer empty problems without a launch."""
     @functools.wraps(run)

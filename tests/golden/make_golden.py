@@ -195,6 +195,29 @@ CASES = [
     case("atrous-transpose-valid-r2-f64", "atrous_conv2d_transpose",
          dict(value=(1, 3, 2, 3), filters=(3, 2, 2, 3)), dtype=F64,
          output_shape=[1, 7, 4, 2], rate=2, padding="VALID"),
+    # issue 14: argmax pooling (values and indices), morphology, tf.nn.pool
+    case("argmax-nhwc-same-batch-nan-inf", "max_pool_with_argmax", dict(input=(2, 7, 6, 3)),
+         special=True, ksize=3, strides=2, padding="SAME", data_format="NHWC",
+         include_batch_in_index=True),
+    case("argmax-nchw-valid-int32", "max_pool_with_argmax", dict(input=(1, 3, 6, 7)),
+         ksize=[2, 3], strides=[2, 1], padding="VALID", data_format="NCHW",
+         output_dtype="int32"),
+    case("dilation2d-nhwc-same-r2-nan-inf", "dilation2d",
+         dict(input=(2, 7, 8, 3), filters=(3, 2, 3)), special=True, strides=1,
+         padding="SAME", data_format="NHWC", dilations=2),
+    case("dilation2d-nchw-valid-s2-f64", "dilation2d",
+         dict(input=(1, 2, 9, 8), filters=(2, 3, 2)), dtype=F64, strides=2, padding="VALID",
+         data_format="NCHW", dilations=1),
+    case("erosion2d-nhwc-same-s2", "erosion2d", dict(value=(1, 8, 7, 2), filters=(3, 3, 2)),
+         strides=2, padding="SAME", data_format="NHWC", dilations=1),
+    case("erosion2d-nchw-valid-r2-nan-inf", "erosion2d",
+         dict(value=(1, 2, 9, 9), filters=(2, 2, 2)), special=True, strides=1,
+         padding="VALID", data_format="NCHW", dilations=[2, 1]),
+    case("pool-nhwc-max-dilated-nan-inf", "pool", dict(input=(2, 9, 8, 3)), special=True,
+         window_shape=[2, 3], pooling_type="MAX", dilations=[2, 2]),
+    case("pool-ncw-avg-same-s2-f64", "pool", dict(input=(2, 3, 11)), dtype=F64,
+         window_shape=[3], pooling_type="AVG", strides=[2], padding="SAME",
+         data_format="NCW"),
 ]
 
 
@@ -224,6 +247,8 @@ def build():
     for index, spec in enumerate(CASES):
         inputs = make_inputs(index, spec)
         expected = ops.get(spec["op"]).tf_function(**inputs, **spec["kwargs"])
+        if isinstance(expected, tuple):  # (values, indices): the indices stored beside
+            expected, arrays[f"{spec['name']}/expected_indices"] = expected
         assert expected.dtype == np.dtype(spec["dtype"]), (spec["name"], expected.dtype)
         for name, value in inputs.items():
             arrays[f"{spec['name']}/{name}"] = value
@@ -237,6 +262,10 @@ def build():
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--check", action="store_true", help="compare only, write nothing")
+    parser.add_argument("--append", action="store_true",
+                        help="keep the stored cases, add only the new ones (TF's own float32 "
+                             "MaxPool3D treats NaN differently on AVX2 and AVX-512 machines: "
+                             "rebuilding elsewhere would rewrite those entries)")
     args = parser.parse_args(argv)
     import fastconv
 
@@ -249,6 +278,10 @@ def main(argv=None):
         call = {name: arrays[f"{entry['name']}/{name}"] for name in entry["arrays"]}
         got = getattr(fastconv, entry["op"])(**call, **entry["kwargs"])
         expected = arrays[f"{entry['name']}/expected"]
+        if isinstance(got, tuple):
+            assert np.array_equal(got[1], arrays[f"{entry['name']}/expected_indices"]), \
+                f"{entry['name']}: indices differ"
+            got = got[0]
         with np.errstate(invalid="ignore"):
             same = (got == expected) | (np.isnan(got) & np.isnan(expected))
             diff = np.where(same, 0.0, np.abs(got.astype(np.float64) - expected))
@@ -263,6 +296,14 @@ def main(argv=None):
                                                                       equal_nan=True)]
             print(f"entries that differ from {CORPUS.name}: {changed or 'none'}")
         return 0
+    if args.append and CORPUS.exists():
+        with np.load(CORPUS, allow_pickle=False) as stored:
+            kept = json.loads(str(stored["cases.json"]))
+            kept_names = {entry["name"] for entry in kept}
+            entries = kept + [entry for entry in entries if entry["name"] not in kept_names]
+            arrays = {**{key: value for key, value in arrays.items()
+                         if key.split("/")[0] not in kept_names},
+                      **{key: stored[key] for key in stored.files if key != "cases.json"}}
     np.savez_compressed(CORPUS, **{"cases.json": np.array(json.dumps(entries))}, **arrays)
     print(f"wrote {CORPUS} ({CORPUS.stat().st_size / 1024:.0f} KiB, {len(entries)} cases); "
           f"worst fastconv error {worst:.3g}")
