@@ -41,7 +41,11 @@ def _dtype_name(value):
 
 def _widen(value):
     """A float32 copy of a half-precision array, of the same kind where that is cheap."""
-    if isinstance(value, np.ndarray) or is_dask_array(value):  # dask: lazily
+    if isinstance(value, np.ndarray):
+        from .cpu.half_convert import widen  # parallel, bit for bit NumPy's cast
+
+        return widen(value)
+    if is_dask_array(value):  # lazily
         return value.astype(np.float32)
     if type(value).__module__.startswith("torch"):
         return value.float()
@@ -61,7 +65,11 @@ def _narrow(result, like):
         return result
     if type(result).__module__.startswith("torch"):
         return result.to(like.dtype)
-    if isinstance(result, np.ndarray) or is_dask_array(result):
+    if isinstance(result, np.ndarray):
+        from .cpu.half_convert import narrow  # round to nearest even, as NumPy's cast
+
+        return narrow(result, like.dtype)
+    if is_dask_array(result):
         return result.astype(like.dtype)
     if is_device_array(result):
         from . import dispatch

@@ -76,3 +76,27 @@ def test_half_precision_follows_dask_lazily(rng):
     lazy = fastconv.max_pool2d(da.from_array(x, chunks=(1, 8, 8, 3)), 2, 2, "VALID")
     assert lazy.dtype == np.float16
     np.testing.assert_array_equal(lazy.compute(), fastconv.max_pool2d(x, 2, 2, "VALID"))
+
+
+def test_the_fast_conversions_equal_numpy_and_ml_dtypes_casts_bit_for_bit():
+    from fastconv.cpu import half_convert
+
+    every_half = np.arange(65536, dtype=np.uint16).view(np.float16)
+    np.testing.assert_array_equal(half_convert.widen(every_half), every_half.astype(np.float32))
+    rng = np.random.default_rng(0)
+    values = np.concatenate(
+        [rng.standard_normal(20000).astype(np.float32) * scale for scale in (1, 1e-5, 1e-7, 7e4)]
+        + [np.array([np.inf, -np.inf, np.nan, 0.0, -0.0, 65504, 65520, 6e-8, 2.9802322e-08],
+                    np.float32),
+           # midpoints between neighbouring halves: ties go to even
+           ((every_half[:-1].astype(np.float64) + every_half[1:]) / 2).astype(np.float32)])
+    values = values[np.isfinite(values) | np.isnan(values)]
+    for dtype in HALF:
+        with np.errstate(over="ignore", invalid="ignore"):
+            want = values.astype(dtype)
+        got = half_convert.narrow(values, dtype)
+        nan = np.isnan(want.astype(np.float32))
+        assert np.array_equal(np.isnan(got.astype(np.float32)), nan)
+        np.testing.assert_array_equal(got.view(np.uint16)[~nan], want.view(np.uint16)[~nan])
+        wide = half_convert.widen(want)
+        np.testing.assert_array_equal(wide[~nan], want.astype(np.float32)[~nan])
