@@ -13,8 +13,9 @@ import itertools
 
 import numpy as np
 
-from . import dispatch
+from . import batching, config, dispatch
 from .half import widening
+from . import ops as _ops
 from .ops import NAMES
 from .problems import (ConvProblem, ConvTransposeProblem, GlobalPoolProblem, PadProblem,
                        PoolProblem, WindowMaxProblem, layout_shape, pad_to_3d)
@@ -490,8 +491,10 @@ def separable_conv2d(input, depthwise_filter, pointwise_filter, strides, padding
 
     Notes
     -----
-    Two passes: the depthwise result is rounded to the input's dtype before the 1x1 conv, as
-    TF's two kernels do.
+    The depthwise result is rounded to the input's dtype before the 1x1 conv, as TF's two
+    kernels do. A large NumPy batch runs a few images at a time, so that each chunk's
+    depthwise result stays in the cache for the 1x1 conv instead of going to memory and back
+    (``config.CHUNK_BYTES``).
 
     Examples
     --------
@@ -517,10 +520,29 @@ def separable_conv2d(input, depthwise_filter, pointwise_filter, strides, padding
         _check_bias_shape(_shape_of(bias), pointwise_shape[3])
     check_device(device)
     resolve_activation(activation, alpha)
-    middle = depthwise_conv2d(input, depthwise_filter, strides, padding, fmt, dilations,
-                              device=device)
-    return conv2d(middle, pointwise_filter, 1, "VALID", fmt, bias=bias, activation=activation,
-                  alpha=alpha, device=device)
+
+    def run(x):
+        middle = depthwise_conv2d(x, depthwise_filter, strides, padding, fmt, dilations,
+                                  device=device)
+        return conv2d(middle, pointwise_filter, 1, "VALID", fmt, bias=bias,
+                      activation=activation, alpha=alpha, device=device)
+
+    images = 0
+    if isinstance(input, np.ndarray) and input.ndim == 4 and device in (None, "cpu") \
+            and len(depthwise_shape) == 4:  # the depthwise result's bytes, at stride 1
+        images = batching.images_per_chunk(
+            input.shape[0], input.itemsize * depthwise_shape[3] * (input[:1].size),
+            config.CHUNK_BYTES)
+    if not images:
+        return run(input)
+
+    def store(part, out):
+        if out is None:
+            return part.dtype
+        out[...] = part
+
+    return batching.run_in_chunks(input.shape[0], images,
+                                  lambda start, stop: run(input[start:stop]), store)
 
 
 def _shape_of(value):
@@ -1444,5 +1466,7 @@ _COMPOSITE = {"separable_conv2d"}
 for _name in NAMES:
     if _name not in _COMPOSITE:
         globals()[_name] = _follows_dask(globals()[_name])
-    # float16 / bfloat16: float32 kernels, rounded back once (fastconv.half)
-    globals()[_name] = widening(globals()[_name])
+    # float16 / bfloat16: float32 kernels, rounded back once (fastconv.half); every op but the
+    # transposed convs (whose output_shape names the batch) runs large batches in chunks
+    globals()[_name] = widening(globals()[_name],
+                                batched=_ops.get(_name).family != "conv_transpose")

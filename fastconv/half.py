@@ -7,6 +7,12 @@ exactly. :func:`widening` wraps a public op so that half-precision arrays (NumPy
 and the result comes back in the input's dtype (indices, e.g. ``max_pool_with_argmax``'s,
 unchanged). Mixing a half-precision argument with another dtype raises TypeError, as TF does.
 
+Ops whose images are independent (forward convolutions, pooling, morphology: ``batched``) run
+a large NumPy input batch chunk by batch chunk: each chunk is widened into one float32 buffer
+of about ``config.CHUNK_BYTES`` (cache-resident), run, and its result rounded straight
+into the half-precision output, so the float32 copies never travel to memory and the call
+moves half the bytes a float32 one does. Each image sees the same float32 kernels either way.
+
 Imports nothing but NumPy; ``ml_dtypes`` is only needed by callers that hold bfloat16 arrays.
 
 Examples
@@ -25,6 +31,7 @@ import inspect
 
 import numpy as np
 
+from . import batching, config
 from .validation import as_host_array, is_dask_array, is_device_array
 
 HALF = ("float16", "bfloat16")
@@ -78,9 +85,43 @@ def _narrow(result, like):
     return result
 
 
-def widening(op):
+def _chunk_images(op, bound, like):
+    """Images per chunk when ``op``'s call ``bound`` should run in batch chunks, else 0."""
+    key = next(iter(inspect.signature(op).parameters))
+    x = bound.get(key)
+    if (x is not like or not isinstance(x, np.ndarray) or x.ndim < 3
+            or bound.get("device") not in (None, "cpu")
+            or bound.get("include_batch_in_index")):  # indices counted over the batch
+        return 0
+    return batching.images_per_chunk(x.shape[0], 4 * (x.size // max(x.shape[0], 1)),
+                                     config.CHUNK_BYTES)
+
+
+def _in_chunks(op, args, kwargs, x, images):
+    """``op`` on ``x`` (its first argument, half precision) ``images`` images at a time, each
+    chunk widened into one reused float32 buffer; the other arguments are float32 already."""
+    from .cpu.half_convert import narrow, widen
+
+    buffer = np.empty((images, *x.shape[1:]), np.float32)
+
+    def run(start, stop):
+        return op(widen(x[start:stop], buffer[:stop - start]), *args, **kwargs)
+
+    def store(part, out):
+        if out is None:
+            return x.dtype if part.dtype == np.float32 else part.dtype
+        if part.dtype == np.float32:
+            narrow(part, x.dtype, out)
+        else:
+            out[...] = part
+
+    return batching.run_in_chunks(x.shape[0], images, run, store)
+
+
+def widening(op, batched=False):
     """``op`` that takes float16/bfloat16 arrays: they run as float32, the result is rounded
-    back to their dtype once."""
+    back to their dtype once (``batched``: ``op``'s images are independent, so a large input
+    runs in cache-sized batch chunks)."""
     @functools.wraps(op)
     def wrapped(*args, **kwargs):
         halves = [v for v in (*args, *kwargs.values()) if _dtype_name(v) in HALF]
@@ -96,6 +137,11 @@ def widening(op):
                                                         or np.dtype(other).kind == "f"):
                 raise TypeError(f"{key} has dtype {other} but {first} has dtype {name}; they "
                                 f"must match")
+        images = _chunk_images(op, bound, like) if batched else 0
+        if images and args:
+            rest = [_widen(v) if _dtype_name(v) in HALF else v for v in args[1:]]
+            kwargs = {k: _widen(v) if _dtype_name(v) in HALF else v for k, v in kwargs.items()}
+            return _in_chunks(op, rest, kwargs, args[0], images)
         args = [_widen(v) if _dtype_name(v) in HALF else v for v in args]
         kwargs = {k: _widen(v) if _dtype_name(v) in HALF else v for k, v in kwargs.items()}
         return _narrow(op(*args, **kwargs), like)

@@ -78,6 +78,37 @@ def test_half_precision_follows_dask_lazily(rng):
     np.testing.assert_array_equal(lazy.compute(), fastconv.max_pool2d(x, 2, 2, "VALID"))
 
 
+@pytest.mark.parametrize("dtype", HALF, ids=lambda d: d.name)
+@pytest.mark.parametrize("layout", ["NHWC", "NCHW"])
+def test_large_batches_run_in_chunks_with_the_same_result(dtype, layout, rng, monkeypatch):
+    """Beyond config.CHUNK_BYTES a batch runs a few images at a time (each chunk widened into
+    one float32 buffer); the result is the float32 result rounded once, as without chunks."""
+    x = rng.standard_normal((5, 9, 8, 6)).astype(np.float32).astype(dtype)
+    w = rng.standard_normal((3, 3, 6, 4)).astype(np.float32).astype(dtype)
+    if layout == "NCHW":
+        x = np.ascontiguousarray(x.transpose(0, 3, 1, 2))
+    wide = x.astype(np.float32)
+    monkeypatch.setattr(fastconv.config, "CHUNK_BYTES", 2 * 4 * x[0].size)  # 2 images
+    conv = fastconv.conv2d(x, w, 1, "SAME", layout, bias=w[0, 0, 0], activation="gelu")
+    assert conv.dtype == dtype and conv.shape == (5, 9, 8, 4)[:1] + conv.shape[1:]
+    assert_close(conv, fastconv.conv2d(wide, w.astype(np.float32), 1, "SAME", layout,
+                                       bias=w[0, 0, 0].astype(np.float32),
+                                       activation="gelu").astype(dtype), dtype)
+    np.testing.assert_array_equal(fastconv.avg_pool2d(x, 3, 2, "SAME", layout),
+                                  fastconv.avg_pool2d(wide, 3, 2, "SAME", layout).astype(dtype))
+    np.testing.assert_array_equal(fastconv.global_max_pool2d(x, layout),
+                                  fastconv.global_max_pool2d(wide, layout).astype(dtype))
+    if layout == "NHWC":
+        for include_batch in (False, True):
+            got = fastconv.max_pool_with_argmax(x, 2, 2, "VALID",
+                                                include_batch_in_index=include_batch)
+            want = fastconv.max_pool_with_argmax(wide, 2, 2, "VALID",
+                                                 include_batch_in_index=include_batch)
+            assert type(got) is type(want) and got.argmax.dtype == want.argmax.dtype
+            np.testing.assert_array_equal(got.output, want.output.astype(dtype))
+            np.testing.assert_array_equal(got.argmax, want.argmax)
+
+
 def test_the_fast_conversions_equal_numpy_and_ml_dtypes_casts_bit_for_bit():
     from fastconv.cpu import half_convert
 
@@ -100,3 +131,16 @@ def test_the_fast_conversions_equal_numpy_and_ml_dtypes_casts_bit_for_bit():
         np.testing.assert_array_equal(got.view(np.uint16)[~nan], want.view(np.uint16)[~nan])
         wide = half_convert.widen(want)
         np.testing.assert_array_equal(wide[~nan], want.astype(np.float32)[~nan])
+    # the bit-manipulation float16 kernels (hosts without F16C) give the same bits
+    bits = np.empty(65536, np.uint32)
+    half_convert.widen_f16(every_half.view(np.uint16), bits, half_convert._f16_table())
+    not_nan = ~np.isnan(every_half)
+    np.testing.assert_array_equal(bits.view(np.float32)[not_nan],
+                                  every_half.astype(np.float32)[not_nan])
+    narrowed = np.empty(values.size, np.uint16)
+    half_convert.narrow_f16(values.view(np.uint32), narrowed)
+    with np.errstate(over="ignore", invalid="ignore"):
+        want = values.astype(np.float16)
+    nan = np.isnan(values)
+    assert np.isnan(narrowed.view(np.float16)[nan]).all()
+    np.testing.assert_array_equal(narrowed[~nan], want.view(np.uint16)[~nan])
