@@ -1469,4 +1469,5 @@ for _name in NAMES:
     # float16 / bfloat16: float32 kernels, rounded back once (fastconv.half); every op but the
     # transposed convs (whose output_shape names the batch) runs large batches in chunks
     globals()[_name] = widening(globals()[_name],
-                                batched=_ops.get(_name).family != "conv_transpose")
+                                batched=_ops.get(_name).family != "conv_transpose",
+                                native_pool=_ops.get(_name).family in ("max_pool", "avg_pool"))

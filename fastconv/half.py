@@ -31,7 +31,7 @@ import inspect
 
 import numpy as np
 
-from . import batching, config
+from . import batching, config, dispatch
 from .validation import as_host_array, is_dask_array, is_device_array
 
 HALF = ("float16", "bfloat16")
@@ -118,10 +118,29 @@ def _in_chunks(op, args, kwargs, x, images):
     return batching.run_in_chunks(x.shape[0], images, run, store)
 
 
-def widening(op, batched=False):
+def _native_pool(op, args, kwargs, x):
+    """``op(x, ...)`` by the pooling kernels that read half precision (``cpu.pool_half``),
+    or None where they do not apply. The call is validated and normalised as a float32 call
+    of ``x``'s shape (a zero-strided stand-in, no memory), and its problem run on ``x``."""
+    standin = np.broadcast_to(np.zeros((), np.float32), x.shape)
+    with dispatch.capture_problems() as seen:
+        shaped = op(standin, *args, **kwargs)
+    if len(seen) != 1 or not isinstance(shaped, np.ndarray):
+        return None
+    (family, device, problem), = seen
+    from .cpu import pool_half
+
+    if family not in ("max_pool", "avg_pool") or device != "cpu" or \
+            not pool_half.applies(problem, x.dtype) or 0 in problem.out_shape:
+        return None
+    return pool_half.run(problem, x.reshape(problem.x.shape)).reshape(shaped.shape)
+
+
+def widening(op, batched=False, native_pool=False):
     """``op`` that takes float16/bfloat16 arrays: they run as float32, the result is rounded
     back to their dtype once (``batched``: ``op``'s images are independent, so a large input
-    runs in cache-sized batch chunks)."""
+    runs in cache-sized batch chunks; ``native_pool``: ``op`` is a max or average pooling,
+    run by kernels that read half precision where they apply)."""
     @functools.wraps(op)
     def wrapped(*args, **kwargs):
         halves = [v for v in (*args, *kwargs.values()) if _dtype_name(v) in HALF]
@@ -137,6 +156,11 @@ def widening(op, batched=False):
                                                         or np.dtype(other).kind == "f"):
                 raise TypeError(f"{key} has dtype {other} but {first} has dtype {name}; they "
                                 f"must match")
+        if native_pool and args and args[0] is like and isinstance(like, np.ndarray) \
+                and bound.get("device") in (None, "cpu"):
+            pooled = _native_pool(op, args[1:], kwargs, like)
+            if pooled is not None:
+                return pooled
         images = _chunk_images(op, bound, like) if batched else 0
         if images and args:
             rest = [_widen(v) if _dtype_name(v) in HALF else v for v in args[1:]]

@@ -108,6 +108,75 @@ def widen_f16(bits, out, table):
         out[i] = table[bits[i]]
 
 
+@intrinsic
+def float_from_bits(typingctx, bits):
+    """The float32 whose bits are ``bits`` (uint32)."""
+    if bits != types.uint32:
+        return None
+
+    def codegen(context, builder, signature, args):
+        return builder.bitcast(args[0], ir.FloatType())
+
+    return types.float32(types.uint32), codegen
+
+
+@intrinsic
+def bits_from_float(typingctx, value):
+    """The bits (uint32) of the float32 ``value``."""
+    if value != types.float32:
+        return None
+
+    def codegen(context, builder, signature, args):
+        return builder.bitcast(args[0], ir.IntType(32))
+
+    return types.uint32(types.float32), codegen
+
+
+# Scalar conversions for kernels that read and write half precision directly (the loops
+# around them vectorise): bits (uint16) <-> float32 values.
+
+@njit(inline="always", cache=True)
+def bf16_load(bits):
+    return float_from_bits(np.uint32(np.uint32(bits) << 16))
+
+
+@njit(inline="always", cache=True)
+def bf16_store(value):
+    u = bits_from_float(value)
+    if (u & np.uint32(0x7FFFFFFF)) > np.uint32(0x7F800000):  # NaN: keep it quiet
+        return np.uint16((u >> np.uint32(16)) | np.uint32(0x40))
+    return np.uint16((u + np.uint32(0x7FFF) + ((u >> np.uint32(16)) & np.uint32(1)))
+                     >> np.uint32(16))
+
+
+@njit(inline="always", cache=True)
+def f16_load_hw(bits):
+    return float_from_bits(_f16_bits_to_f32_bits_hw(bits))
+
+
+@njit(inline="always", cache=True)
+def f16_store_hw(value):
+    return _f32_bits_to_f16_bits_hw(bits_from_float(value))
+
+
+@njit(inline="always", cache=True)
+def f16_load_soft(bits):
+    return float_from_bits(np.uint32(_f16_to_f32_bits(bits)))
+
+
+@njit(inline="always", cache=True)
+def f16_store_soft(value):
+    return _f32_to_f16_bits(bits_from_float(value))
+
+
+def scalar_converters(dtype_name):
+    """``(load, store)`` for ``dtype_name`` ("float16" or "bfloat16"): inlinable njit
+    functions between its bits (uint16) and float32 values."""
+    if dtype_name != "float16":
+        return bf16_load, bf16_store
+    return (f16_load_hw, f16_store_hw) if HAS_F16C else (f16_load_soft, f16_store_soft)
+
+
 _TABLE = []
 
 

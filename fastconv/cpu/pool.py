@@ -245,8 +245,56 @@ def pool_ncdhw(x, out, kd, kh, kw, sd, sh, sw, pd, ph, pw, mode, lowest):
 FIXED_WINDOW_MAX = config.POOL_FIXED_WINDOW_MAX
 
 
+@njit(inline="always", cache=True)
+def _no_buffers(in_size, out_size):
+    return np.empty(0, np.float32), np.empty(0, np.float32)
+
+
+@njit(inline="always", cache=True)
+def _plane_in_place(xf, plane_buffer, start, size):
+    """Where a plane's cells are read: ``xf`` itself, from ``start``."""
+    return xf, start
+
+
+@njit(inline="always", cache=True)
+def _nothing_to_flush(of, plane_buffer, start, size):
+    pass
+
+
+def _half_plane_helpers(half):
+    """The helpers of :func:`planar_fixed_kernel` for ``half`` data: each plane widened into
+    a float32 buffer (cache-resident), its output computed there by the float32 loops and
+    rounded once into ``out``."""
+    from .half_convert import scalar_converters
+
+    load, store = scalar_converters(half)
+
+    @njit(inline="always", cache=True)
+    def buffers(in_size, out_size):
+        return np.empty(in_size, np.float32), np.empty(out_size, np.float32)
+
+    @njit(inline="always", cache=True)
+    def widened_plane(xf, plane_buffer, start, size):
+        cells = xf[start:start + size]  # indices from range(): no wraparound, vectorised
+        for i in range(size):
+            plane_buffer[i] = load(cells[i])
+        return plane_buffer, 0
+
+    @njit(inline="always", cache=True)
+    def out_plane(of, plane_buffer, start, size):
+        return plane_buffer, 0
+
+    @njit(inline="always", cache=True)
+    def flush(of, plane_buffer, start, size):
+        outputs = of[start:start + size]
+        for i in range(size):
+            outputs[i] = store(plane_buffer[i])
+
+    return buffers, widened_plane, out_plane, flush
+
+
 @functools.lru_cache(maxsize=None)
-def planar_fixed_kernel(kh, kw, sh, sw):
+def planar_fixed_kernel(kh, kw, sh, sw, half=None):
     """Channels-first 1-D/2-D pooling compiled for one window shape and stride.
 
     With the window and stride as compile-time constants, the interior loop over output
@@ -255,8 +303,18 @@ def planar_fixed_kernel(kh, kw, sh, sw):
     ``x`` is (planes, H, W), ``out`` (planes, OH, OW); borders clip the window as
     :func:`pool_ndhwc` does, and the modes and semantics are the same (the max modes share
     one compiled kernel: each has its own interior loop).
+
+    ``half`` ("float16" or "bfloat16"): ``x`` and ``out`` are uint16 views of that dtype; each
+    plane is widened into a float32 buffer (cache-resident), its output computed by the same
+    float32 loops and rounded once into ``out`` (:mod:`.pool_half`); ``lowest`` is then a
+    float32.
     """
     KH, KW, SH, SW = kh, kw, sh, sw  # frozen into the compiled kernel (and its cache entry)
+    if half is None:
+        BUFFERS, PLANE, OUT, FLUSH = _no_buffers, _plane_in_place, _plane_in_place, \
+            _nothing_to_flush
+    else:
+        BUFFERS, PLANE, OUT, FLUSH = _half_plane_helpers(half)
 
     @njit(parallel=True, cache=True, nogil=True)
     def kernel(x, out, ph, pw, mode, lowest):
@@ -267,25 +325,29 @@ def planar_fixed_kernel(kh, kw, sh, sw):
         lo = min(-(-pw // SW), ow_)
         hi = max(min((w_ + pw - KW) // SW + 1, ow_), lo)
         is_max = mode % 2 == 0
-        typed = _typed_constants(KH * KW, lowest if is_max else 0, x)
+        typed = _typed_constants(KH * KW, lowest if is_max else 0, np.full(1, lowest))
         init = typed[KH * KW + 1]
         for plane in prange(p_):
+            in_buffer, out_buffer = BUFFERS(h_ * w_, oh_ * ow_)
+            src, first_cell = PLANE(xf, in_buffer, plane * h_ * w_, h_ * w_)
+            dst, first_out = OUT(of, out_buffer, plane * oh_ * ow_, oh_ * ow_)
             for oh in range(oh_):
                 h0, h1 = _window(oh, SH, ph, KH, h_)
-                o = (plane * oh_ + oh) * ow_
+                d = first_out + oh * ow_
                 first = lo if h1 - h0 == KH else ow_  # interior columns, when no row is clipped
                 last = hi if h1 - h0 == KH else ow_
-                base = (plane * h_ + h0) * w_ - pw
+                row0 = first_cell + h0 * w_
+                base = row0 - pw
                 if is_max:
                     start = first
                     if KH == 2 and KW == 2 and SH == 2 and SW == 2:  # the common 2x2/2 window
                         if mode == MAX_NAN:
-                            start += pair_max_rows_nan(xf, base + first * 2,
-                                                       base + w_ + first * 2, of, o + first,
+                            start += pair_max_rows_nan(src, base + first * 2,
+                                                       base + w_ + first * 2, dst, d + first,
                                                        last - first, init)
                         else:
-                            start += pair_max_rows(xf, base + first * 2, base + w_ + first * 2,
-                                                   of, o + first, last - first, init)
+                            start += pair_max_rows(src, base + first * 2, base + w_ + first * 2,
+                                                   dst, d + first, last - first, init)
                     if mode == MAX_NAN:
                         # TF's max plus a NaN flag: fewer operations per tap than PyTorch's
                         # update rule, and the same result (init is -inf, so nan is NaN).
@@ -295,33 +357,33 @@ def planar_fixed_kernel(kh, kw, sh, sw):
                             seen_nan = False
                             for r in range(KH):
                                 for j in range(KW):
-                                    v = xf[base + r * w_ + ow * SW + j]
+                                    v = src[np.uintp(base + r * w_ + ow * SW + j)]
                                     m = v if v > m else m
                                     seen_nan |= v != v
-                            of[o + ow] = nan if seen_nan else m
+                            dst[d + ow] = nan if seen_nan else m
                     else:
                         for ow in range(start, last):
                             m = init
                             for r in range(KH):
                                 for j in range(KW):
-                                    v = xf[base + r * w_ + ow * SW + j]
+                                    v = src[np.uintp(base + r * w_ + ow * SW + j)]
                                     m = v if v > m else m
-                            of[o + ow] = m
+                            dst[d + ow] = m
                 else:
                     count = typed[KH * KW]
                     for ow in range(first, last):
                         total = init
                         for r in range(KH):
                             for j in range(KW):
-                                total += xf[base + r * w_ + ow * SW + j]
-                        of[o + ow] = total / count
+                                total += src[np.uintp(base + r * w_ + ow * SW + j)]
+                        dst[d + ow] = total / count
                 for border in range(ow_ - (last - first)):  # clipped windows: borders, clipped rows
                     ow = border if border < first else border + (last - first)
                     w0, w1 = _window(ow, SW, pw, KW, w_)
                     acc = init
                     for h in range(h0, h1):
                         for w in range(w0, w1):
-                            v = xf[(plane * h_ + h) * w_ + w]
+                            v = src[row0 + (h - h0) * w_ + w]
                             if mode == MAX_NAN:
                                 acc = nan_wins_max(acc, v)
                             elif mode == MAX:
@@ -329,11 +391,12 @@ def planar_fixed_kernel(kh, kw, sh, sw):
                             else:
                                 acc += v
                     if is_max:
-                        of[o + ow] = acc
+                        dst[d + ow] = acc
                     elif mode == AVG_PAD:  # at most KH * KW: PyTorch's padding <= k / 2
-                        of[o + ow] = acc / typed[_padded_extent(oh, SH, ph, KH, h_)
-                                                 * _padded_extent(ow, SW, pw, KW, w_)]
+                        dst[d + ow] = acc / typed[_padded_extent(oh, SH, ph, KH, h_)
+                                                  * _padded_extent(ow, SW, pw, KW, w_)]
                     else:
-                        of[o + ow] = acc / typed[(h1 - h0) * (w1 - w0)]
+                        dst[d + ow] = acc / typed[(h1 - h0) * (w1 - w0)]
+            FLUSH(of, out_buffer, plane * oh_ * ow_, oh_ * ow_)
 
     return kernel

@@ -173,3 +173,117 @@ def make_pair_max_rows(vector_bytes: int = VECTOR_BYTES, nan_wins: bool = False)
         return count
 
     return pair_max
+
+
+def _half_to_float(b, bits, bfloat16):
+    """float32 values (scalar or vector) of float16/bfloat16 ``bits`` (i16 or a vector of
+    them): ``fpext`` of ``half`` (F16C), or the bits shifted into a float32's high half."""
+    vector = isinstance(bits.type, ir.VectorType)
+    count = bits.type.count if vector else None
+
+    def typed(element):
+        return ir.VectorType(element, count) if vector else element
+
+    if not bfloat16:
+        return b.fpext(b.bitcast(bits, typed(ir.HalfType())), typed(ir.FloatType()))
+    wide = b.zext(bits, typed(ir.IntType(32)))
+    sixteen = ir.Constant(typed(ir.IntType(32)), [16] * count if vector else 16)
+    return b.bitcast(b.shl(wide, sixteen), typed(ir.FloatType()))
+
+
+def _float_to_half(b, value, bfloat16):
+    """float16/bfloat16 bits of float32 ``value`` rounded to nearest even (NaN stays NaN)."""
+    vector = isinstance(value.type, ir.VectorType)
+    count = value.type.count if vector else None
+
+    def typed(element):
+        return ir.VectorType(element, count) if vector else element
+
+    def const(v):
+        return ir.Constant(typed(ir.IntType(32)), [v] * count if vector else v)
+
+    if not bfloat16:
+        return b.bitcast(b.fptrunc(value, typed(ir.HalfType())), typed(ir.IntType(16)))
+    u = b.bitcast(value, typed(ir.IntType(32)))
+    high = b.lshr(u, const(16))
+    rounded = b.lshr(b.add(b.add(u, const(0x7FFF)), b.and_(high, const(1))), const(16))
+    is_nan = b.icmp_unsigned(">", b.and_(u, const(0x7FFFFFFF)), const(0x7F800000))
+    return b.trunc(b.select(is_nan, b.or_(high, const(0x40)), rounded), typed(ir.IntType(16)))
+
+
+@functools.lru_cache(maxsize=None)
+def make_half_window_reduce(bfloat16: bool, lanes: int = 16):
+    """``reduce_window`` for float16 (``bfloat16`` False; F16C) or bfloat16 data: ``x`` and
+    ``out`` are the uint16 views, ``is_max`` a flag, ``count`` and ``lowest`` float32.
+
+    Each value is widened to float32 as it is loaded, reduced in float32 (max from
+    ``lowest``, NaN never wins; or the sum divided by ``count``) and rounded once when
+    stored: the float32 kernel's result, rounded. NumPy equivalent (``wide`` the float32
+    values of ``x``, ``narrow`` the rounding)::
+
+        cells = wide[x_base + offsets[:n_cells, None] + np.arange(n_channels)]
+        out[out_base:][:n_channels] = narrow(np.fmax.reduce(cells, initial=lowest)
+                                             if is_max else cells.sum(0) / count)
+    """
+    from numba.extending import intrinsic
+
+    u16_1d = types.Array(types.uint16, 1, "C")
+
+    @intrinsic
+    def reduce_half(typingctx, x, x_base, offsets, n_cells, out, out_base, n_channels, is_max,
+                    count, lowest):
+        if not (x == u16_1d and out == u16_1d and isinstance(offsets, types.Array)
+                and offsets.dtype == types.intp):
+            return None
+        sig = types.void(u16_1d, types.intp, offsets, types.intp, u16_1d, types.intp,
+                         types.intp, types.boolean, types.float32, types.float32)
+
+        def codegen(context, builder, signature, args):
+            xa, x_base_v, off_a, n_cells_v, oa, out_base_v, n_ch, is_max_v, count_v, low_v = args
+            b0 = builder
+            x_arr = context.make_array(signature.args[0])(context, b0, xa)
+            o_arr = context.make_array(signature.args[4])(context, b0, oa)
+            off_arr = context.make_array(signature.args[2])(context, b0, off_a)
+            intp = context.get_value_type(types.intp)
+            flag = b0.trunc(is_max_v, ir.IntType(1)) if is_max_v.type != ir.IntType(1) \
+                else is_max_v
+            x_ptr = b0.gep(x_arr.data, [x_base_v])
+            out_ptr = b0.gep(o_arr.data, [out_base_v])
+            vec16 = ir.VectorType(ir.IntType(16), lanes)
+            vecf = ir.VectorType(ir.FloatType(), lanes)
+
+            def reduce_at(b, channel, vector):
+                start = splat(b, b.select(flag, low_v, ir.Constant(ir.FloatType(), 0.0)),
+                              vecf) if vector else \
+                    b.select(flag, low_v, ir.Constant(ir.FloatType(), 0.0))
+                with loop(b, n_cells_v, [start], "cell") as cell:
+                    (acc,) = cell.values
+                    offset = b.load(b.gep(off_arr.data, [cell.index]))
+                    pointer = b.gep(x_ptr, [b.add(offset, channel)])
+                    if vector:
+                        bits = b.load(b.bitcast(pointer, vec16.as_pointer()), align=2)
+                    else:
+                        bits = b.load(pointer, align=2)
+                    value = _half_to_float(b, bits, bfloat16)
+                    cell.carry([b.select(flag, keep_max(b, acc, value), b.fadd(acc, value))])
+                (acc,) = cell.values
+                divisor = splat(b, count_v, vecf) if vector else count_v
+                result = b.select(flag, acc, b.fdiv(acc, divisor))
+                bits = _float_to_half(b, result, bfloat16)
+                pointer = b.gep(out_ptr, [channel])
+                if vector:
+                    b.store(bits, b.bitcast(pointer, vec16.as_pointer()), align=2)
+                else:
+                    b.store(bits, pointer, align=2)
+
+            n_vectors = b0.sdiv(n_ch, ir.Constant(intp, lanes))
+            with loop(b0, n_vectors, [], "vec") as vec:
+                reduce_at(b0, b0.mul(vec.index, ir.Constant(intp, lanes)), True)
+            tail_start = b0.mul(n_vectors, ir.Constant(intp, lanes))
+            with loop(b0, b0.sub(n_ch, tail_start), [], "tail") as tail:
+                reduce_at(b0, b0.add(tail_start, tail.index), False)
+            return context.get_dummy_value()
+
+        return sig, codegen
+
+    return reduce_half
