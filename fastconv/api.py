@@ -13,7 +13,7 @@ import itertools
 
 import numpy as np
 
-from . import batching, config, dispatch
+from . import dispatch
 from .half import widening
 from . import ops as _ops
 from .ops import NAMES
@@ -491,10 +491,10 @@ def separable_conv2d(input, depthwise_filter, pointwise_filter, strides, padding
 
     Notes
     -----
-    The depthwise result is rounded to the input's dtype before the 1x1 conv, as TF's two
-    kernels do. A large NumPy batch runs a few images at a time, so that each chunk's
-    depthwise result stays in the cache for the 1x1 conv instead of going to memory and back
-    (``config.CHUNK_BYTES``).
+    Two passes: the depthwise result is rounded to the input's dtype before the 1x1 conv, as
+    TF's two kernels do. (Running a large batch a few images at a time, so that the depthwise
+    result stays in cache, measured 0.63-0.89x of the two whole-batch passes: benchmarks/
+    RESULTS.md.)
 
     Examples
     --------
@@ -520,29 +520,10 @@ def separable_conv2d(input, depthwise_filter, pointwise_filter, strides, padding
         _check_bias_shape(_shape_of(bias), pointwise_shape[3])
     check_device(device)
     resolve_activation(activation, alpha)
-
-    def run(x):
-        middle = depthwise_conv2d(x, depthwise_filter, strides, padding, fmt, dilations,
-                                  device=device)
-        return conv2d(middle, pointwise_filter, 1, "VALID", fmt, bias=bias,
-                      activation=activation, alpha=alpha, device=device)
-
-    images = 0
-    if isinstance(input, np.ndarray) and input.ndim == 4 and device in (None, "cpu") \
-            and len(depthwise_shape) == 4:  # the depthwise result's bytes, at stride 1
-        images = batching.images_per_chunk(
-            input.shape[0], input.itemsize * depthwise_shape[3] * (input[:1].size),
-            config.CHUNK_BYTES)
-    if not images:
-        return run(input)
-
-    def store(part, out):
-        if out is None:
-            return part.dtype
-        out[...] = part
-
-    return batching.run_in_chunks(input.shape[0], images,
-                                  lambda start, stop: run(input[start:stop]), store)
+    middle = depthwise_conv2d(input, depthwise_filter, strides, padding, fmt, dilations,
+                              device=device)
+    return conv2d(middle, pointwise_filter, 1, "VALID", fmt, bias=bias, activation=activation,
+                  alpha=alpha, device=device)
 
 
 def _shape_of(value):

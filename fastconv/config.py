@@ -57,10 +57,10 @@ PAD_COPY_MAX_RATIO = float(os.environ.get("FASTCONV_PAD_COPY_MAX_RATIO", "4"))
 #: thread pool (see PARALLEL_MIN_MICROSECONDS); conservative, measured orders of magnitude.
 SERIAL_GFLOPS = {"direct": 5.0, "blocked": 50.0, "planar": 50.0, "winograd": 50.0,
                  "depthwise": 20.0}
-#: Large batches whose intermediates would go to memory and back run a few images at a time
-#: (fastconv/batching.py), each chunk's intermediate about this many bytes, cache-resident:
-#: a half-precision input widened to float32, a separable conv's depthwise result.
-CHUNK_BYTES = _int("FASTCONV_CHUNK_BYTES", 1 << 21)
+#: Half-precision batches run a few images at a time (fastconv/batching.py), each chunk
+#: widened to float32 into a buffer of about this many bytes (L2/L3-resident: the float32 copy
+#: never goes to memory; 8 MiB measured best of 1-16 MiB, benchmarks/RESULTS.md).
+CHUNK_BYTES = _int("FASTCONV_CHUNK_BYTES", 8 << 20)
 
 # --------------------------------------------------------------------- compiled into the kernels
 # Frozen into the CPU kernels' machine code (module globals of njit functions): part of the

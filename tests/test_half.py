@@ -109,6 +109,37 @@ def test_large_batches_run_in_chunks_with_the_same_result(dtype, layout, rng, mo
             np.testing.assert_array_equal(got.argmax, want.argmax)
 
 
+@pytest.mark.parametrize("dtype", HALF, ids=lambda d: d.name)
+@pytest.mark.parametrize("layout", ["NHWC", "NCHW"])
+@pytest.mark.parametrize("ksize, strides, padding", [
+    (2, 2, "VALID"), (3, 2, "SAME"), (3, 1, "SAME"), ((2, 3), (1, 2), "SAME"), (5, 3, "VALID")])
+def test_pooling_reads_half_precision_directly_with_the_float32_result(
+        dtype, layout, ksize, strides, padding, rng, monkeypatch):
+    """Max and average pooling of half-precision arrays run kernels that widen each value in
+    registers (fastconv.cpu.pool_half): the float32 kernels' result rounded once, bit for bit,
+    NaN never winning a max, over 19 channels (whole vectors and a tail)."""
+    from fastconv.cpu import pool_half
+
+    x = rng.standard_normal((3, 11, 10, 19)).astype(np.float32)
+    x[0, 0, 0, 0], x[1, 2, 3, 1], x[2, 4, 4, 2], x[0, 5, 5, 18] = np.nan, np.inf, -np.inf, 7e4
+    if layout == "NCHW":
+        x = np.ascontiguousarray(x.transpose(0, 3, 1, 2))
+    half = x.astype(dtype)
+    runs = []
+    monkeypatch.setattr(pool_half, "run", lambda *a, run=pool_half.run: runs.append(1) or run(*a))
+    for op in (fastconv.max_pool2d, fastconv.avg_pool2d):
+        got = op(half, ksize, strides, padding, layout)
+        want = op(half.astype(np.float32), ksize, strides, padding, layout).astype(dtype)
+        assert got.dtype == dtype
+        np.testing.assert_array_equal(got.view(np.uint16), want.view(np.uint16))
+    assert len(runs) == 2
+    volume = rng.standard_normal((2, 5, 6, 7, 3)).astype(np.float32).astype(dtype)
+    for op in (fastconv.max_pool3d, fastconv.avg_pool3d):
+        np.testing.assert_array_equal(
+            op(volume, 2, 2, "SAME").view(np.uint16),
+            op(volume.astype(np.float32), 2, 2, "SAME").astype(dtype).view(np.uint16))
+
+
 def test_the_fast_conversions_equal_numpy_and_ml_dtypes_casts_bit_for_bit():
     from fastconv.cpu import half_convert
 
