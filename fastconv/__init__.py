@@ -23,11 +23,12 @@ from .backward import vjp
 from .gradients import *  # noqa: F403  (TF's named backprop kernels)
 from .gradients import NAMED_KERNELS as _GRADIENT_NAMES
 from .ops import NAMES as _OP_NAMES
+from .plans import Conv2DPlan, prepare_conv2d
 from .shapes import conv_output_size, same_padding
 
 __version__ = "0.1.0"
 
-__all__ = [*_OP_NAMES, *_GRADIENT_NAMES, "vjp", "conv_output_size", "same_padding", "set_num_threads",
+__all__ = [*_OP_NAMES, *_GRADIENT_NAMES, "vjp", "prepare_conv2d", "Conv2DPlan", "conv_output_size", "same_padding", "set_num_threads",
            "get_num_threads", "cpu", "cuda", "reference", "dispatch", "ops"]
 
 _LAZY_MODULES = {"cpu", "cuda", "reference", "tf_reference", "dispatch", "cli", "ops", "testing",

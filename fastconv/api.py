@@ -256,7 +256,7 @@ def _run_conv(x, w, bias, window, groups, act, channels_first, n_spatial, device
     problem = ConvProblem(_to_5d(x, n_spatial, channels_first), w5, bias, geometry3, groups, act,
                           channels_first, layout_shape(batch, out_channels, geometry3.out_sizes,
                                                    channels_first),
-                          array_dtype(x))
+                          array_dtype(x), prepared=dispatch.prepared_cache(w_shape))
     return _finish(dispatch.run("conv", device, problem), out_shape)
 
 

@@ -218,6 +218,8 @@ def _block_problem(template, family, x5, geometry, out5, channel_slices):
         group_in = template.w.shape[-2]
         changes.update(w=template.w[..., k0:k1], groups=(c1 - c0) // group_in,
                        bias=None if template.bias is None else template.bias[k0:k1])
+        if hasattr(template, "prepared"):  # a plan's cache holds the whole filters' forms
+            changes["prepared"] = None
     return dataclasses.replace(template, **changes)
 
 

@@ -126,6 +126,26 @@ def forced_algorithm() -> str | None:
     return getattr(_forced, "name", None)
 
 
+@contextlib.contextmanager
+def preparing(cache: dict, filters_shape: tuple):
+    """Let the conv in this thread whose filters have ``filters_shape`` keep what its algorithm
+    derives from them in ``cache`` (a prepared-filter plan's call, :mod:`fastconv.plans`)."""
+    previous = getattr(_forced, "prepared", None)
+    _forced.prepared = (cache, tuple(filters_shape))
+    try:
+        yield
+    finally:
+        _forced.prepared = previous
+
+
+def prepared_cache(filters_shape) -> dict | None:
+    """The plan cache for a conv with filters of ``filters_shape`` in this thread, or None."""
+    current = getattr(_forced, "prepared", None)
+    if current is None or current[1] != tuple(filters_shape):
+        return None
+    return current[0]
+
+
 def select(family: str, device: str, problem) -> Implementation:
     """Return the implementation that will run ``problem``."""
     _ensure_backend(device)

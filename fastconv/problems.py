@@ -43,6 +43,36 @@ class ConvProblem:
     channels_first: bool
     out_shape: tuple  # 5-D, data layout
     dtype: Any
+    #: A prepared-filter plan's cache (:mod:`fastconv.plans`): what an algorithm derives from
+    #: ``w`` alone (Winograd transforms, packed weights, device copies), kept for the plan's
+    #: next calls (:func:`prepared`). None for plain calls: everything is derived per call.
+    prepared: Any = None
+
+
+def prepared(problem, name, make):
+    """``make()`` (something derived from ``problem.w`` alone), kept in the problem's plan
+    cache under ``name``, the dtype and the filters' shape when it has one.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from types import SimpleNamespace
+    >>> cache = {}
+    >>> problem = SimpleNamespace(w=np.ones((1, 1, 1, 2, 3)), dtype=np.dtype("float64"),
+    ...                           prepared=cache)
+    >>> prepared(problem, "sum", lambda: problem.w.sum()), len(cache)
+    (6.0, 1)
+    >>> prepared(problem, "sum", lambda: None)  # the kept value, not make()'s
+    6.0
+    """
+    cache = getattr(problem, "prepared", None)
+    if cache is None:
+        return make()
+    key = (name, str(problem.dtype), tuple(problem.w.shape))
+    value = cache.get(key)
+    if value is None:
+        value = cache[key] = make()
+    return value
 
 
 @dataclass

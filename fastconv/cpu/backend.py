@@ -12,6 +12,7 @@ import math
 import numpy as np
 
 from .. import config
+from ..problems import prepared
 from ..dispatch import Implementation, register
 from . import numpy_grads, numpy_ops, window_max
 from .compiling import compiled
@@ -240,7 +241,8 @@ def run_conv_gemm(problem):
     batch, channels = problem.x.shape[:2]
     out = np.empty(problem.out_shape, problem.dtype)
     out3 = out.reshape(batch, out.shape[1], -1)
-    weights = np.ascontiguousarray(problem.w.reshape(channels, -1).T, dtype=problem.dtype)
+    weights = prepared(problem, "gemm", lambda: np.ascontiguousarray(
+        problem.w.reshape(channels, -1).T, dtype=problem.dtype))
     batched_matmul(weights, np.ascontiguousarray(problem.x).reshape(batch, channels, -1), out3)
     if problem.bias is not None or problem.activation:
         with parallel_region(out.size / 1e3):
@@ -283,7 +285,8 @@ def run_conv_winograd(problem):
                      dtype=np.int64)
     with parallel_region(_conv_microseconds(problem, "winograd")):
         finite = conv3x3_winograd(x, problem.channels_first,
-                                  transform_filters(problem.w, problem.dtype),
+                                  prepared(problem, "winograd", lambda: transform_filters(
+                                      problem.w, problem.dtype)),
                                   _bias_or_empty(problem.bias, problem.dtype), out.reshape(-1),
                                   _element_strides(out, problem.channels_first), sizes,
                                   np.array([before for before, _ in g.pads], dtype=np.int64),
@@ -322,7 +325,8 @@ def run_conv_depthwise(problem):
     across channels, or on channels-first data with rows of at least a vector (and stride 1
     along them), along each plane's rows in place."""
     g = problem.geometry
-    w = np.ascontiguousarray(problem.w[..., 0, :], dtype=problem.dtype)  # (T, R, S, C)
+    w = prepared(problem, "depthwise", lambda: np.ascontiguousarray(
+        problem.w[..., 0, :], dtype=problem.dtype))  # (T, R, S, C)
     if _depthwise_in_planes(problem):
         out = np.empty(problem.out_shape, problem.dtype)
         with parallel_region(_conv_microseconds(problem, "depthwise")):

@@ -17,6 +17,7 @@ import functools
 import numpy as np
 
 from ..dispatch import Implementation, register
+from ..problems import prepared
 from . import launch
 
 #: Why the kernel modules failed to import (None when they did): numba-cuda missing
@@ -70,7 +71,8 @@ def _on_gpu(run):
 def run_conv(problem):
     """Tiled direct convolution."""
     x = launch.to_device(problem.x)
-    w = launch.to_device(problem.w, problem.dtype)
+    w = prepared(problem, ("cuda", launch.device_key()),
+                 lambda: launch.to_device(problem.w, problem.dtype))
     bias = None if problem.bias is None else launch.to_device(problem.bias, problem.dtype)
     out, finish = launch.output(problem.out_shape, problem.dtype, problem.x)
     launch_conv(x, w, bias, out, problem.geometry, problem.groups, problem.activation,
