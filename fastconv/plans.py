@@ -41,19 +41,24 @@ class Conv2DPlan:
 
     def __init__(self, filters, strides, padding, data_format, dilations, bias, activation,
                  alpha, device):
-        self.filters = _frozen_copy(filters)
-        self.bias = None if bias is None else _frozen_copy(bias)
+        # Private writable copies (kernels compile for writable arrays: read-only ones would
+        # be re-viewed on every call), shown as read-only views.
+        self._filters = _private_copy(filters)
+        self._bias = None if bias is None else _private_copy(bias)
+        self.filters = _read_only(self._filters)
+        self.bias = None if bias is None else _read_only(self._bias)
         self._arguments = dict(strides=strides, padding=padding, data_format=data_format,
                                dilations=dilations)
-        self._fused = dict(bias=self.bias, activation=activation, alpha=alpha, device=device)
+        self._fused = dict(bias=self._bias, activation=activation, alpha=alpha, device=device)
         self._cache = {}
-        self._lock = threading.Lock()  # the cache is filled once per algorithm and dtype
+        # the cache is filled once per algorithm and dtype, perhaps by threads at once
+        self._locked_cache = _LockedCache(self._cache, threading.Lock())
 
     def __call__(self, input):
         from . import api
 
-        with dispatch.preparing(_LockedCache(self._cache, self._lock), self.filters.shape):
-            return api.conv2d(input, self.filters, **self._arguments, **self._fused)
+        with dispatch.preparing(self._locked_cache, self._filters.shape):
+            return api.conv2d(input, self._filters, **self._arguments, **self._fused)
 
     def __repr__(self):
         h, w, c, k = self.filters.shape
@@ -78,12 +83,16 @@ class _LockedCache:
             self._cache.setdefault(key, value)
 
 
-def _frozen_copy(value):
+def _private_copy(value):
     if is_device_array(value):
         value = as_host_array(value, "filters")
-    copy = np.array(value, copy=True)
-    copy.flags.writeable = False
-    return copy
+    return np.array(value, copy=True)
+
+
+def _read_only(array):
+    view = array.view()
+    view.flags.writeable = False
+    return view
 
 
 def prepare_conv2d(filters, strides, padding, data_format="NHWC", dilations=None, *, bias=None,
@@ -121,18 +130,19 @@ def prepare_conv2d(filters, strides, padding, data_format="NHWC", dilations=None
 
     plan = Conv2DPlan(filters, strides, padding, data_format, dilations, bias, activation,
                       alpha, device)
+    filters = plan.filters
     # Validate every argument now, on a zero-strided stand-in input (no memory, no kernel):
     # the filters' own channels, a spatial size the dilated window fits in.
-    if plan.filters.ndim != 4:
+    if filters.ndim != 4:
         raise ValueError(f"filters must have rank 4, (H, W, in_channels, out_channels), got "
-                         f"shape {plan.filters.shape}")
+                         f"shape {filters.shape}")
     channels_first = parse_data_format(data_format, 2)
     rates = normalize_window(dilations, 2, "dilations", channels_first, allow_none_default=1)
-    spatial = tuple(max(1, (k - 1) * r + 1) for k, r in zip(plan.filters.shape[:2], rates))
-    channels = plan.filters.shape[2]
+    spatial = tuple(max(1, (k - 1) * r + 1) for k, r in zip(filters.shape[:2], rates))
+    channels = filters.shape[2]
     shape = (1, channels, *spatial) if channels_first else (1, *spatial, channels)
-    standin = np.broadcast_to(np.zeros((), plan.filters.dtype), shape)
+    standin = np.broadcast_to(np.zeros((), filters.dtype), shape)
     with dispatch.capture_problems():
-        api.conv2d(standin, plan.filters, strides, padding, data_format, dilations,
+        api.conv2d(standin, filters, strides, padding, data_format, dilations,
                    bias=plan.bias, activation=activation, alpha=alpha, device=device)
     return plan
