@@ -111,8 +111,8 @@ def test_large_batches_run_in_chunks_with_the_same_result(dtype, layout, rng, mo
 
 @pytest.mark.parametrize("dtype", HALF, ids=lambda d: d.name)
 @pytest.mark.parametrize("layout", ["NHWC", "NCHW"])
-@pytest.mark.parametrize("ksize, strides, padding", [
-    (2, 2, "VALID"), (3, 2, "SAME"), (3, 1, "SAME"), ((2, 3), (1, 2), "SAME"), (5, 3, "VALID")])
+@pytest.mark.parametrize("ksize, strides, padding", [  # compiled windows, and a generic one
+    (2, 2, "VALID"), ((2, 3), (1, 2), "SAME"), (5, 3, "VALID")])
 def test_pooling_reads_half_precision_directly_with_the_float32_result(
         dtype, layout, ksize, strides, padding, rng, monkeypatch):
     """Max and average pooling of half-precision arrays run kernels that widen each value in
