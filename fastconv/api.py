@@ -1451,4 +1451,5 @@ for _name in NAMES:
     # transposed convs (whose output_shape names the batch) runs large batches in chunks
     globals()[_name] = widening(globals()[_name],
                                 batched=_ops.get(_name).family != "conv_transpose",
-                                native_pool=_ops.get(_name).family in ("max_pool", "avg_pool"))
+                                native_pool=_ops.get(_name).family in ("max_pool", "avg_pool",
+                                                                       "global_pool"))

@@ -127,7 +127,8 @@ def _in_chunks(op, args, kwargs, x, images):
 
 
 def _native_pool(op, args, kwargs, x):
-    """``op(x, ...)`` by the pooling kernels that read half precision (``cpu.pool_half``),
+    """``op(x, ...)`` by the pooling kernels that read half precision (``cpu.pool_half``:
+    windowed max and average pooling, channels-last global pooling),
     or None where they do not apply. The call is validated and normalised as a float32 call
     of ``x``'s shape (a zero-strided stand-in, no memory), and its problem run on ``x``."""
     standin = np.broadcast_to(np.zeros((), np.float32), x.shape)
@@ -138,10 +139,11 @@ def _native_pool(op, args, kwargs, x):
     (family, device, problem), = seen
     from .cpu import pool_half
 
-    if family not in ("max_pool", "avg_pool") or device != "cpu" or \
-            not pool_half.applies(problem, x.dtype) or 0 in problem.out_shape:
+    if family not in ("max_pool", "avg_pool", "global_pool") or device != "cpu" or \
+            not pool_half.applies(problem, x.dtype) or 0 in problem.out_shape or x.size == 0:
         return None
-    return pool_half.run(problem, x.reshape(problem.x.shape)).reshape(shaped.shape)
+    run = pool_half.run_global if family == "global_pool" else pool_half.run
+    return run(problem, x.reshape(problem.x.shape)).reshape(shaped.shape)
 
 
 def widening(op, batched=False, native_pool=False):

@@ -132,6 +132,10 @@ def test_pooling_reads_half_precision_directly_with_the_float32_result(
         want = op(half.astype(np.float32), ksize, strides, padding, layout).astype(dtype)
         assert got.dtype == dtype
         np.testing.assert_array_equal(got.view(np.uint16), want.view(np.uint16))
+    for op in (fastconv.global_max_pool2d, fastconv.global_avg_pool2d):  # channels-last ones
+        np.testing.assert_array_equal(  # read half precision too; channels-first: float32
+            op(half, layout, True).view(np.uint16),
+            op(half.astype(np.float32), layout, True).astype(dtype).view(np.uint16))
     assert len(runs) == 2
     volume = rng.standard_normal((2, 5, 6, 7, 3)).astype(np.float32).astype(dtype)
     for op in (fastconv.max_pool3d, fastconv.avg_pool3d):

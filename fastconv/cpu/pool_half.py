@@ -20,6 +20,7 @@ import numpy as np
 from numba import njit, prange
 
 from .. import config
+from ..problems import GlobalPoolProblem
 from .half_convert import HAS_F16C, scalar_converters
 from .pool import AVG, FIXED_WINDOW_MAX, MAX, planar_fixed_kernel
 from .threads import parallel_region
@@ -118,9 +119,58 @@ def kernels(dtype_name):
     return pool_channels_last, pool_planes
 
 
+@functools.lru_cache(maxsize=None)
+def global_kernel(dtype_name):
+    """Global max/mean over the middle axis of uint16 views ``x`` (N, S, C) into ``out``
+    (N, C): float32 accumulators, one rounding per output (the float32 kernel's sums and
+    NaN rule, :func:`.pool.global_pool_nsc`)."""
+    load, store = scalar_converters(dtype_name)
+
+    @njit(parallel=True, cache=True, nogil=True)
+    def global_channels_last(x, out, is_max):
+        n_, s_, c_ = x.shape
+        for n in prange(n_):
+            acc = np.empty(c_, np.float32)
+            for c in range(c_):
+                acc[c] = -np.inf if is_max else 0
+            for s in range(s_):
+                row = x[n, s]
+                if is_max:
+                    for c in range(c_):
+                        v = load(row[c])
+                        m = acc[c]
+                        if v > m or v != v:  # NaN propagates, as tf.reduce_max
+                            acc[c] = v if m == m else m
+                else:
+                    for c in range(c_):
+                        acc[c] += load(row[c])
+            dst = out[n]
+            if is_max:
+                for c in range(c_):
+                    dst[c] = store(acc[c])
+            else:
+                for c in range(c_):
+                    dst[c] = store(acc[c] / np.float32(s_))
+
+    return global_channels_last
+
+
+def run_global(problem, x):
+    """Global max or mean of channels-last ``x`` (float16 or bfloat16, the shape of
+    ``problem.x``); an array of ``x``'s dtype shaped ``problem.out_shape``."""
+    n, channels = problem.out_shape
+    out = np.empty((n, channels), x.dtype)
+    bits = np.ascontiguousarray(x).view(np.uint16).reshape(n, -1, channels)
+    with parallel_region(x.size / 2e3):
+        global_kernel(np.dtype(x.dtype).name)(bits, out.view(np.uint16), problem.kind == "max")
+    return out
+
+
 def applies(problem, dtype):
     """Whether :func:`run` takes ``problem`` of ``dtype`` (TF's rules; PyTorch's, and float16
     on a host without F16C, go through float32 copies)."""
+    if isinstance(problem, GlobalPoolProblem) and problem.channels_first:
+        return False  # NumPy's pairwise row reductions there: the float32 path keeps them
     return not getattr(problem, "nan_wins", False) and \
         not getattr(problem, "count_padding", False) and \
         (HAS_F16C or np.dtype(dtype).name != "float16")
