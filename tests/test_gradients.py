@@ -331,10 +331,13 @@ def _input_grad_by_transposed_conv(in_shape, w, dy, stride, padding):
 
 
 @pytest.mark.parametrize("algorithm", _algorithms("conv_filter_grad"))
-@pytest.mark.parametrize("groups, layout", [(1, "NHWC"), (2, "NCHW"), (4, "NHWC")])
-def test_filter_grad_algorithms(algorithm, groups, layout, rand):
+@pytest.mark.parametrize("groups, layout, multiplier", [
+    (1, "NHWC", 2), (2, "NCHW", 2), (4, "NHWC", 2), (4, "NHWC", 1), (4, "NCHW", 1)])
+def test_filter_grad_algorithms(algorithm, groups, layout, multiplier, rand):
+    if algorithm == "depthwise" and (groups, multiplier) != (4, 1):
+        pytest.skip("the depthwise algorithm takes one filter per input channel only")
     x = rand((2, 4, 7, 6) if layout == "NCHW" else (2, 7, 6, 4))
-    w_shape = (3, 3, 4 // groups, 2 * groups)
+    w_shape = (3, 3, 4 // groups, multiplier * groups)
     y = fastconv.conv2d(x, rand(w_shape), 2, "SAME", layout)
     dy = rand(y.shape)
     with dispatch.use_algorithm(algorithm):

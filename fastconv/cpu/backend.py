@@ -540,6 +540,9 @@ for _family in ("max_pool_grad", "avg_pool_grad"):
 # A sum of BLAS matrix products (one per kernel tap): nothing to compile.
 register(Implementation("conv_filter_grad", "cpu", "gemm",
                         _skips_empty(numpy_grads.conv_filter_grad)))
+# Depthwise (multiplier 1): one compiled pass instead of a NumPy einsum per tap.
+_register("conv_filter_grad", "depthwise", numpy_grads.depthwise_filter_grad,
+          numpy_grads.depthwise_filter_grad_applies, priority=10)
 # Unpooling is one scatter, which NumPy does at memory speed: nothing to compile.
 register(Implementation("max_unpool", "cpu", "scatter", numpy_ops.max_unpool))
 register(Implementation("pad", "cpu", "copy", numpy_ops.mode_pad))

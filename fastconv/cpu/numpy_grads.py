@@ -78,6 +78,36 @@ IM2COL_MAX_BYTES = 64 << 20
 IM2COL_CHUNK_ROWS = 4096
 
 
+def depthwise_filter_grad(problem):
+    """The filter gradient of a depthwise conv (one filter per input channel, multiplier 1) by
+    the compiled kernel of :mod:`.depthwise_grad` (channels-first data is moved to
+    channels-last first)."""
+    import numba
+
+    from .depthwise_grad import depthwise_filter_grad_ndhwc
+    from .threads import parallel_region
+
+    g = problem.geometry
+    x = np.ascontiguousarray(_channels_last(np.asarray(problem.x), problem.channels_first))
+    dy = np.ascontiguousarray(_channels_last(np.asarray(problem.grad), problem.channels_first))
+    taps, channels = int(np.prod(g.kernel)), x.shape[-1]
+    rows = dy.shape[0] * dy.shape[1] * dy.shape[2]
+    work = dy.size * taps  # multiply-adds
+    chunks = max(1, min(rows, 2 * numba.get_num_threads()))
+    partial = np.zeros((chunks, taps, channels), problem.dtype)
+    with parallel_region(work / 2e3):
+        depthwise_filter_grad_ndhwc(x, dy, partial, *g.strides, *g.dilations,
+                                    *(before for before, _ in g.pads), *g.kernel)
+    out = partial.sum(axis=0).reshape(problem.out_shape)
+    _nan_where_nonfinite_grads_meet_padding(out, dy, g, problem.groups)
+    return out
+
+
+def depthwise_filter_grad_applies(problem):
+    """Depthwise with multiplier 1: every group one input channel and one output channel."""
+    return problem.out_shape[3] == 1 and problem.out_shape[4] == problem.groups
+
+
 def _reads_every_tap(g, taps):
     """Whether every tap reads the input at every output position (VALID-like: then all
     taps' cell slices have the output's shape and stack into one matrix)."""
