@@ -93,10 +93,10 @@ def _narrow(result, like):
     return result
 
 
-def _chunk_images(op, bound, like):
-    """Images per chunk when ``op``'s call ``bound`` should run in batch chunks, else 0."""
-    key = next(iter(inspect.signature(op).parameters))
-    x = bound.get(key)
+def _chunk_images(first_parameter, bound, like):
+    """Images per chunk when a call ``bound`` (its input named ``first_parameter``) should run
+    in batch chunks, else 0."""
+    x = bound.get(first_parameter)
     if (x is not like or not isinstance(x, np.ndarray) or x.ndim < 3
             or bound.get("device") not in (None, "cpu")
             or bound.get("include_batch_in_index")):  # indices counted over the batch
@@ -151,6 +151,9 @@ def widening(op, batched=False, native_pool=False):
     back to their dtype once (``batched``: ``op``'s images are independent, so a large input
     runs in cache-sized batch chunks; ``native_pool``: ``op`` is a max or average pooling,
     run by kernels that read half precision where they apply)."""
+    signature = inspect.signature(op)  # once: it costs microseconds a call
+    first_parameter = next(iter(signature.parameters))
+
     @functools.wraps(op)
     def wrapped(*args, **kwargs):
         halves = [v for v in (*args, *kwargs.values())
@@ -160,7 +163,7 @@ def widening(op, batched=False, native_pool=False):
             return op(*args, **kwargs)
         like = halves[0]
         name = _dtype_name(like)
-        bound = inspect.signature(op).bind_partial(*args, **kwargs).arguments
+        bound = signature.bind_partial(*args, **kwargs).arguments
         first = next(key for key, value in bound.items() if value is like)
         for key, value in bound.items():
             other = _dtype_name(value)
@@ -173,7 +176,7 @@ def widening(op, batched=False, native_pool=False):
             pooled = _native_pool(op, args[1:], kwargs, like)
             if pooled is not None:
                 return pooled
-        images = _chunk_images(op, bound, like) if batched else 0
+        images = _chunk_images(first_parameter, bound, like) if batched else 0
         if images and args:
             rest = [_widen(v) if _dtype_name(v) in HALF else v for v in args[1:]]
             kwargs = {k: _widen(v) if _dtype_name(v) in HALF else v for k, v in kwargs.items()}

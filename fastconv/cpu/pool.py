@@ -64,6 +64,19 @@ def _max_cells(kd, kh, kw, d_, h_, w_):
 
 
 @njit(inline="always", cache=True)
+def window_offsets(offsets, n, d0, d1, h0, h1, w0, w1, d_, h_, w_, c_):
+    """Fill ``offsets`` with the flat offsets of a clipped window's cells in a channels-last
+    (N, D, H, W, C) array, row-major; return their count."""
+    cells = 0
+    for d in range(d0, d1):
+        for h in range(h0, h1):
+            for w in range(w0, w1):
+                offsets[cells] = (((n * d_ + d) * h_ + h) * w_ + w) * c_
+                cells += 1
+    return cells
+
+
+@njit(inline="always", cache=True)
 def _typed_constants(cells, start, like):
     """The cell counts 0..``cells`` and, at index ``cells + 1``, the start value, in ``like``'s
     dtype (averages divide in the data's dtype, as TF does). Made once per call: an allocation
@@ -103,12 +116,7 @@ def pool_ndhwc(x, out, kd, kh, kw, sd, sh, sw, pd, ph, pw, mode, lowest):
             h0, h1 = _window(oh, sh, ph, kh, h_)
             for ow in range(ow_):
                 w0, w1 = _window(ow, sw, pw, kw, w_)
-                cells = 0
-                for d in range(d0, d1):
-                    for h in range(h0, h1):
-                        for w in range(w0, w1):
-                            offsets[cells] = (((n * d_ + d) * h_ + h) * w_ + w) * c_
-                            cells += 1
+                cells = window_offsets(offsets, n, d0, d1, h0, h1, w0, w1, d_, h_, w_, c_)
                 if mode == AVG_PAD:
                     scalar = in_dtype(_padded_extent(od, sd, pd, kd, d_)
                                        * _padded_extent(oh, sh, ph, kh, h_)

@@ -22,17 +22,12 @@ from numba import njit, prange
 from .. import config
 from ..problems import GlobalPoolProblem
 from .half_convert import HAS_F16C, scalar_converters
-from .pool import AVG, FIXED_WINDOW_MAX, MAX, planar_fixed_kernel
+from .pool import (AVG, FIXED_WINDOW_MAX, MAX, _max_cells, _window, planar_fixed_kernel,
+                   window_offsets)
 from .threads import parallel_region
 from .window_reduce import make_half_window_reduce
 
 ROW_CHUNKS = config.CPU_ROW_CHUNKS
-
-
-@njit(inline="always", cache=True)
-def _window(o, stride, pad, k, size):
-    start = o * stride - pad
-    return max(start, 0), min(start + k, size)
 
 
 @functools.lru_cache(maxsize=None)
@@ -52,7 +47,7 @@ def kernels(dtype_name):
         _, od_, oh_, ow_, _ = out.shape
         xf = x.reshape(-1)
         of = out.reshape(-1)
-        max_cells = min(kd, d_) * min(kh, h_) * min(kw, w_)
+        max_cells = _max_cells(kd, kh, kw, d_, h_, w_)
         rows = n_ * od_ * oh_
         chunks = min(rows, ROW_CHUNKS)
         for chunk in prange(chunks):
@@ -65,12 +60,8 @@ def kernels(dtype_name):
                 h0, h1 = _window(oh, sh, ph, kh, h_)
                 for ow in range(ow_):
                     w0, w1 = _window(ow, sw, pw, kw, w_)
-                    cells = 0
-                    for d in range(d0, d1):
-                        for h in range(h0, h1):
-                            for w in range(w0, w1):
-                                offsets[cells] = (((n * d_ + d) * h_ + h) * w_ + w) * c_
-                                cells += 1
+                    cells = window_offsets(offsets, n, d0, d1, h0, h1, w0, w1, d_, h_, w_,
+                                           c_)
                     reduce_half(xf, 0, offsets, cells, of, (job * ow_ + ow) * c_, c_, is_max,
                                 np.float32(cells), lowest)
 
