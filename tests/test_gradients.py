@@ -336,6 +336,8 @@ def _input_grad_by_transposed_conv(in_shape, w, dy, stride, padding):
 def test_filter_grad_algorithms(algorithm, groups, layout, multiplier, rand):
     if algorithm == "depthwise" and (groups, multiplier) != (4, 1):
         pytest.skip("the depthwise algorithm takes one filter per input channel only")
+    if algorithm == "blocked" and groups > 1:
+        pytest.skip("the blocked algorithm needs a lane block of output channels per group")
     x = rand((2, 4, 7, 6) if layout == "NCHW" else (2, 7, 6, 4))
     w_shape = (3, 3, 4 // groups, multiplier * groups)
     y = fastconv.conv2d(x, rand(w_shape), 2, "SAME", layout)
@@ -343,6 +345,55 @@ def test_filter_grad_algorithms(algorithm, groups, layout, multiplier, rand):
     with dispatch.use_algorithm(algorithm):
         got = fastconv.conv2d_backprop_filter(x, w_shape, dy, 2, "SAME", layout)
     _allclose(got, oracle_module.conv2d_backprop_filter(x, w_shape, dy, 2, "SAME", layout), F32)
+
+
+@pytest.mark.parametrize("x_shape, w_shape, strides, padding, dilations, layout, dtype", [
+    # RGB stem: the (s, c) cells of a tap row merged into blocks, edge columns tap by tap.
+    ((2, 30, 29, 3), (7, 7, 3, 40), 2, "SAME", 1, "NHWC", F32),
+    # Block widths 12 + 1 per tap, 40 outputs (a part-filled lane block), explicit padding.
+    ((2, 11, 12, 13), (3, 3, 13, 40), 2, [[0, 0], [2, 1], [1, 2], [0, 0]], 1, "NHWC", F32),
+    # Grouped channels-first with dilations: blocks per group, channels at the plane stride.
+    ((2, 20, 13, 11), (3, 3, 10, 64), 1, "SAME", 2, "NCHW", F32),
+    # Two chunks of rows (more than CHUNK_BYTES of input and gradient), float64.
+    ((2, 100, 20, 64), (3, 3, 64, 64), 1, "SAME", 1, "NHWC", F64),
+    # A one-channel first layer: 3 merged cells.
+    ((3, 28, 28, 1), (3, 3, 1, 32), 1, "VALID", 1, "NHWC", F32),
+])
+def test_blocked_filter_grad_matches_tensorflow(x_shape, w_shape, strides, padding, dilations,
+                                                layout, dtype, tf):
+    """The micro-kernel filter gradient on the geometries its code paths split on, against TF
+    and the oracle (the hypothesis test below draws small shapes only)."""
+    from fastconv import tf_reference
+
+    rng = np.random.default_rng(7)
+    x = rng.standard_normal(x_shape).astype(dtype)
+    tf_padding = padding
+    if isinstance(padding, list) and layout == "NCHW":
+        tf_padding = [padding[0], padding[3], padding[1], padding[2]]
+    y = fastconv.conv2d(x, rng.standard_normal(w_shape).astype(dtype), strides, padding,
+                        layout, dilations)
+    dy = rng.standard_normal(y.shape).astype(dtype)
+    with dispatch.use_algorithm("blocked"):
+        got = fastconv.conv2d_backprop_filter(x, w_shape, dy, strides, padding, layout,
+                                              dilations)
+    _allclose(got, oracle_module.conv2d_backprop_filter(x, w_shape, dy, strides, padding,
+                                                        layout, dilations), dtype, 10)
+    _allclose(got, tf_reference.conv2d_backprop_filter(x, w_shape, dy, strides, tf_padding,
+                                                       layout, dilations), dtype, 10)
+
+
+def test_blocked_filter_grad_gives_nan_where_an_infinite_gradient_meets_padding():
+    """The blocked kernel skips padded cells; the NaN of 0 * inf is restored afterwards."""
+    x = np.ones((1, 6, 6, 4), F32)
+    dy = np.zeros((1, 6, 6, 32), F32)
+    dy[0, 0, 0, 5] = np.inf
+    with dispatch.use_algorithm("blocked"):
+        got = fastconv.conv2d_backprop_filter(x, (3, 3, 4, 32), dy, 1, "SAME")
+    with dispatch.use_algorithm("gemm"):
+        want = fastconv.conv2d_backprop_filter(x, (3, 3, 4, 32), dy, 1, "SAME")
+    np.testing.assert_array_equal(np.isnan(got), np.isnan(want))
+    assert np.isnan(got[0, 0, :, 5]).all() and not np.isnan(got[..., 4]).any()
+    np.testing.assert_array_equal(got[~np.isnan(got)], want[~np.isnan(want)])
 
 
 @pytest.mark.parametrize("family", ["max_pool_grad", "avg_pool_grad"])

@@ -14,7 +14,7 @@ import numpy as np
 from .. import config
 from ..problems import prepared
 from ..dispatch import Implementation, register
-from . import numpy_grads, numpy_ops, window_max
+from . import conv_filter_grad, numpy_grads, numpy_ops, window_max
 from .compiling import compiled
 from .conv import conv_direct_ndhwc, pad_ndhwc
 from .conv_blocked import blocked_fills_lanes, conv_blocked_strided
@@ -124,6 +124,56 @@ def run_conv_blocked(problem):
         numpy_ops.nan_where_nonfinite_taps_meet_padding(
             np.moveaxis(out, 1, -1) if channels_first else out, problem.w, g)
     return out
+
+
+@_skips_empty
+def run_filter_grad_blocked(problem):
+    """A conv's filter gradient on the blocked micro-kernel, in the caller's layout (see
+    :mod:`.conv_filter_grad`)."""
+    g = problem.geometry
+    channels_first = problem.channels_first
+    x, dy = np.ascontiguousarray(problem.x), np.ascontiguousarray(problem.grad)
+    t_, r_, s_, cg, k_total = problem.out_shape
+    groups = problem.groups
+    kg, kb = k_total // groups, conv_filter_grad.block_lanes(problem.dtype)
+    per_group = -(-kg // kb)
+    n_, (od_, oh_, ow_) = dy.shape[0], _spatial(dy, channels_first)
+    packed = np.empty((groups * per_group, n_ * od_ * oh_, ow_, kb), problem.dtype)
+    work = t_ * r_ * s_ * cg * k_total * n_ * od_ * oh_ * ow_  # multiply-adds
+    with parallel_region(work / 2e4):
+        not_finite = conv_filter_grad.pack_grad(dy.reshape(-1), _element_strides(dy, channels_first),
+                                                od_, oh_, kg, packed)
+        out = np.zeros((t_ * r_ * s_, cg, groups * per_group * kb), problem.dtype)
+        conv_filter_grad.filter_grad_blocked(
+            x.reshape(-1), _element_strides(x, channels_first),
+            np.array(_spatial(x, channels_first), dtype=np.int64),
+            np.array([before for before, _ in g.pads], dtype=np.int64), packed,
+            np.array(g.kernel, dtype=np.int64), np.array(g.strides, dtype=np.int64),
+            np.array(g.dilations, dtype=np.int64), od_, oh_, cg, groups, out)
+    out = out.reshape(t_ * r_ * s_, cg, groups, per_group * kb)[..., :kg]
+    out = np.ascontiguousarray(out).reshape(problem.out_shape)
+    if not_finite:
+        numpy_grads.nan_where_nonfinite_grads_meet_padding(
+            out, np.moveaxis(dy, 1, -1) if channels_first else dy, g, groups)
+    return out
+
+
+def _filter_grad_blocked_applies(problem):
+    """Enough output channels per group to fill the micro-kernel's lanes (see
+    :func:`.conv_blocked.blocked_fills_lanes`)."""
+    return blocked_fills_lanes(problem.groups, problem.out_shape[4], problem.x.itemsize)
+
+
+def _filter_grad_blocked_pays_off(problem):
+    """Measured against BLAS on the gathered cells (benchmarks/RESULTS.md): the blocked form
+    wins once its reductions are long (a few hundred output positions) and its blocks hold at
+    least 4 cells (a tap row's width x channels); a one-channel first layer (3 cells) and a
+    4x4 map (32 positions) run faster as one BLAS product."""
+    _, _, s_, cg, _ = problem.out_shape
+    positions = math.prod(problem.grad.shape) // problem.grad.shape[
+        1 if problem.channels_first else 4]
+    cells = s_ * cg if cg < conv_filter_grad.BLOCK_PIXELS and problem.groups == 1 else cg
+    return positions >= 256 and cells >= 4
 
 
 # Padded copies: config.PAD_COPY_MAX_ELEMENTS (cache-resident inputs are padded by a copy) and
@@ -541,6 +591,9 @@ for _family in ("max_pool_grad", "avg_pool_grad"):
 register(Implementation("conv_filter_grad", "cpu", "gemm",
                         _skips_empty(numpy_grads.conv_filter_grad)))
 # Depthwise (multiplier 1): one compiled pass instead of a NumPy einsum per tap.
+# Dense and grouped filters: the forward micro-kernel reducing over the output positions.
+_register("conv_filter_grad", "blocked", run_filter_grad_blocked, _filter_grad_blocked_applies,
+          priority=5, pays_off=_filter_grad_blocked_pays_off)
 _register("conv_filter_grad", "depthwise", numpy_grads.depthwise_filter_grad,
           numpy_grads.depthwise_filter_grad_applies, priority=10)
 # Unpooling is one scatter, which NumPy does at memory speed: nothing to compile.

@@ -6,7 +6,7 @@ channel run (vectorised). Through the generic path this is one NumPy ``einsum`` 
 a memory-bound pass over the whole input and gradient (9 passes for a 3x3 filter). Output rows
 are split into a few chunks per thread, each summing into its own ``(taps, C)`` partial (a few
 KB: taps x channels, never a copy per output row), and the partials are added at the end.
-Taps over the padding are skipped; :func:`.numpy_grads._nan_where_nonfinite_grads_meet_padding`
+Taps over the padding are skipped; :func:`.numpy_grads.nan_where_nonfinite_grads_meet_padding`
 then gives TF's NaN where a non-finite gradient meets the padding, as the NumPy path does.
 """
 

@@ -68,7 +68,7 @@ def conv_filter_grad(problem):
             per_group = np.matmul(xs.reshape(-1, groups, cg).transpose(1, 2, 0),
                                   ds.reshape(-1, groups, kg).transpose(1, 0, 2))
             out[offsets] = per_group.transpose(1, 0, 2).reshape(cg, k_total)
-    _nan_where_nonfinite_grads_meet_padding(out, dy, g, groups)
+    nan_where_nonfinite_grads_meet_padding(out, dy, g, groups)
     return out
 
 
@@ -99,7 +99,7 @@ def depthwise_filter_grad(problem):
         depthwise_filter_grad_ndhwc(x, dy, partial, *g.strides, *g.dilations,
                                     *(before for before, _ in g.pads), *g.kernel)
     out = partial.sum(axis=0).reshape(problem.out_shape)
-    _nan_where_nonfinite_grads_meet_padding(out, dy, g, problem.groups)
+    nan_where_nonfinite_grads_meet_padding(out, dy, g, problem.groups)
     return out
 
 
@@ -118,7 +118,7 @@ def _reads_every_tap(g, taps):
     return True
 
 
-def _nan_where_nonfinite_grads_meet_padding(out, dy, g, groups):
+def nan_where_nonfinite_grads_meet_padding(out, dy, g, groups):
     """NaN in the taps whose zero padding meets a non-finite output gradient (0 * inf), as the
     zero-padded products of TF's kernels give."""
     if not any(sum(g.pads, ())):
