@@ -67,8 +67,13 @@ def _parser():
                          help="skip measuring the sgemm and copy ceilings")
     compare.add_argument("--list", action="store_true", help="list the selected cases and exit")
     compare.add_argument("--debug", action="store_true", help="print tracebacks of failing cases")
-    compare.add_argument("--peers", help="'torch': run fastconv.functional's cases beside the "
-                                         "tf.nn API and torch.nn.functional instead (needs torch)")
+    compare.add_argument("--peers", metavar="LIST",
+                         help="comma-separated tf, torch, ort, jax (or 'all'): the layer table "
+                              "beside each peer, each in its own process (a peer not installed "
+                              "is skipped)")
+    compare.add_argument("--functional", action="store_true",
+                         help="run fastconv.functional's cases beside the tf.nn API and "
+                              "torch.nn.functional instead (needs torch)")
     commands.add_parser("ceilings", help="measure numpy sgemm GFLOP/s and parallel-copy GB/s")
     train = commands.add_parser(
         "train", help="train seed 001's MNIST CNN on the bundled digits with fastconv's kernels",
@@ -122,14 +127,55 @@ def _check_cuda(parser):
                      f"machine with an NVIDIA GPU and driver, or use --device cpu")
 
 
+def _compare_peers(parser, args):
+    """``fastconv compare --peers tf,torch,ort,jax``: :mod:`fastconv.compare_peers`' table."""
+    from . import compare, compare_peers, timing
+
+    peers = [p.strip().lower() for p in args.peers.split(",") if p.strip()]
+    if peers == ["all"]:
+        peers = list(compare_peers.PEERS)
+    unknown = [p for p in peers if p not in compare_peers.PEERS]
+    if unknown or not peers:
+        parser.error(f"--peers: {args.peers!r}; choose from {', '.join(compare_peers.PEERS)} "
+                     f"or all")
+    layers = [x for x in compare_peers.LAYERS
+              if not args.cases or any(_matches(x.name, p) for p in _split(args.cases))]
+    if args.list:
+        for layer in layers:
+            print(f"{layer.name:28s} {layer.kind}")
+        return 0
+    if not layers:
+        parser.error("no layer matches --cases; see `fastconv compare --peers all --list`")
+    ceilings = None if args.no_ceilings else timing.ceilings()
+    if ceilings:
+        print(compare.format_ceilings(ceilings))
+    bar = compare.Progress(len(layers) * len(peers))
+    rows, skipped = compare_peers.run(peers, layers, args.repeat or (3 if args.quick else 7),
+                                      bar.step)
+    bar.close()
+    for message in skipped:
+        print(message)
+    if rows:
+        print(compare_peers.format_table(rows, ceilings))
+    if args.plot and rows:
+        print(f"plot: {compare_peers.plot(rows, args.plot)}")
+    if args.json:
+        import dataclasses
+
+        with open(args.json, "w") as fh:
+            json.dump({"ceilings": ceilings, "skipped": skipped,
+                       "results": [dataclasses.asdict(r) for r in rows]}, fh, indent=1)
+    return 0 if all(r.equal and not r.error for r in rows) else 1
+
+
 def _compare_torch(parser, args):
-    """``fastconv compare --peers torch``: :mod:`fastconv.compare_torch`'s table."""
+    """``fastconv compare --functional``: :mod:`fastconv.compare_torch`'s table."""
     from . import compare, compare_torch, config, timing
 
     try:
         import torch  # noqa: F401
     except ImportError:
-        parser.error("--peers torch needs PyTorch: pip install 'fastconv[torch]'")
+        parser.error("--functional needs PyTorch: pip install 'fastconv[torch]'")
     config.COMPILE = "sync"
     cases = [c for c in compare_torch.CASES
              if not args.cases or any(_matches(c.name, p) for p in _split(args.cases))]
@@ -163,10 +209,10 @@ def _matches(name, pattern):
 def _compare(parser, args):
     from . import compare, config, timing, workloads
 
-    if args.peers:
-        if args.peers.strip().lower() != "torch":
-            parser.error(f"--peers: {args.peers!r}; the peers available are: torch")
+    if args.functional:
         return _compare_torch(parser, args)
+    if args.peers:
+        return _compare_peers(parser, args)
     config.COMPILE = "sync"  # time the kernels, never the NumPy tier of first calls
     compare.SHOW_TRACEBACKS = args.debug
     cases = workloads.select(ops=_split(args.ops), quick=args.quick, names=_split(args.cases))

@@ -1,4 +1,4 @@
-"""``fastconv compare --peers torch``: every ``fastconv.functional`` op beside the same work
+"""``fastconv compare --functional``: every ``fastconv.functional`` op beside the same work
 through fastconv's ``tf.nn`` API and through ``torch.nn.functional``.
 
 Each case is a PyTorch call (torch tensors in, PyTorch's arguments) on a seed or standard

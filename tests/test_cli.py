@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 from fastconv import cli, workloads
@@ -111,3 +112,64 @@ def test_warmup_compiles_into_the_cache_then_finds_it_cached(tmp_path):
     again = _warmup(tmp_path, "--list")
     assert again.stdout.count("cached") == 2 and "to compile" not in again.stdout, again.stdout
     assert "everything was cached already" in _warmup(tmp_path).stdout
+
+
+# ----------------------------------------------------------------------------- --peers
+
+@needs_tf
+@pytest.mark.tf
+def test_compare_peers_measures_each_peer_in_its_own_process_and_skips_missing_ones(
+        tmp_path, monkeypatch):
+    """One small layer against TF through the worker process; a peer that is not installed
+    is skipped with the pip command, not an error."""
+    from fastconv import compare_peers
+
+    real = compare_peers.available
+    monkeypatch.setattr(compare_peers, "available", lambda p: p == "tf" and real(p))
+    out_json = tmp_path / "peers.json"
+    status = cli.main(["compare", "--peers", "tf,ort", "--cases", "mnist_conv2_b1",
+                       "--repeat", "1", "--no-ceilings", "--json", str(out_json)])
+    assert status == 0
+    data = json.loads(out_json.read_text())
+    assert data["skipped"] == ["ONNX Runtime skipped: `pip install onnxruntime` to compare "
+                               "with it"]
+    [row] = data["results"]
+    assert row["layer"] == "mnist_conv2_b1" and row["peer"] == "tf" and row["layout"] == "NHWC"
+    assert row["equal"] and row["max_error"] < 1e-5 and not row["error"]
+    assert row["fastconv_ms"] > 0 and row["peer_ms"] > 0 and row["ratio"] > 0
+
+
+@pytest.mark.parametrize("layer", [
+    "mnist_pool_b64", "avg_pool3x3_s2_113_b8", "conv3x3_s2_64_128_b8", "stem7x7_s2_224_b8"])
+def test_peer_layers_pad_symmetrically_as_tf_computes_them(layer):
+    """The table's padding rule: TF's SAME only where it pads both sides equally (odd sizes
+    for stride 2), explicit symmetric pads otherwise, so every library computes the same."""
+    from fastconv import compare_peers, reference
+
+    spec = next(x for x in compare_peers.LAYERS if x.name == layer)
+    small = compare_peers.Layer(spec.name, spec.kind, (1,) + spec.shape[1:3] + (2,),
+                                spec.window if spec.kind.endswith("pool")
+                                else spec.window[:2] + (2, 3), spec.stride, spec.pad)
+    x, w, _ = compare_peers.arrays(small)
+    got = compare_peers.fastconv_call(small, (x, w, None), "NCHW")()
+    p = spec.pad
+    padded = np.pad(x, [(0, 0), (p, p), (p, p), (0, 0)],
+                    constant_values=-np.inf if spec.kind == "max_pool" else 0)
+    if spec.kind == "conv":
+        want = reference.conv2d(padded, w, spec.stride, "VALID")
+    elif spec.kind == "max_pool":
+        want = reference.max_pool2d(padded, spec.window, spec.stride, "VALID")
+    else:  # the real cells only
+        total = reference.avg_pool2d(padded, spec.window, spec.stride, "VALID")
+        ones = np.pad(np.ones_like(x), [(0, 0), (p, p), (p, p), (0, 0)])
+        want = total / reference.avg_pool2d(ones, spec.window, spec.stride, "VALID")
+    np.testing.assert_allclose(got.transpose(0, 2, 3, 1), want, rtol=1e-5, atol=1e-5)
+    assert got.shape[2:] == small.out_hw()
+
+
+def test_compare_peers_rejects_unknown_peers(capsys):
+    with pytest.raises(SystemExit):
+        cli.main(["compare", "--peers", "tf,mxnet"])
+    assert "choose from tf, jax, ort, torch or all" in capsys.readouterr().err
+    assert cli.main(["compare", "--peers", "all", "--list"]) == 0
+    assert "resnet3x3_64_56_b8" in capsys.readouterr().out

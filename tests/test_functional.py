@@ -467,7 +467,7 @@ def test_seed_003_cnn_runs_through_functional_equal_to_torch():
 
 
 def test_compare_peers_torch_checks_and_times_its_cases():
-    """`fastconv compare --peers torch`'s rows: equal to torch, three timings (two where tf.nn
+    """`fastconv compare --functional`'s rows: equal to torch, three timings (two where tf.nn
     has no such op)."""
     from fastconv import compare_torch
 

@@ -16,13 +16,15 @@ micro-kernel (:mod:`.microkernel`) computes the product in place, with the roles
 
 so for each kernel tap, block of input channels and block of KB output channels one call sums
 over a chunk of output rows with the accumulator in registers, and no input cell is copied.
+Channels-last inputs with few channels (an RGB stem) merge a tap row's (s, c) cells, which are
+contiguous, into one block dimension, as the forward kernel's merged rows do.
 Output columns whose tap falls into the padding are left out of the call (the same column
 range holds for every row of a tap) and rows whose tap row is padding are left out of the
 table; that is what zero padding sums to, and :func:`.numpy_grads.
 nan_where_nonfinite_grads_meet_padding` restores TF's NaN where a non-finite gradient meets
 the padding (0 * inf).
 
-Threads split the (K block, tap, channel block) jobs of one chunk of rows: each job writes its
+Threads split the (K block, tap row, cell block) jobs of one chunk of rows: each job writes its
 own block of the result, so there is no per-thread copy of the filter gradient and no
 reduction at the end. Chunks are sized so that a chunk's input and gradient stay in the
 cores' L2 caches while every job of the chunk reads them.
