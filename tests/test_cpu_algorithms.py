@@ -36,7 +36,7 @@ def _force(name):
     return dispatch.use_algorithm(name)
 
 
-@pytest.mark.parametrize("algorithm", ["direct", "blocked", "numpy"])
+@pytest.mark.parametrize("algorithm", ["direct", "blocked", "im2col", "numpy"])
 @pytest.mark.parametrize("layout", ["NHWC", "NCHW"])
 @pytest.mark.parametrize("dtype", [F32, F64])
 @pytest.mark.parametrize("index", range(len(CONV2D_CASES)))
@@ -217,7 +217,7 @@ def test_grouped_conv_algorithms_match_tf(algorithm, dtype, rand, oracle, assert
     assert_close(got, oracle.conv(x, w, (1, 1), "SAME"), dtype)
 
 
-@pytest.mark.parametrize("algorithm", ["direct", "blocked"])
+@pytest.mark.parametrize("algorithm", ["direct", "blocked", "im2col"])
 @pytest.mark.parametrize("layout", ["NWC", "NCW"])
 def test_conv1d_algorithms_match_tf(algorithm, layout, rand, oracle, assert_close):
     x = rand((3, 2 * BLOCK_PIXELS + 5, 4), F32)
@@ -228,7 +228,7 @@ def test_conv1d_algorithms_match_tf(algorithm, layout, rand, oracle, assert_clos
     assert_close(np.moveaxis(got, 1, -1) if layout == "NCW" else got, expected, F32)
 
 
-@pytest.mark.parametrize("algorithm", ["direct", "blocked"])
+@pytest.mark.parametrize("algorithm", ["direct", "blocked", "im2col"])
 @pytest.mark.parametrize("layout", ["NDHWC", "NCDHW"])
 def test_conv3d_algorithms_match_tf(algorithm, layout, rand, oracle, assert_close):
     x = rand((2, 5, 6, 7, 3), F64)

@@ -176,6 +176,20 @@ def _filter_grad_blocked_pays_off(problem):
     return positions >= 256 and cells >= 4
 
 
+def _im2col_applies(problem):
+    """One group, and a gathered-cells matrix of at most 64 MiB."""
+    return problem.groups == 1 and numpy_ops.im2col_bytes(problem) <= 64 << 20
+
+
+def _im2col_pays_off(problem):
+    """Small maps with large filters (benchmarks/RESULTS.md: 3x3 512 -> 512 on a 4x4 map,
+    batch 2: 6.8 ms by Winograd, whose filter transform is the whole cost, 10.9 ms blocked,
+    which re-reads the 9.4 MB of filters for each row of outputs, 1.7 ms as one product):
+    filters at least twice the gathered cells, and those at most 8 MiB."""
+    cells = numpy_ops.im2col_bytes(problem)
+    return cells <= 8 << 20 and problem.w.nbytes >= 2 * cells
+
+
 # Padded copies: config.PAD_COPY_MAX_ELEMENTS (cache-resident inputs are padded by a copy) and
 # config.PAD_COPY_MAX_RATIO (algorithms reading a padded copy run only while it stays within a
 # multiple of the op's own size: SAME padding with a huge dilation would allocate far more).
@@ -568,6 +582,9 @@ _register("conv", "gemm", run_conv_gemm, _gemm_applies, priority=13)
 _register("conv", "winograd", run_conv_winograd, _winograd_applies, priority=15,
           pays_off=_winograd_pays_off)
 _register("conv", "depthwise", run_conv_depthwise, _depthwise_applies, priority=20)
+# One BLAS product of the gathered cells (NumPy and BLAS: nothing to compile).
+register(Implementation("conv", "cpu", "im2col", _skips_empty(numpy_ops.conv_im2col),
+                        applies=_im2col_applies, pays_off=_im2col_pays_off, priority=16))
 _register("conv_transpose", "direct", run_conv_transpose_direct, _transpose_direct_applies)
 _register("conv_transpose", "blocked", run_conv_transpose_blocked, priority=10)
 # Few output channels per group (a first layer's input gradient, an RGB stem's): one BLAS
