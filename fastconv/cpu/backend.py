@@ -186,8 +186,11 @@ def _im2col_pays_off(problem):
     batch 2: 6.8 ms by Winograd, whose filter transform is the whole cost, 10.9 ms blocked,
     which re-reads the 9.4 MB of filters for each row of outputs, 1.7 ms as one product):
     filters at least twice the gathered cells, and those at most 8 MiB."""
+    filters = problem.w.nbytes
+    if filters < 1 << 16:  # most convs: decided without computing the cells' size
+        return False
     cells = numpy_ops.im2col_bytes(problem)
-    return cells <= 8 << 20 and problem.w.nbytes >= 2 * cells
+    return cells <= 8 << 20 and filters >= 2 * cells
 
 
 # Padded copies: config.PAD_COPY_MAX_ELEMENTS (cache-resident inputs are padded by a copy) and

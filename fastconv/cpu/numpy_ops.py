@@ -19,6 +19,7 @@ caller's layout, C-contiguous.
 from __future__ import annotations
 
 import itertools
+import math
 
 import numpy as np
 
@@ -141,9 +142,9 @@ def conv_im2col(problem):
 
 def im2col_bytes(problem):
     """Bytes of :func:`conv_im2col`'s gathered cells."""
-    g, w = problem.geometry, problem.w
-    positions = problem.x.shape[0] * int(np.prod(g.out_sizes))
-    return positions * int(np.prod(w.shape[:4])) * problem.x.itemsize
+    g, w = problem.geometry, problem.w  # plain ints: this runs on every conv's dispatch
+    positions = problem.x.shape[0] * math.prod(g.out_sizes)
+    return positions * math.prod(w.shape[:4]) * problem.x.itemsize
 
 
 def conv_transpose(problem):
