@@ -18,7 +18,9 @@ def transpose_last_two(x, out):
     """``out[n, b, a] = x[n, a, b]`` in 32 x 32 tiles, in parallel.
 
     NumPy's transposing copy runs at 3-6 GB/s on channels-first <-> channels-last here (one
-    core, a long stride on one side); in cache-sized tiles both sides stream, at copy speed.
+    core, a long stride on one side); in cache-sized tiles both sides stream. Unsigned indices
+    into per-image and per-row views: with signed ones every access carries a wraparound test
+    and the loop ran 2-4x slower (8x32x112x112 to channels-last: 2.6 -> 0.8 ms on Zen 4).
     """
     n_, a_, b_ = x.shape
     tiles_a, tiles_b = -(-a_ // _TILE), -(-b_ // _TILE)
@@ -26,9 +28,13 @@ def transpose_last_two(x, out):
         n = job // (tiles_a * tiles_b)
         i = (job // tiles_b) % tiles_a
         j = job % tiles_b
-        for b in range(j * _TILE, min(b_, (j + 1) * _TILE)):
-            for a in range(i * _TILE, min(a_, (i + 1) * _TILE)):
-                out[n, b, a] = x[n, a, b]
+        a0, a1 = np.uintp(i * _TILE), np.uintp(min(a_, (i + 1) * _TILE))
+        b0, b1 = np.uintp(j * _TILE), np.uintp(min(b_, (j + 1) * _TILE))
+        source, target = x[n], out[n]
+        for b in range(b0, b1):
+            row = target[b]
+            for a in range(a0, a1):
+                row[a] = source[a, b]
 
 
 def _move_channels(x5, to_last):
