@@ -357,17 +357,20 @@ def test_forcing_an_unknown_algorithm_fails_loudly():
 @pytest.mark.parametrize("dtype", [F32, np.float64])
 @pytest.mark.parametrize("strides,padding,dilations", [
     (1, "SAME", 1), ((2, 1), "VALID", 1), (1, [[0, 0], [0, 0], [2, 1], [1, 3]], (1, 2)),
-    ((3, 1), "SAME", (2, 3))])
+    ((3, 1), "SAME", (2, 3)), ((1, 3), "SAME", 1), ((2, 3), [[0, 0], [0, 0], [1, 1], [2, 0]], (1, 2)),
+    ((1, 2), "VALID", (1, 3))])
 def test_channels_first_depthwise_runs_in_planes_and_matches_the_oracle(
         dtype, strides, padding, dilations, oracle, assert_close):
-    # Rows of at least a vector (40 > 32 float32 lanes, > 16 float64) and stride 1 along them:
-    # the plane kernel; inf and NaN weights meet the padding (TF's 0 * inf = NaN).
+    # Rows of at least a vector (40 > 32 float32 lanes, > 16 float64): the plane kernel, with
+    # width strides on rows split into phases (103 columns: 35 outputs at stride 3); inf and
+    # NaN weights meet the padding (TF's 0 * inf = NaN).
     from unittest import mock
 
     from fastconv.cpu import backend
 
     rng = np.random.default_rng(11)
-    x = rng.standard_normal((2, 3, 9, 40)).astype(dtype)
+    width_stride = strides if isinstance(strides, int) else strides[1]
+    x = rng.standard_normal((2, 3, 9, 40 if width_stride == 1 else 103)).astype(dtype)
     w = rng.standard_normal((3, 3, 3, 1)).astype(dtype)
     w[0, 0, 1, 0], w[2, 2, 2, 0] = np.inf, np.nan
     pairs = padding if isinstance(padding, str) else [tuple(p) for p in padding[2:]]

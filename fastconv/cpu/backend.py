@@ -397,9 +397,11 @@ def run_conv_depthwise(problem):
     if _depthwise_in_planes(problem):
         out = np.empty(problem.out_shape, problem.dtype)
         with parallel_region(_conv_microseconds(problem, "depthwise")):
-            xp = pad_for_planar(problem.x, g.pads, out.shape[4], g.kernel[2], g.dilations[2])
+            xp = pad_for_planar(problem.x, g.pads, out.shape[4], g.kernel[2], g.dilations[2],
+                                g.strides[2])
             depthwise_planar(xp, w, _bias_or_empty(problem.bias, problem.dtype), out,
-                             g.strides[0], g.strides[1], *g.dilations, problem.activation)
+                             g.strides[0], g.strides[1], *g.dilations, problem.activation,
+                             g.strides[2])
         return out
     x = to_channels_last(problem.x, problem.channels_first)
     out = np.empty(channels_last_shape(problem.out_shape, problem.channels_first), problem.dtype)
@@ -415,9 +417,10 @@ def run_conv_depthwise(problem):
 def _depthwise_in_planes(problem):
     # Measured (benchmarks/RESULTS.md): on channels-first data, per-plane row vectors beat
     # transposing to channels-last and back 1.2-2x once an output row fills a vector; on
-    # narrower rows most lanes idle and the transposes win.
+    # narrower rows most lanes idle and the transposes win. Width strides read rows split
+    # into phases (conv_planar.pad_phases).
     g = problem.geometry
-    return (problem.channels_first and g.strides[2] == 1
+    return (problem.channels_first and g.strides[2] <= 4
             and problem.out_shape[4] >= planar_lanes(problem.dtype)
             and _padded_copy_is_bounded(problem, g.pads))
 
