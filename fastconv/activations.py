@@ -95,6 +95,8 @@ def resolve(activation, alpha=None):
     Raises TypeError for something neither None, a string nor a callable, ValueError for an
     unknown name or an ``alpha`` given for an activation other than ``"leaky_relu"``.
     """
+    if activation is None and alpha is None:  # most calls: skip the checks (a microsecond)
+        return _NO_ACTIVATION
     if alpha is not None:
         if isinstance(alpha, bool) or not isinstance(alpha, (int, float, np.floating,
                                                                np.integer)):
@@ -119,6 +121,10 @@ def resolve(activation, alpha=None):
     slope = tf_alpha(LEAKY_ALPHA if alpha is None else alpha)
     return Activation(code, fused=code != LEAKY_RELU or slope == tf_alpha(LEAKY_ALPHA),
                       alpha=slope)
+
+
+#: What :func:`resolve` returns for no activation (its slow path gives an equal one).
+_NO_ACTIVATION = Activation(ACTIVATIONS[None], fused=True, alpha=tf_alpha(LEAKY_ALPHA))
 
 
 def _callable_post(function):

@@ -7,6 +7,7 @@ what an algorithm can compute, ``pays_off`` ones when it is worth choosing (the 
 from the measurements in benchmarks/RESULTS.md).
 """
 
+import functools
 import math
 
 import numpy as np
@@ -99,14 +100,26 @@ def run_conv_transpose_direct(problem):
 
 def _element_strides(array, channels_first):
     """Element strides of a 5-D array as (batch, channel, depth, height, width)."""
-    steps = [stride // array.itemsize for stride in array.strides]
     order = (0, 1, 2, 3, 4) if channels_first else (0, 4, 1, 2, 3)
-    result = np.array([steps[axis] for axis in order], dtype=np.int64)
-    if array.shape[order[1]] == 1:
+    return _strides_array(array.strides, array.itemsize, order,
+                          array.shape[order[1]] == 1)
+
+
+@functools.lru_cache(maxsize=1024)
+def _strides_array(strides, itemsize, order, one_channel):
+    result = np.array([strides[axis] // itemsize for axis in order], dtype=np.int64)
+    if one_channel:
         # One channel: channels-first and channels-last are the same memory. A unit channel
         # stride lets the blocked kernel merge a window row's taps into one channel loop.
         result[1] = 1
     return result
+
+
+@functools.lru_cache(maxsize=4096)
+def _int64s(values):
+    """``values`` (a tuple) as an int64 array, memoised: the kernels take their sizes and
+    strides as arrays (never writing them), and a layer asks for the same ones every call."""
+    return np.array(values, dtype=np.int64)
 
 
 @_skips_empty
@@ -243,13 +256,11 @@ def _blocked(x, x_first, pads_before, w, groups, bias, out, out_first, out_flat,
     batch, channels = out.shape[0], out.shape[1 if out_first else 4]
     with parallel_region(microseconds):
         conv_blocked_strided(x.reshape(-1), _element_strides(x, x_first),
-                             np.array(_spatial(x, x_first), dtype=np.int64),
-                             np.array(pads_before, dtype=np.int64),
+                             _int64s(tuple(_spatial(x, x_first))), _int64s(tuple(pads_before)),
                              np.ascontiguousarray(w, dtype=out.dtype), groups,
                              _bias_or_empty(bias, out.dtype), out_flat, out_strides,
-                             np.array([batch, channels, *out_spatial], dtype=np.int64),
-                             np.array(strides, dtype=np.int64),
-                             np.array(dilations, dtype=np.int64), activation)
+                             _int64s((batch, channels, *out_spatial)), _int64s(tuple(strides)),
+                             _int64s(tuple(dilations)), activation)
 
 
 @_skips_empty
