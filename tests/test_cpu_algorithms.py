@@ -36,7 +36,7 @@ def _force(name):
     return dispatch.use_algorithm(name)
 
 
-@pytest.mark.parametrize("algorithm", ["direct", "blocked", "im2col", "numpy"])
+@pytest.mark.parametrize("algorithm", ["direct", "blocked", "im2col", "planar", "numpy"])
 @pytest.mark.parametrize("layout", ["NHWC", "NCHW"])
 @pytest.mark.parametrize("dtype", [F32, F64])
 @pytest.mark.parametrize("index", range(len(CONV2D_CASES)))

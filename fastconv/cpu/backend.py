@@ -18,7 +18,7 @@ from ..dispatch import Implementation, register
 from . import conv_filter_grad, numpy_grads, numpy_ops, window_max
 from .compiling import compiled
 from .conv import conv_direct_ndhwc, pad_ndhwc
-from .conv_blocked import blocked_fills_lanes, conv_blocked_strided
+from .conv_blocked import block_channels, blocked_fills_lanes, conv_blocked_strided
 from .activation import RELU6, bias_activation_ncp
 from .blas import batched_matmul
 from .conv_planar import conv_planar, depthwise_planar, pad_for_planar, planar_lanes
@@ -301,15 +301,21 @@ def run_conv_transpose_blocked(problem):
 
 @_skips_empty
 def run_conv_planar(problem):
-    """Channels-first conv with vectors along output rows (no transposes)."""
+    """Conv with vectors along output rows: channels-first data in place, channels-last data
+    (few channels in and out, where the channels-last kernels would leave lanes idle)
+    through transposes."""
     g = problem.geometry
-    out = np.empty(problem.out_shape, problem.dtype)
+    first = problem.channels_first
+    x = problem.x if first else from_channels_last(problem.x, True)
+    out = np.empty(problem.out_shape if first else
+                   (problem.out_shape[0], problem.out_shape[4]) + problem.out_shape[1:4],
+                   problem.dtype)
     with parallel_region(_conv_microseconds(problem, "planar")):
-        xp = pad_for_planar(problem.x, g.pads, out.shape[4], g.kernel[2], g.dilations[2])
+        xp = pad_for_planar(x, g.pads, out.shape[4], g.kernel[2], g.dilations[2], g.strides[2])
         conv_planar(xp, np.ascontiguousarray(problem.w, dtype=problem.dtype),
                     _bias_or_empty(problem.bias, problem.dtype), out, g.strides[0],
-                    g.strides[1], *g.dilations, problem.activation)
-    return out
+                    g.strides[1], *g.dilations, problem.activation, g.strides[2])
+    return out if first else to_channels_last(out, True)
 
 
 @_skips_empty
@@ -339,12 +345,17 @@ def _gemm_applies(problem):
 def _planar_pays_off(problem):
     # Measured (benchmarks/RESULTS.md): vectors along rows win only with a few input
     # channels; with many, each step reads another plane and the prefetchers lose track.
+    # Channels-last data pays two transposes, worth it where the channels-last kernels leave
+    # most lanes idle: a few channels in and at most half a lane block out (16 float32
+    # outputs, CIFAR's first layer: 0.70 -> 0.40 ms; 32 outputs: 0.75 -> 1.21 ms).
+    if not problem.channels_first:
+        return (problem.x.shape[4] <= config.PLANAR_MAX_CHANNELS
+                and 2 * problem.w.shape[4] <= block_channels(problem.dtype))
     return problem.x.shape[1] <= config.PLANAR_MAX_CHANNELS
 
 
 def _planar_applies(problem):
-    return (problem.channels_first and problem.groups == 1
-            and problem.geometry.strides[2] == 1
+    return (problem.groups == 1 and problem.geometry.strides[2] <= 4
             and _padded_copy_is_bounded(problem, problem.geometry.pads))
 
 

@@ -109,11 +109,12 @@ def _row_taps(t_, r_, s_, hp, wp_, dd, dh, dw, sw=1):
 
 
 @njit(parallel=True, cache=True, nogil=True)
-def conv_planar(xp, w, bias, out, sd, sh, dd, dh, dw, act):
-    """Stride-1-along-width conv of padded NCDHW ``xp`` into NCDHW ``out``.
+def conv_planar(xp, w, bias, out, sd, sh, dd, dh, dw, act, sw=1):
+    """Conv of padded NCDHW ``xp`` into NCDHW ``out``.
 
-    ``xp``'s rows must extend to ``ceil(OW / L) * L + (S - 1) * dw`` (zeros past the real
-    padding), so every vector load stays inside the array. ``w`` is (T, R, S, C, K).
+    ``xp`` comes from :func:`pad_for_planar` (rows long enough that every vector load stays
+    inside the array; with a width stride ``sw`` > 1, rows split into phases). ``w`` is
+    (T, R, S, C, K).
     """
     n_, c_, dp, hp, wp_ = xp.shape
     _, k_, od_, oh_, ow_ = out.shape
@@ -123,7 +124,7 @@ def conv_planar(xp, w, bias, out, sd, sh, dd, dh, dw, act):
     packed = np.empty((n_kb, n_taps, c_, BLOCK_ROWS), dtype=xp.dtype)
     _pack_rows(w.reshape((n_taps, c_, k_)), packed)
     wf = packed.reshape(-1)
-    taps = _row_taps(t_, r_, s_, hp, wp_, dd, dh, dw)
+    taps = _row_taps(t_, r_, s_, hp, wp_, dd, dh, dw, sw)
     xf = xp.reshape(-1)
     plane = dp * hp * wp_
     vec = VECTOR_BYTES // xp.itemsize
