@@ -355,9 +355,7 @@ def test_filter_grad_algorithms(algorithm, groups, layout, multiplier, rand):
     # Grouped channels-first with dilations: blocks per group, channels at the plane stride.
     ((2, 20, 13, 11), (3, 3, 10, 64), 1, "SAME", 2, "NCHW", F32),
     # Two chunks of rows (more than CHUNK_BYTES of input and gradient), float64.
-    ((2, 100, 20, 64), (3, 3, 64, 64), 1, "SAME", 1, "NHWC", F64),
-    # A one-channel first layer: 3 merged cells.
-    ((3, 28, 28, 1), (3, 3, 1, 32), 1, "VALID", 1, "NHWC", F32),
+    ((2, 50, 20, 64), (3, 3, 64, 64), 1, "SAME", 1, "NHWC", F64),
 ])
 def test_blocked_filter_grad_matches_tensorflow(x_shape, w_shape, strides, padding, dilations,
                                                 layout, dtype, tf):
