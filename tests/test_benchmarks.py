@@ -136,3 +136,18 @@ def test_time_pair_orders_cheap_and_costly_calls():
     cheap, costly = timing.time_pair(lambda: sum(range(10)), lambda: sum(range(10_000)),
                                      repeat=3, target=0.002)
     assert 0 < cheap < costly
+
+
+def test_the_peer_suite_runs_fastconv_and_skips_what_a_peer_cannot_run(monkeypatch):
+    from benchmarks.bench_peers import Peers
+
+    from fastconv import compare_peers
+
+    suite = Peers()
+    suite.setup("mnist_conv2_b1", "NCHW", "fastconv")
+    suite.time_layer("mnist_conv2_b1", "NCHW", "fastconv")
+    with pytest.raises(NotImplementedError, match="tf runs NHWC only"):
+        suite.setup("mnist_conv2_b1", "NCHW", "tf")
+    monkeypatch.setattr(compare_peers, "available", lambda peer: False)
+    with pytest.raises(NotImplementedError, match="onnxruntime is not installed"):
+        suite.setup("mnist_conv2_b1", "NCHW", "ort")
