@@ -15,7 +15,7 @@ import numpy as np
 from .. import config
 from ..problems import prepared
 from ..dispatch import Implementation, register
-from . import conv_filter_grad, numpy_grads, numpy_ops, window_max
+from . import col2im, conv_filter_grad, numpy_grads, numpy_ops, window_max
 from .compiling import compiled
 from .conv import conv_direct_ndhwc, pad_ndhwc
 from .conv_blocked import block_channels, blocked_fills_lanes, conv_blocked_strided
@@ -204,6 +204,31 @@ def _im2col_pays_off(problem):
         return False
     cells = numpy_ops.im2col_bytes(problem)
     return cells <= 8 << 20 and filters >= 2 * cells
+
+
+@_skips_empty
+def run_conv_transpose_col2im(problem):
+    """A transposed conv (a conv's input gradient) as one matrix product and a compiled
+    scatter by output rows: ``cols = w @ x^T`` gives every tap's contribution of every input
+    pixel, then each output row adds the taps landing on it (:mod:`.col2im`). For few output
+    channels (one group), where the blocked kernels' vector lanes would be mostly empty."""
+    g = problem.geometry
+    x = to_channels_last(problem.x, problem.channels_first)
+    w = np.asarray(problem.w)  # (T, R, S, out, in)
+    taps, out_channels = math.prod(g.kernel), w.shape[3]
+    cols = (w.reshape(taps * out_channels, -1) @ x.reshape(-1, x.shape[-1]).T).astype(
+        problem.dtype, copy=False).reshape(tuple(g.kernel) + (out_channels,) + x.shape[:4])
+    out = np.empty((x.shape[0], *g.in_sizes, out_channels), problem.dtype)
+    axes = [col2im.landing_taps(g.in_sizes[a], g.out_sizes[a], g.kernel[a], g.strides[a],
+                                g.dilations[a], g.pads[a][0]) for a in range(2)]
+    columns = col2im.column_runs(g.in_sizes[2], g.out_sizes[2], g.kernel[2], g.strides[2],
+                                 g.dilations[2], g.pads[2][0])
+    with parallel_region(cols.size / 1e3):
+        col2im.col2im_rows(cols, out, *axes, columns, g.strides[2])
+    if problem.bias is not None:
+        out += np.asarray(problem.bias, problem.dtype)
+    return from_channels_last(numpy_ops.activate(out, problem.activation),
+                              problem.channels_first)
 
 
 # Padded copies: config.PAD_COPY_MAX_ELEMENTS (cache-resident inputs are padded by a copy) and
@@ -617,11 +642,11 @@ _register("conv_transpose", "direct", run_conv_transpose_direct, _transpose_dire
 _register("conv_transpose", "blocked", run_conv_transpose_blocked, priority=10)
 # Few output channels per group (a first layer's input gradient, an RGB stem's): one BLAS
 # product and a scatter beat the blocked kernels, whose vector lanes would be mostly empty.
-register(Implementation(
-    "conv_transpose", "cpu", "col2im", _skips_empty(numpy_grads.conv_transpose_col2im),
-    applies=lambda problem: (problem.groups == 1 and numpy_grads.col2im_bytes(problem)
-                             <= numpy_grads.IM2COL_MAX_BYTES),
-    priority=12, pays_off=lambda problem: problem.w.shape[3] < config.COL2IM_MAX_OUT_CHANNELS))
+_register("conv_transpose", "col2im", run_conv_transpose_col2im,
+          lambda problem: (problem.groups == 1
+                           and numpy_grads.col2im_bytes(problem) <= numpy_grads.IM2COL_MAX_BYTES),
+          priority=12,
+          pays_off=lambda problem: problem.w.shape[3] < config.COL2IM_MAX_OUT_CHANNELS)
 for _family in ("max_pool", "avg_pool"):
     _register(_family, "direct", run_pool_direct)
     _register(_family, "planar", run_pool_planar, _is_channels_first, _planar_pool_window,

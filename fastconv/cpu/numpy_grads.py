@@ -19,7 +19,7 @@ import numpy as np
 
 from ..shapes import Geometry
 from . import numpy_ops
-from .numpy_ops import _channels_last, _in_layout, _tap_slices, activate
+from .numpy_ops import _channels_last, _in_layout, _tap_slices
 
 
 def conv_filter_grad(problem):
@@ -138,39 +138,9 @@ def nan_where_nonfinite_grads_meet_padding(out, dy, g, groups):
             out[offsets][:, hit] = np.nan
 
 
-def conv_transpose_col2im(problem):
-    """A transposed conv (a conv's input gradient) as one matrix product and a scatter:
-    ``cols = x @ w`` gives every tap's contribution of every input pixel, ``(M, taps x C)``,
-    then each tap's columns are added at its stride-spaced output cells. For few output
-    channels per group, where the blocked kernels' vector lanes would be mostly empty."""
-    g = problem.geometry
-    x = _channels_last(np.asarray(problem.x), problem.channels_first)
-    w = np.asarray(problem.w)  # (T, R, S, out // groups, in)
-    groups = problem.groups
-    out_g, in_g = w.shape[3], w.shape[4] // groups
-    taps = list(itertools.product(*(range(k) for k in g.kernel)))
-    # Channels outermost, so that each tap's scatter runs along the width (long inner loops)
-    # rather than over a few channels.
-    out = np.zeros((out_g * groups, x.shape[0], *g.in_sizes), dtype=problem.dtype)
-    pixels = x.reshape(-1, x.shape[-1])
-    for group in range(groups):
-        ws = w[..., group * in_g:(group + 1) * in_g].reshape(len(taps) * out_g, in_g)
-        cols = (ws @ pixels[:, group * in_g:(group + 1) * in_g].T).reshape(
-            (len(taps), out_g) + x.shape[:4])
-        for index, offsets in enumerate(taps):
-            slices = _tap_slices(g, offsets)
-            if slices is None:
-                continue
-            out[(slice(group * out_g, (group + 1) * out_g), slice(None)) + slices[1]] += \
-                cols[(index, slice(None), slice(None)) + slices[0]]
-    out = np.moveaxis(out, 0, -1)
-    if problem.bias is not None:
-        out += np.asarray(problem.bias, problem.dtype)
-    return _in_layout(activate(out, problem.activation), problem.channels_first)
-
-
 def col2im_bytes(problem):
-    """The bytes of :func:`conv_transpose_col2im`'s column matrix."""
+    """The bytes of the column matrix of the transposed conv's ``col2im`` algorithm
+    (:func:`fastconv.cpu.backend.run_conv_transpose_col2im`)."""
     x = problem.x
     pixels = x.size // x.shape[1 if problem.channels_first else 4]
     return pixels * int(np.prod(problem.geometry.kernel)) * problem.w.shape[3] * x.itemsize
