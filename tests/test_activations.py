@@ -26,6 +26,7 @@ ALGORITHM_CASES = [
     ("blocked", (1, 4, 9, 8), (3, 2, 4, 6), 1, "VALID", "NCHW"),
     ("planar", (1, 3, 9, 10), (3, 3, 3, 4), 1, "SAME", "NCHW"),
     ("gemm", (2, 8, 5, 6), (1, 1, 8, 7), 1, "VALID", "NCHW"),
+    ("gemm", (2, 5, 6, 8), (1, 1, 8, 7), 1, "VALID", "NHWC"),
     ("winograd", (1, 8, 8, 4), (3, 3, 4, 8), 1, "SAME", "NHWC"),
     ("depthwise", (2, 7, 7, 6), (3, 3, 1, 6), 1, "SAME", "NHWC"),
     ("numpy", (2, 6, 5, 3), (2, 3, 3, 4), 1, "SAME", "NHWC"),

@@ -72,17 +72,19 @@ def test_planar_conv_matches_tf(dtype, index, rand, oracle, assert_close):
     assert_close(np.moveaxis(got, 1, -1), expected, dtype)
 
 
+@pytest.mark.parametrize("layout", ["NCHW", "NHWC"])
 @pytest.mark.parametrize("dtype", [F32, F64])
 @pytest.mark.parametrize("activation", [None, "relu", "tanh"])
-def test_gemm_1x1_channels_first_matches_tf(dtype, activation, rand, oracle, assert_close):
-    x = rand((3, 7, 9, 16), dtype)
+def test_gemm_1x1_matches_tf(layout, dtype, activation, rand, oracle, assert_close):
+    # 3 x 7 x 9 = 189 pixels: one BLAS share; 3 x 70 x 9 (NHWC): rows split among threads.
+    x = rand((3, 7 if layout == "NCHW" else 70, 9, 16), dtype)
     w = rand((1, 1, 16, 24), dtype)
     b = rand((24,), dtype)
     with _force("gemm"):
-        got = fastconv.conv2d(_channels_first(x), w, 1, "VALID", "NCHW", bias=b,
-                              activation=activation)
+        got = fastconv.conv2d(_channels_first(x) if layout == "NCHW" else x, w, 1, "VALID",
+                              layout, bias=b, activation=activation)
     expected = oracle.conv(x, w, (1, 1), "VALID", bias=b, activation=activation)
-    assert_close(np.moveaxis(got, 1, -1), expected, dtype)
+    assert_close(np.moveaxis(got, 1, -1) if layout == "NCHW" else got, expected, dtype)
 
 
 @pytest.mark.parametrize("layout", ["NHWC", "NCHW"])

@@ -20,7 +20,7 @@ from .compiling import compiled
 from .conv import conv_direct_ndhwc, pad_ndhwc
 from .conv_blocked import block_channels, blocked_fills_lanes, conv_blocked_strided
 from .activation import RELU6, bias_activation_ncp
-from .blas import batched_matmul
+from .blas import batched_matmul, rows_matmul
 from .conv_planar import conv_planar, depthwise_planar, pad_for_planar, planar_lanes
 from .depthwise import depthwise_ndhwc
 from .layout import channels_last_shape, from_channels_last, pad_spatial, to_channels_last
@@ -345,26 +345,42 @@ def run_conv_planar(problem):
 
 @_skips_empty
 def run_conv_gemm(problem):
-    """Channels-first 1x1 stride-1 conv: one BLAS matrix product per image (W^T @ X[n]), BLAS
-    on one thread per share and the shares on fastconv's threads (see :mod:`.blas`)."""
-    batch, channels = problem.x.shape[:2]
+    """1x1 stride-1 conv as BLAS matrix products, BLAS on one thread per share and the shares
+    on fastconv's threads (see :mod:`.blas`): channels-first ``W^T @ X[n]`` per image,
+    channels-last ``X @ W`` over all pixels."""
+    batch = problem.x.shape[0]
+    channels = problem.x.shape[1 if problem.channels_first else 4]
     out = np.empty(problem.out_shape, problem.dtype)
-    out3 = out.reshape(batch, out.shape[1], -1)
-    weights = prepared(problem, "gemm", lambda: np.ascontiguousarray(
-        problem.w.reshape(channels, -1).T, dtype=problem.dtype))
-    batched_matmul(weights, np.ascontiguousarray(problem.x).reshape(batch, channels, -1), out3)
+    bias = _bias_or_empty(problem.bias, problem.dtype)
+    if problem.channels_first:
+        out3 = out.reshape(batch, out.shape[1], -1)
+        weights = prepared(problem, "gemm", lambda: np.ascontiguousarray(
+            problem.w.reshape(channels, -1).T, dtype=problem.dtype))
+        batched_matmul(weights, np.ascontiguousarray(problem.x).reshape(batch, channels, -1),
+                       out3)
+    else:
+        out2 = out.reshape(-1, out.shape[4])
+        weights = prepared(problem, "gemm_last", lambda: np.ascontiguousarray(
+            problem.w.reshape(channels, -1), dtype=problem.dtype))
+        rows_matmul(np.ascontiguousarray(problem.x).reshape(-1, channels), weights, out2)
+        out3 = out2.reshape(out2.shape[0], out2.shape[1], 1)  # bias along the middle axis
     if problem.bias is not None or problem.activation:
         with parallel_region(out.size / 1e3):
-            bias_activation_ncp(out3, _bias_or_empty(problem.bias, problem.dtype),
-                                problem.activation)
+            bias_activation_ncp(out3, bias, problem.activation)
     return out
 
 
 def _gemm_applies(problem):
     g = problem.geometry
-    return (problem.channels_first and problem.groups == 1 and g.kernel == (1, 1, 1)
-            and g.strides == (1, 1, 1)
+    return (problem.groups == 1 and g.kernel == (1, 1, 1) and g.strides == (1, 1, 1)
             and not any(sum(g.pads, ())))
+
+
+def _gemm_pays_off(problem):
+    """Channels-first always (benchmarks/RESULTS.md: NCHW 1x1 10.4 -> 4.6-5.4 ms);
+    channels-last when the conv expands the channels (8x56x56 64 -> 256: blocked 6.55 ms,
+    BLAS 5.13; 256 -> 64 even, 6.24 / 6.36, so the blocked kernel keeps those)."""
+    return problem.channels_first or problem.w.shape[4] >= 2 * problem.w.shape[3]
 
 
 def _planar_pays_off(problem):
@@ -631,7 +647,7 @@ _register("conv", "direct", run_conv_direct, _direct_applies)
 _register("conv", "blocked", run_conv_blocked, priority=10, pays_off=_blocked_pays_off)
 _register("conv", "planar", run_conv_planar, _planar_applies, priority=12,
           pays_off=_planar_pays_off)
-_register("conv", "gemm", run_conv_gemm, _gemm_applies, priority=13)
+_register("conv", "gemm", run_conv_gemm, _gemm_applies, priority=13, pays_off=_gemm_pays_off)
 _register("conv", "winograd", run_conv_winograd, _winograd_applies, priority=15,
           pays_off=_winograd_pays_off)
 _register("conv", "depthwise", run_conv_depthwise, _depthwise_applies, priority=20)

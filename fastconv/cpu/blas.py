@@ -90,3 +90,45 @@ def batched_matmul(a, b, out, threads=None):
         run(tasks[0])  # the calling thread takes a share too
         for future in futures:
             future.result()
+
+
+def rows_matmul(a, b, out, threads=None):
+    """``out = a @ b`` with the rows of ``a`` shared among fastconv's threads, BLAS on one
+    thread per share (as :func:`batched_matmul`): a channels-last 1x1 conv's pixels times its
+    filters.
+
+    Parameters
+    ----------
+    a : ndarray (M, K), C-contiguous
+    b : ndarray (K, P)
+    out : ndarray (M, P), C-contiguous; written
+    threads : int, optional
+        Defaults to ``fastconv.get_num_threads()``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from fastconv.cpu.blas import rows_matmul
+    >>> out = np.empty((4, 2))
+    >>> rows_matmul(np.ones((4, 3)), np.ones((3, 2)), out)
+    >>> float(out[3, 1])
+    3.0
+    """
+    rows = a.shape[0]
+    threads = get_num_threads() if threads is None else threads
+    jobs = min(threads, max(1, rows // MIN_COLUMNS_PER_JOB))
+    with _controller().limit(limits=1, user_api="blas"):
+        if jobs == 1:
+            np.matmul(a, b, out=out)
+            return
+        bounds = [(n * rows // jobs, (n + 1) * rows // jobs) for n in range(jobs)]
+
+        def run(bound):
+            lo, hi = bound
+            np.matmul(a[lo:hi], b, out=out[lo:hi])
+
+        pool = _pool(threads)
+        futures = [pool.submit(run, bound) for bound in bounds[1:]]
+        run(bounds[0])
+        for future in futures:
+            future.result()
