@@ -138,8 +138,7 @@ def _compare_peers(parser, args):
     if unknown or not peers:
         parser.error(f"--peers: {args.peers!r}; choose from {', '.join(compare_peers.PEERS)} "
                      f"or all")
-    layers = [x for x in compare_peers.LAYERS
-              if not args.cases or any(_matches(x.name, p) for p in _split(args.cases))]
+    layers = _named(compare_peers.LAYERS, args.cases)
     if args.list:
         for layer in layers:
             print(f"{layer.name:28s} {layer.kind}")
@@ -177,8 +176,7 @@ def _compare_torch(parser, args):
     except ImportError:
         parser.error("--functional needs PyTorch: pip install 'fastconv[torch]'")
     config.COMPILE = "sync"
-    cases = [c for c in compare_torch.CASES
-             if not args.cases or any(_matches(c.name, p) for p in _split(args.cases))]
+    cases = _named(compare_torch.CASES, args.cases)
     if args.list:
         for case in cases:
             print(f"{case.name:28s} {case.op}")
@@ -198,6 +196,14 @@ def _compare_torch(parser, args):
         with open(args.json, "w") as fh:
             json.dump({"results": [dataclasses.asdict(r) for r in results]}, fh, indent=1)
     return 0 if all(r.equal and not r.error for r in results) else 1
+
+
+def _named(items, cases):
+    """The items whose ``name`` matches one of ``--cases``' comma-separated patterns (all of
+    them without ``--cases``)."""
+    patterns = _split(cases)
+    return [item for item in items
+            if not patterns or any(_matches(item.name, p) for p in patterns)]
 
 
 def _matches(name, pattern):

@@ -28,15 +28,14 @@ import importlib.util
 import json
 import math
 import os
-import statistics
 import subprocess
 import sys
-import time
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
 from . import timing
+from .compare import geometric_mean
 
 #: Peer name -> the module it needs (a peer whose module is missing is skipped).
 PEER_MODULES = {"tf": "tensorflow", "torch": "torch", "ort": "onnxruntime", "jax": "jax"}
@@ -311,18 +310,6 @@ class Row:
     layouts: dict = field(default_factory=dict)  # layout -> [fastconv ms, peer ms]
 
 
-def _alternate(call_a, call_b, repeat):
-    """Median seconds per call of two callables sampled in turn, idle after each sample."""
-    numbers = [timing._calls_per_sample(call_a, timing.SAMPLE_SECONDS),
-               timing._calls_per_sample(call_b, timing.SAMPLE_SECONDS)]
-    samples = ([], [])
-    for _ in range(max(1, repeat)):
-        for call, number, out in zip((call_a, call_b), numbers, samples):
-            time.sleep(IDLE_SECONDS)
-            out.append(timing._sample(call, number))
-    return statistics.median(samples[0]), statistics.median(samples[1])
-
-
 def measure(layer, peer, repeat=7):
     """The row of ``layer`` against ``peer`` (in this process)."""
     from . import config
@@ -342,9 +329,7 @@ def measure(layer, peer, repeat=7):
             scale = max(1.0, float(np.abs(want).max()))
             error = float(np.abs(got - want).max()) / scale if got.shape == want.shape \
                 else math.inf
-            ours()
-            theirs()
-            a, b = _alternate(ours, theirs, repeat)
+            a, b = timing.time_pair(ours, theirs, repeat, idle=IDLE_SECONDS)
             row.layouts[layout] = [a * 1e3, b * 1e3]
             if best is None or b < best[2]:
                 best = (layout, a, b, error)
@@ -392,11 +377,6 @@ def run(peers, layers=LAYERS, repeat=7, progress=None):
         if child.returncode:
             skipped.append(f"{PEER_NAMES[peer]}: its process exited with {child.returncode}")
     return rows, skipped
-
-
-def geometric_mean(values):
-    values = [v for v in values if v > 0 and math.isfinite(v)]
-    return math.exp(sum(map(math.log, values)) / len(values)) if values else math.nan
 
 
 def _ratios(rows, peer):

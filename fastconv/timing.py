@@ -34,12 +34,14 @@ def _sample(call, number):
     return (time.perf_counter() - start) / number
 
 
-def time_pair(call_a, call_b, repeat=7, target=SAMPLE_SECONDS, warmup=1):
+def time_pair(call_a, call_b, repeat=7, target=SAMPLE_SECONDS, warmup=1, idle=0.0):
     """Median seconds per call of ``call_a`` and ``call_b``, sampled alternately.
 
     Both are called ``warmup`` times first (so JIT compilation and TF's first-call set-up are
     not timed), then ``repeat`` rounds each time one sample of ``call_a`` and one of
-    ``call_b``; a sample repeats its call until it lasts about ``target`` seconds.
+    ``call_b``; a sample repeats its call until it lasts about ``target`` seconds. ``idle``
+    seconds of untimed sleep go before every sample (longer than a library's thread pool
+    spins after a call, so that it is not charged to the other).
 
     Examples
     --------
@@ -54,6 +56,8 @@ def time_pair(call_a, call_b, repeat=7, target=SAMPLE_SECONDS, warmup=1):
     samples = ([], [])
     for _ in range(max(1, repeat)):
         for call, number, out in zip((call_a, call_b), numbers, samples):
+            if idle:
+                time.sleep(idle)
             out.append(_sample(call, number))
     return statistics.median(samples[0]), statistics.median(samples[1])
 

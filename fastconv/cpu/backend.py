@@ -148,7 +148,7 @@ def run_filter_grad_blocked(problem):
     x, dy = np.ascontiguousarray(problem.x), np.ascontiguousarray(problem.grad)
     t_, r_, s_, cg, k_total = problem.out_shape
     groups = problem.groups
-    kg, kb = k_total // groups, conv_filter_grad.block_lanes(problem.dtype)
+    kg, kb = k_total // groups, block_channels(problem.dtype)
     per_group = -(-kg // kb)
     n_, (od_, oh_, ow_) = dy.shape[0], _spatial(dy, channels_first)
     packed = np.empty((groups * per_group, n_ * od_ * oh_, ow_, kb), problem.dtype)
@@ -159,10 +159,9 @@ def run_filter_grad_blocked(problem):
         out = np.zeros((t_ * r_ * s_, cg, groups * per_group * kb), problem.dtype)
         conv_filter_grad.filter_grad_blocked(
             x.reshape(-1), _element_strides(x, channels_first),
-            np.array(_spatial(x, channels_first), dtype=np.int64),
-            np.array([before for before, _ in g.pads], dtype=np.int64), packed,
-            np.array(g.kernel, dtype=np.int64), np.array(g.strides, dtype=np.int64),
-            np.array(g.dilations, dtype=np.int64), od_, oh_, cg, groups, out)
+            _int64s(tuple(_spatial(x, channels_first))),
+            _int64s(tuple(before for before, _ in g.pads)), packed, _int64s(g.kernel),
+            _int64s(g.strides), _int64s(g.dilations), od_, oh_, cg, groups, out)
     out = out.reshape(t_ * r_ * s_, cg, groups, per_group * kb)[..., :kg]
     out = np.ascontiguousarray(out).reshape(problem.out_shape)
     if not_finite:
@@ -676,10 +675,10 @@ for _family in ("max_pool_grad", "avg_pool_grad"):
 # A sum of BLAS matrix products (one per kernel tap): nothing to compile.
 register(Implementation("conv_filter_grad", "cpu", "gemm",
                         _skips_empty(numpy_grads.conv_filter_grad)))
-# Depthwise (multiplier 1): one compiled pass instead of a NumPy einsum per tap.
 # Dense and grouped filters: the forward micro-kernel reducing over the output positions.
 _register("conv_filter_grad", "blocked", run_filter_grad_blocked, _filter_grad_blocked_applies,
           priority=5, pays_off=_filter_grad_blocked_pays_off)
+# Depthwise (multiplier 1): one compiled pass instead of a NumPy einsum per tap.
 _register("conv_filter_grad", "depthwise", numpy_grads.depthwise_filter_grad,
           numpy_grads.depthwise_filter_grad_applies, priority=10)
 # Unpooling is one scatter, which NumPy does at memory speed: nothing to compile.

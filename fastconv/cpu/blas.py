@@ -85,11 +85,17 @@ def batched_matmul(a, b, out, threads=None):
             images, cols = task
             np.matmul(a, b[images, :, cols], out=out[images, :, cols])
 
-        pool = _pool(threads)
-        futures = [pool.submit(run, task) for task in tasks[1:]]
-        run(tasks[0])  # the calling thread takes a share too
-        for future in futures:
-            future.result()
+        _in_shares(threads, tasks, run)
+
+
+def _in_shares(threads, tasks, run):
+    """``run(task)`` for every task: the first on the calling thread, the others on our pool
+    (BLAS releases the GIL, so the shares run in parallel)."""
+    pool = _pool(threads)
+    futures = [pool.submit(run, task) for task in tasks[1:]]
+    run(tasks[0])
+    for future in futures:
+        future.result()
 
 
 def rows_matmul(a, b, out, threads=None):
@@ -127,8 +133,4 @@ def rows_matmul(a, b, out, threads=None):
             lo, hi = bound
             np.matmul(a[lo:hi], b, out=out[lo:hi])
 
-        pool = _pool(threads)
-        futures = [pool.submit(run, bound) for bound in bounds[1:]]
-        run(bounds[0])
-        for future in futures:
-            future.result()
+        _in_shares(threads, bounds, run)

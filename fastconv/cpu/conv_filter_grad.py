@@ -35,7 +35,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-from .conv_blocked import BLOCK_PIXELS, VECTOR_BYTES, _block_width, _micro
+from .conv_blocked import BLOCK_PIXELS, _block_width, _micro
 
 #: Bytes of input and output gradient per chunk of output rows. Each job of a chunk reads
 #: its slice (a few hundred KB) from L2; the chunk itself stays in L3. Measured on Zen 4
@@ -43,11 +43,6 @@ from .conv_blocked import BLOCK_PIXELS, VECTOR_BYTES, _block_width, _micro
 #: 4.2 ms, 4 MB 10.5 / 6.7 / 4.2 ms; the whole problem at once (no chunks) halves the speed
 #: of a 25 MB batch.
 CHUNK_BYTES = 1536 << 10
-
-
-def block_lanes(dtype):
-    """Output channels per block (KB, the micro-kernel's lanes) for ``dtype``."""
-    return VECTOR_BYTES // np.dtype(dtype).itemsize
 
 
 @njit(parallel=True, cache=True, nogil=True)

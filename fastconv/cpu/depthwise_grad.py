@@ -10,7 +10,6 @@ Taps over the padding are skipped; :func:`.numpy_grads.nan_where_nonfinite_grads
 then gives TF's NaN where a non-finite gradient meets the padding, as the NumPy path does.
 """
 
-import numpy as np
 from numba import njit, prange
 
 
