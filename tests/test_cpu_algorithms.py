@@ -383,3 +383,23 @@ def test_channels_first_depthwise_runs_in_planes_and_matches_the_oracle(
         got = fastconv.depthwise_conv2d(x, w, strides, padding, "NCHW", dilations)
     assert spy.call_count == 1
     assert_close(np.moveaxis(got, 1, -1), expected, dtype)
+
+
+@pytest.mark.parametrize("dtype", [F32, F64])
+@pytest.mark.parametrize("rows, cells, blocks, chunks", [
+    (1, 7, 1, 1), (BLOCK_PIXELS + 3, 40, 3, 1), (5 * BLOCK_PIXELS + 7, 9, 2, 3), (64, 300, 1, 4)])
+@pytest.mark.parametrize("activation", [None, "relu", "sigmoid"])
+def test_cells_matmul_equals_the_product(dtype, rows, cells, blocks, chunks, activation, rand):
+    # The im2col conv's product with the filters read in place: row tails of every
+    # micro-kernel width, several channel blocks, row ranges per job, bias and activations.
+    from fastconv import activations
+    from fastconv.cpu import cells_gemm
+    from fastconv.reference import _activate
+
+    k = blocks * block_channels(dtype)
+    a, w, bias = rand((rows, cells), dtype), rand((cells, k), dtype), rand((k,), dtype)
+    out = np.full((rows, k), np.nan, dtype)
+    cells_gemm.cells_matmul(a, w, bias, out, chunks, activations.ACTIVATIONS[activation])
+    expected = _activate(a.astype(np.float64) @ w + bias, activation)
+    np.testing.assert_allclose(out, expected, rtol=1e-4 if dtype == F32 else 1e-10,
+                               atol=1e-4 if dtype == F32 else 1e-10)

@@ -15,7 +15,7 @@ import numpy as np
 from .. import config
 from ..problems import prepared
 from ..dispatch import Implementation, register
-from . import col2im, conv_filter_grad, numpy_grads, numpy_ops, window_max
+from . import cells_gemm, col2im, conv_filter_grad, numpy_grads, numpy_ops, window_max
 from .compiling import compiled
 from .conv import conv_direct_ndhwc, pad_ndhwc
 from .conv_blocked import block_channels, blocked_fills_lanes, conv_blocked_strided
@@ -30,7 +30,7 @@ from .pool import AVG_PAD as POOL_AVG_PAD
 from .pool import MAX_NAN as POOL_MAX_NAN
 from .pool_grad import avg_pool_grad_ndhwc, max_pool_grad_ndhwc
 from .pool import FIXED_WINDOW_MAX, global_pool_nsc, planar_fixed_kernel, pool_ncdhw, pool_ndhwc
-from .threads import parallel_region
+from .threads import get_num_threads, parallel_region
 from .transpose import as_conv_filters, flipped_filters, transpose_phases, upsample_and_pad
 from .winograd import conv3x3_winograd, transform_filters
 from .window_pool import window_pool_ndhwc, window_pool_planar
@@ -194,15 +194,41 @@ def _im2col_applies(problem):
 
 
 def _im2col_pays_off(problem):
-    """Small maps with large filters (benchmarks/RESULTS.md: 3x3 512 -> 512 on a 4x4 map,
-    batch 2: 6.8 ms by Winograd, whose filter transform is the whole cost, 10.9 ms blocked,
-    which re-reads the 9.4 MB of filters for each row of outputs, 1.7 ms as one product):
-    filters at least twice the gathered cells, and those at most 8 MiB."""
+    """Small maps with large filters, where the other algorithms re-read or transform the
+    filters for little work (benchmarks/RESULTS.md: 3x3 512 -> 512 on a 4x4 map, batch 2:
+    6.8 ms by Winograd, whose filter transform is the whole cost, 7-11 ms blocked, which
+    re-reads the 9.4 MB of filters for each row of outputs, 0.6 ms here; 14x14x256 batch 1:
+    1.3 ms by Winograd, 0.86 ms here): filters at least as large as the gathered cells, and
+    those at most 8 MiB (28x28x128 batch 1, cells 6x the filters: Winograd 1.7x faster)."""
     filters = problem.w.nbytes
     if filters < 1 << 16:  # most convs: decided without computing the cells' size
         return False
     cells = numpy_ops.im2col_bytes(problem)
-    return cells <= 8 << 20 and filters >= 2 * cells
+    return cells <= 8 << 20 and filters >= cells
+
+
+@_skips_empty
+def run_conv_im2col(problem):
+    """The gathered window cells times the filters read in place (:mod:`.cells_gemm`): for
+    small maps with large filters, which BLAS would pack again on every call."""
+    cells = numpy_ops.gather_cells(problem)
+    w = np.ascontiguousarray(problem.w, dtype=problem.dtype).reshape(cells.shape[1], -1)
+    k_total = w.shape[1]
+    kb = block_channels(problem.dtype)
+    if k_total % kb:  # whole channel blocks only: zero columns to the next multiple
+        w = np.pad(w, ((0, 0), (0, -k_total % kb)))
+    out = np.empty((cells.shape[0], w.shape[1]), problem.dtype)
+    bias = _bias_or_empty(problem.bias, problem.dtype)
+    if bias.shape[0] and k_total % kb:
+        bias = np.pad(bias, (0, -k_total % kb))
+    chunks = cells_gemm.row_chunks(cells.shape[0], w.shape[1], cells.itemsize,
+                                   get_num_threads())
+    with parallel_region(_conv_microseconds(problem, "blocked")):
+        cells_gemm.cells_matmul(cells, w, bias, out, chunks, problem.activation)
+    if k_total % kb:
+        out = out[:, :k_total]
+    out = out.reshape((problem.x.shape[0], *problem.geometry.out_sizes, k_total))
+    return np.ascontiguousarray(np.moveaxis(out, -1, 1)) if problem.channels_first else out
 
 
 @_skips_empty
@@ -650,9 +676,9 @@ _register("conv", "gemm", run_conv_gemm, _gemm_applies, priority=13, pays_off=_g
 _register("conv", "winograd", run_conv_winograd, _winograd_applies, priority=15,
           pays_off=_winograd_pays_off)
 _register("conv", "depthwise", run_conv_depthwise, _depthwise_applies, priority=20)
-# One BLAS product of the gathered cells (NumPy and BLAS: nothing to compile).
-register(Implementation("conv", "cpu", "im2col", _skips_empty(numpy_ops.conv_im2col),
-                        applies=_im2col_applies, pays_off=_im2col_pays_off, priority=16))
+# One product of the gathered cells and the filters read in place.
+_register("conv", "im2col", run_conv_im2col, _im2col_applies, pays_off=_im2col_pays_off,
+          priority=16)
 _register("conv_transpose", "direct", run_conv_transpose_direct, _transpose_direct_applies)
 _register("conv_transpose", "blocked", run_conv_transpose_blocked, priority=10)
 # Few output channels per group (a first layer's input gradient, an RGB stem's): one BLAS

@@ -113,35 +113,24 @@ def conv(problem):
     return _in_layout(activate(out, problem.activation), problem.channels_first)
 
 
-def conv_im2col(problem):
-    """Convolution as one matrix product: every output position's window cells gathered into
-    a row (zeros where a window reads the padding, so 0 * inf is NaN as in a zero-padded
-    conv), times the filters viewed as a (taps x C, K) matrix. For small maps with large
-    filters: the filters are read once, in place (no repacking), and BLAS runs one long
-    reduction instead of a kernel re-reading the filters for every row of outputs."""
-    from .blas import batched_matmul
-
+def gather_cells(problem):
+    """The (positions, taps x C) matrix of every output position's window cells, channels
+    last, zeros where a window reads the padding (so 0 * inf is NaN, as in a zero-padded
+    conv): the left operand of the ``im2col`` conv's product with the filters."""
     g = problem.geometry
     x = _channels_last(np.asarray(problem.x), problem.channels_first)
-    w = np.asarray(problem.w)
     taps = list(itertools.product(*(range(k) for k in g.kernel)))
-    batch, channels, k_total = x.shape[0], x.shape[-1], w.shape[-1]
+    batch, channels = x.shape[0], x.shape[-1]
     cells = np.zeros((batch, *g.out_sizes, len(taps), channels), dtype=problem.dtype)
     for index, offsets in enumerate(taps):
         slices = _tap_slices(g, offsets)
         if slices is not None:
             cells[(slice(None),) + slices[0] + (index,)] = x[(slice(None),) + slices[1]]
-    out = np.empty((1, cells.size // (len(taps) * channels), k_total), dtype=problem.dtype)
-    batched_matmul(cells.reshape(out.shape[1], -1),
-                   np.ascontiguousarray(w, dtype=problem.dtype).reshape(1, -1, k_total), out)
-    out = out.reshape((batch, *g.out_sizes, k_total))
-    if problem.bias is not None:
-        out += np.asarray(problem.bias, dtype=problem.dtype)
-    return _in_layout(activate(out, problem.activation), problem.channels_first)
+    return cells.reshape(-1, len(taps) * channels)
 
 
 def im2col_bytes(problem):
-    """Bytes of :func:`conv_im2col`'s gathered cells."""
+    """Bytes of :func:`gather_cells`' matrix."""
     g, w = problem.geometry, problem.w  # plain ints: this runs on every conv's dispatch
     positions = problem.x.shape[0] * math.prod(g.out_sizes)
     return positions * math.prod(w.shape[:4]) * problem.x.itemsize
