@@ -257,6 +257,27 @@ def test_depthwise_algorithms_match_tf(algorithm, layout, dtype, rand, oracle, a
     assert_close(np.moveaxis(got, 1, -1) if channels_first else got, expected, dtype)
 
 
+@pytest.mark.parametrize("dtype", [F32, F64])
+@pytest.mark.parametrize("kernel, stride", [((3, 3), 1), ((3, 3), 2), ((2, 5), 1), ((5, 5), 2)])
+@pytest.mark.parametrize("channels, activation", [(32, None), (37, "relu6"), (21, "tanh")])
+def test_depthwise_row_blocks_match_tf(dtype, kernel, stride, channels, activation, rand, oracle,
+                                       assert_close):
+    # Rows wide enough for several blocks of the row-block kernels (plus leftover pixels and
+    # padded edges), whole channel vectors and a tail, the bias and fused or unfused
+    # activations; an infinite weight gives NaN where its tap meets the padding, as in TF.
+    from fastconv.cpu.depthwise import BLOCK_PIXELS as DW_BLOCK
+
+    x = rand((2, 9, 3 * DW_BLOCK * stride + 5, channels), dtype)
+    w = rand((*kernel, channels, 1), dtype)
+    b = rand((channels,), dtype)
+    w[0, 0, 1, 0] = np.inf
+    grouped = w.reshape(*kernel, 1, channels)
+    expected = oracle.conv(x, grouped, (stride, stride), "SAME", bias=b, activation=activation)
+    with _force("depthwise"):
+        got = fastconv.depthwise_conv2d(x, w, stride, "SAME", bias=b, activation=activation)
+    assert_close(got, expected, dtype)
+
+
 @pytest.mark.parametrize("algorithm", ["direct", "blocked", "numpy"])
 @pytest.mark.parametrize("dtype", [F32, F64])
 @pytest.mark.parametrize("strides,padding", [((2, 2), "SAME"), ((3, 2), "VALID"),

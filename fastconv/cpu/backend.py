@@ -22,7 +22,7 @@ from .conv_blocked import block_channels, blocked_fills_lanes, conv_blocked_stri
 from .activation import RELU6, bias_activation_ncp
 from .blas import batched_matmul, rows_matmul
 from .conv_planar import conv_planar, depthwise_planar, pad_for_planar, planar_lanes
-from .depthwise import depthwise_ndhwc
+from .depthwise import depthwise_ndhwc, row_block_code
 from .layout import channels_last_shape, from_channels_last, pad_spatial, to_channels_last
 from .pool import AVG as POOL_AVG
 from .pool import MAX as POOL_MAX
@@ -498,7 +498,8 @@ def run_conv_depthwise(problem):
     with parallel_region(_conv_microseconds(problem, "depthwise")):
         depthwise_ndhwc(x, w, nonfinite, _bias_or_empty(problem.bias, problem.dtype), out,
                         *g.strides, *g.dilations, *(before for before, _ in g.pads),
-                        problem.activation)
+                        problem.activation,
+                        row_block_code(g.kernel[2], g.strides[2], g.dilations[2]))
     return from_channels_last(out, problem.channels_first)
 
 

@@ -415,11 +415,12 @@ def activation_flags(builder, act):
 
 
 def fused_activation(builder, value, flags):
-    """relu (``flags[0]``) or relu6 (``flags[1]``) of vector ``value`` as selects: ``v < 0`` is
-    false for NaN, so NaN passes through as in ``tf.nn.relu``."""
+    """relu (``flags[0]``) or relu6 (``flags[1]``) of ``value`` (a vector or a scalar) as
+    selects: ``v < 0`` is false for NaN, so NaN passes through as in ``tf.nn.relu``."""
     relu, relu6 = flags
-    zero = ir.Constant(value.type, None)
-    six = ir.Constant(value.type, [6.0] * value.type.count)
+    vector = isinstance(value.type, ir.VectorType)
+    zero = ir.Constant(value.type, None if vector else 0.0)
+    six = ir.Constant(value.type, [6.0] * value.type.count if vector else 6.0)
     clipped = builder.select(builder.fcmp_ordered("<", value, zero), zero, value)
     value = builder.select(relu, clipped, value)
     capped = builder.select(builder.fcmp_ordered(">", value, six), six, value)

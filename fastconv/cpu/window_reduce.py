@@ -21,8 +21,9 @@ import functools
 import llvmlite.ir as ir
 from numba import types
 
-from .irtools import (FLOATS, INDEX, OFFSETS, SCALAR, keep_max, keep_max_nan, lanes_below, loop,
-                      splat, vector_intrinsic)
+from .irtools import (FLOATS, INDEX, OFFSETS, SCALAR, activation_flags, fused_activation,
+                      keep_max, keep_max_nan, lanes_below, load_if, loop, splat,
+                      vector_intrinsic)
 
 #: Bytes per vector step: 64 = one zmm or two ymm registers, several steps in flight.
 VECTOR_BYTES = 64
@@ -73,24 +74,32 @@ def make_window_reduce(vector_bytes: int = VECTOR_BYTES):
 
 @functools.lru_cache(maxsize=None)
 def make_window_dot(vector_bytes: int = VECTOR_BYTES):
-    """Return ``window_dot(x, x_base, taps, w_taps, n_taps, w, out, out_base, n_channels)``.
+    """Return ``window_dot(x, x_base, taps, w_taps, n_taps, w, out, out_base, n_channels,
+    bias, bias_base, act)``.
 
     For every channel ``c``:
-    ``out[out_base + c] = sum_{t < n_taps} x[x_base + taps[t] + c] * w[w_taps[t] + c]`` — one
-    output pixel of a depthwise convolution (channel multiplier 1) on a channels-last input,
-    vectorised over channels with FMA. Passing only the taps inside the input (and their
-    weights' offsets) handles the borders without a padded copy. NumPy equivalent::
+    ``out[out_base + c] = act(bias[bias_base + c] + sum_{t < n_taps} x[x_base + taps[t] + c]
+    * w[w_taps[t] + c])`` — one output pixel of a depthwise convolution (channel multiplier 1)
+    on a channels-last input, vectorised over channels with FMA, the bias added when ``bias``
+    is not empty and relu (``act`` 1) or relu6 (2) applied before the store. (Done as a
+    separate pass, its scalar loads of the vectors just stored missed store forwarding and
+    cost 10x the convolution.) Passing only the taps inside the input (and their weights'
+    offsets) handles the borders without a padded copy. NumPy equivalent::
 
         c = np.arange(n_channels)
-        out[out_base + c] = (x[x_base + taps[:n_taps, None] + c]
-                             * w[w_taps[:n_taps, None] + c]).sum(0)
+        out[out_base + c] = act((x[x_base + taps[:n_taps, None] + c]
+                                 * w[w_taps[:n_taps, None] + c]).sum(0) + bias[bias_base + c])
     """
     @vector_intrinsic(vector_bytes, FLOATS, INDEX, OFFSETS, OFFSETS, INDEX, FLOATS, FLOATS,
-                      INDEX, INDEX)
-    def window_dot(code, x, x_base, taps, w_taps, n_taps, w, out, out_base, n_channels):
+                      INDEX, INDEX, FLOATS, INDEX, INDEX)
+    def window_dot(code, x, x_base, taps, w_taps, n_taps, w, out, out_base, n_channels, bias,
+                   bias_base, act):
         b0, lanes = code.builder, code.lanes
         x_ptr = b0.gep(x.data, [x_base])
         out_ptr = b0.gep(out.data, [out_base])
+        bias_ptr = b0.gep(bias.data, [bias_base])
+        has_bias = b0.icmp_signed(">", bias.size, code.index(0))
+        flags = activation_flags(b0, act)
 
         def dot_at(b, channel, value_type, group=1):
             """``group`` consecutive vectors from ``channel``, each its own FMA chain (one
@@ -107,7 +116,11 @@ def make_window_dot(vector_bytes: int = VECTOR_BYTES):
                     updated.append(code.fma(b, xv, wv, acc))
                 tap.carry(updated)
             for g, acc in enumerate(tap.values):
-                code.store(acc, b.gep(out_ptr, [b.add(channel, code.index(g * width))]))
+                at = b.add(channel, code.index(g * width))
+                bias_value = load_if(b, has_bias, lambda: code.load(
+                    b.gep(bias_ptr, [at]), value_type=value_type), code.zeros(value_type))
+                value = fused_activation(b, b.fadd(acc, bias_value), flags)
+                code.store(value, b.gep(out_ptr, [at]))
 
         # Whole vectors in groups of 8, 4, 2, then 1; then the scalar tail.
         n_vectors = b0.sdiv(n_channels, code.index(lanes))
@@ -123,6 +136,62 @@ def make_window_dot(vector_bytes: int = VECTOR_BYTES):
             dot_at(b0, b0.add(tail_start, tail.index), code.scalar)
 
     return window_dot
+
+
+@functools.lru_cache(maxsize=None)
+def make_depthwise_block(pixels: int, width: int, stride: int,
+                         vector_bytes: int = VECTOR_BYTES):
+    """Return ``block(x, x_base, rows, n_rows, column_step, w, w_rows, weight_step, out,
+    out_base, out_step, bias, bias_base, act)``: ``pixels`` neighbouring output pixels of a
+    depthwise convolution (channel multiplier 1) for one vector of channels, with a kernel
+    ``width`` columns wide, ``stride`` along the width and no width dilation (all three
+    compiled in).
+
+    For ``p < pixels`` and the vector's lanes ``c``::
+
+        out[out_base + p * out_step + c] = act(bias[bias_base + c] + sum over r < n_rows,
+            s < width of x[x_base + rows[r] + (p * stride + s) * column_step + c]
+                         * w[w_rows[r] + s * weight_step + c])
+
+    summed in (r, s) order, as :func:`make_window_dot` does, then the bias added (when
+    ``bias`` is not empty) and relu (``act`` 1) or relu6 (2) applied. ``rows`` are the element offsets
+    of the kernel rows (depth and height taps) inside the input; the caller passes only rows
+    inside it. Why a block: per pixel, :func:`make_window_dot` loads an input and a weight
+    vector for every multiply-add (load-bound, two loads per FMA); here a row's weights are
+    loaded once for the block and each input column once for all the pixels whose windows
+    cover it (stride 1, 3 wide, 8 pixels: 13 loads for 24 FMAs).
+    """
+    columns = (pixels - 1) * stride + width
+
+    @vector_intrinsic(vector_bytes, FLOATS, INDEX, OFFSETS, INDEX, INDEX, FLOATS, OFFSETS,
+                      INDEX, FLOATS, INDEX, INDEX, FLOATS, INDEX, INDEX)
+    def block(code, x, x_base, rows, n_rows, column_step, w, w_rows, weight_step, out,
+              out_base, out_step, bias, bias_base, act):
+        b = code.builder
+        x_ptr = b.gep(x.data, [x_base])
+        with loop(b, n_rows, [code.zeros()] * pixels, "row") as row:
+            row_ptr = b.gep(x_ptr, [b.load(b.gep(rows.data, [row.index]))])
+            w_ptr = b.gep(w.data, [b.load(b.gep(w_rows.data, [row.index]))])
+            weights = [code.load(b.gep(w_ptr, [b.mul(code.index(s), weight_step)]))
+                       for s in range(width)]
+            accs = list(row.values)
+            for column in range(columns):
+                value = code.load(b.gep(row_ptr, [b.mul(code.index(column), column_step)]))
+                for p in range(pixels):
+                    s = column - p * stride
+                    if 0 <= s < width:
+                        accs[p] = code.fma(b, value, weights[s], accs[p])
+            row.carry(accs)
+        has_bias = b.icmp_signed(">", bias.size, code.index(0))
+        bias_vec = load_if(b, has_bias, lambda: code.load(b.gep(bias.data, [bias_base])),
+                           code.zeros())
+        flags = activation_flags(b, act)
+        out_ptr = b.gep(out.data, [out_base])
+        for p, acc in enumerate(row.values):
+            value = fused_activation(b, b.fadd(acc, bias_vec), flags)
+            code.store(value, b.gep(out_ptr, [b.mul(code.index(p), out_step)]))
+
+    return block
 
 
 @functools.lru_cache(maxsize=None)
