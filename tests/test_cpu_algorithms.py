@@ -259,13 +259,18 @@ def test_depthwise_algorithms_match_tf(algorithm, layout, dtype, rand, oracle, a
 
 @pytest.mark.parametrize("dtype", [F32, F64])
 @pytest.mark.parametrize("kernel, stride", [((3, 3), 1), ((3, 3), 2), ((2, 5), 1), ((5, 5), 2)])
-@pytest.mark.parametrize("channels, activation", [(32, None), (37, "relu6"), (21, "tanh")])
+@pytest.mark.parametrize("channels, activation", [(32, None), (64, "relu"), (37, "relu6"),
+                                                  (21, "tanh")])
 def test_depthwise_row_blocks_match_tf(dtype, kernel, stride, channels, activation, rand, oracle,
-                                       assert_close):
+                                       assert_close, monkeypatch):
     # Rows wide enough for several blocks of the row-block kernels (plus leftover pixels and
     # padded edges), whole channel vectors and a tail, the bias and fused or unfused
     # activations; an infinite weight gives NaN where its tap meets the padding, as in TF.
+    # Whole 64-byte channel runs go through the streaming stores (any size, here).
+    from fastconv.cpu import depthwise
     from fastconv.cpu.depthwise import BLOCK_PIXELS as DW_BLOCK
+
+    monkeypatch.setattr(depthwise, "STREAMING_MIN_BYTES", 0)
 
     x = rand((2, 9, 3 * DW_BLOCK * stride + 5, channels), dtype)
     w = rand((*kernel, channels, 1), dtype)

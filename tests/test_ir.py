@@ -302,22 +302,32 @@ def test_window_reduce(dtype, vector_bytes, mode):
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("vector_bytes", VECTOR_BYTES)
 @pytest.mark.parametrize("vectors", [0, 1, 15])  # 15 = groups of 8, 4, 2 and 1
-def test_window_dot(dtype, vector_bytes, vectors):
+@pytest.mark.parametrize("act", [0, 1, 2])  # plain, relu, relu6 (fused with the bias)
+def test_window_dot(dtype, vector_bytes, vectors, act):
     window_dot = make_window_dot(vector_bytes)
 
     @njit
-    def run(x, x_base, taps, w_taps, n_taps, w, out, out_base, n_channels):
-        window_dot(x, x_base, taps, w_taps, n_taps, w, out, out_base, n_channels)
+    def run(x, x_base, taps, w_taps, n_taps, w, out, out_base, n_channels, bias, bias_base,
+            act):
+        window_dot(x, x_base, taps, w_taps, n_taps, w, out, out_base, n_channels, bias,
+                   bias_base, act)
 
     rng = np.random.default_rng(8)
     n_channels = vectors * lanes(dtype, vector_bytes) + 3
     x, w = rand(rng, 4 * n_channels + 50, dtype), rand(rng, 3 * n_channels + 20, dtype)
+    x *= 4  # sums beyond relu6's cap too
+    bias = rand(rng, n_channels + 5, dtype) if act else np.empty(0, dtype)
     taps, w_taps = np.array([0, n_channels + 5, 3], np.int64), np.array([9, 0, 2 * n_channels])
-    x_base, out_base = 4, 2
+    x_base, out_base, bias_base = 4, 2, 5 if act else 0
     out = np.full(out_base + n_channels + 1, 6, dtype)
-    run(x, x_base, taps, w_taps.astype(np.int64), 3, w, out, out_base, n_channels)
+    run(x, x_base, taps, w_taps.astype(np.int64), 3, w, out, out_base, n_channels, bias,
+        bias_base, act)
     c = np.arange(n_channels)
     expected = (x[x_base + taps[:, None] + c].astype(float) * w[w_taps[:, None] + c]).sum(0)
+    if act:
+        expected = np.maximum(expected + bias[bias_base:], 0)
+    if act == 2:
+        expected = np.minimum(expected, 6)
     np.testing.assert_allclose(out[out_base:out_base + n_channels], expected, **tolerance(dtype))
     assert out[-1] == 6 and (out[:out_base] == 6).all()
 
@@ -345,3 +355,40 @@ def test_pair_max_rows(dtype, vector_bytes, extra):
     expected = np.fmax.reduce(cells, axis=0, initial=lowest)
     np.testing.assert_array_equal(out[out_base:out_base + count], expected)
     assert out[0] == 2 and out[-1] == 2
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("width, stride", [(3, 1), (3, 2), (5, 1)])
+@pytest.mark.parametrize("act, streaming", [(0, False), (1, True), (2, False)])
+def test_depthwise_block(dtype, width, stride, act, streaming):
+    from fastconv.cpu.layout import aligned_empty
+    from fastconv.cpu.window_reduce import make_depthwise_block
+
+    pixels, channels = 4, 2 * lanes(dtype, 64)
+    block = make_depthwise_block(pixels, width, stride)
+
+    @njit
+    def run(x, x_base, rows, n_rows, step, w, w_rows, out, out_base, bias, act, streaming):
+        block(x, x_base, rows, n_rows, step, w, w_rows, step, out, out_base, step, bias, 0,
+              act, streaming)
+
+    rng = np.random.default_rng(9)
+    columns = (pixels - 1) * stride + width
+    x = 4 * rand(rng, (2, columns + 3, channels), dtype)  # two kernel rows of an image
+    w = rand(rng, (2, width, channels), dtype)
+    bias = rand(rng, channels, dtype) if act else np.empty(0, dtype)
+    out = aligned_empty((pixels + 1, channels), dtype)
+    out[...] = 7
+    rows = np.array([0, (columns + 3) * channels], np.int64)
+    w_rows = np.array([0, width * channels], np.int64)
+    run(x.reshape(-1), 2 * channels, rows, 2, channels, w.reshape(-1), w_rows,
+        out.reshape(-1), 0, bias, act, streaming)  # one channel vector: the first
+    lanes_ = lanes(dtype, 64)
+    cols = 2 + np.arange(pixels)[:, None] * stride + np.arange(width)  # (pixel, s)
+    expected = np.einsum("rpsc,rsc->pc", x[:, cols, :lanes_].astype(float), w[..., :lanes_])
+    if act:
+        expected = np.maximum(expected + bias[:lanes_], 0)
+    if act == 2:
+        expected = np.minimum(expected, 6)
+    np.testing.assert_allclose(out[:pixels, :lanes_], expected, **tolerance(dtype))
+    assert (out[:pixels, lanes_:] == 7).all() and (out[pixels:] == 7).all()

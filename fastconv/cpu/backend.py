@@ -22,8 +22,9 @@ from .conv_blocked import block_channels, blocked_fills_lanes, conv_blocked_stri
 from .activation import RELU6, bias_activation_ncp
 from .blas import batched_matmul, rows_matmul
 from .conv_planar import conv_planar, depthwise_planar, pad_for_planar, planar_lanes
-from .depthwise import depthwise_ndhwc, row_block_code
-from .layout import channels_last_shape, from_channels_last, pad_spatial, to_channels_last
+from .depthwise import depthwise_ndhwc, row_block_code, streams_output
+from .layout import (aligned_empty, channels_last_shape, from_channels_last, pad_spatial,
+                     to_channels_last)
 from .pool import AVG as POOL_AVG
 from .pool import MAX as POOL_MAX
 from .pool import AVG_PAD as POOL_AVG_PAD
@@ -492,14 +493,17 @@ def run_conv_depthwise(problem):
                              g.strides[2])
         return out
     x = to_channels_last(problem.x, problem.channels_first)
-    out = np.empty(channels_last_shape(problem.out_shape, problem.channels_first), problem.dtype)
+    shape = channels_last_shape(problem.out_shape, problem.channels_first)
+    block = row_block_code(g.kernel[2], g.strides[2], g.dilations[2])
+    streaming = bool(block) and streams_output(math.prod(shape) * problem.dtype.itemsize,
+                                               shape[-1], problem.dtype.itemsize)
+    out = aligned_empty(shape, problem.dtype) if streaming else np.empty(shape, problem.dtype)
     nonfinite = ~np.isfinite(w)  # weights that turn skipped padding into NaN, as in TF
     nonfinite = nonfinite.reshape(-1) if nonfinite.any() else np.empty(0, dtype=bool)
     with parallel_region(_conv_microseconds(problem, "depthwise")):
         depthwise_ndhwc(x, w, nonfinite, _bias_or_empty(problem.bias, problem.dtype), out,
                         *g.strides, *g.dilations, *(before for before, _ in g.pads),
-                        problem.activation,
-                        row_block_code(g.kernel[2], g.strides[2], g.dilations[2]))
+                        problem.activation, block, streaming)
     return from_channels_last(out, problem.channels_first)
 
 

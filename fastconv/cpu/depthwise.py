@@ -18,6 +18,7 @@ from numba import njit, prange
 
 from .activation import apply_activation
 from .conv_blocked import _target_has_avx512
+from .irtools import store_fence
 from .window_reduce import VECTOR_BYTES, make_depthwise_block, make_window_dot
 
 window_dot = make_window_dot()
@@ -46,30 +47,49 @@ def row_block_code(kernel_width, width_stride, width_dilation):
     return 1 + ROW_BLOCKS.index((kernel_width, width_stride))
 
 
+#: Outputs of at least this many bytes are stored past the caches by the row blocks: they would
+#: not stay in cache anyway, and a plain store first reads each line from memory.
+STREAMING_MIN_BYTES = 8 << 20
+
+
+def streams_output(out_bytes, channels, itemsize):
+    """Whether a channels-last depthwise output should be written with streaming stores
+    (large, and each pixel's channels a whole number of 64-byte vectors, so that an output
+    allocated 64-byte aligned keeps every block store aligned)."""
+    return out_bytes >= STREAMING_MIN_BYTES and (channels * itemsize) % VECTOR_BYTES == 0
+
+
 @njit(inline="always", cache=True)
-def _row_block(block, xf, x_base, rows, n_rows, c_, wf, w_rows, of, o, bias, c0, act):
+def _row_block(block, xf, x_base, rows, n_rows, c_, wf, w_rows, of, o, bias, c0, act, streaming):
     """One block of BLOCK_PIXELS outputs for one channel vector (``block`` as above), with
-    ``bias`` (or empty) and relu/relu6 (``act`` <= 2) fused."""
+    ``bias`` (or empty) and relu/relu6 (``act`` <= 2) fused; ``streaming``: cache-bypassing
+    stores (``of`` aligned to a vector at every block)."""
     if block == 1:
-        block_3_1(xf, x_base, rows, n_rows, c_, wf, w_rows, c_, of, o, c_, bias, c0, act)
+        block_3_1(xf, x_base, rows, n_rows, c_, wf, w_rows, c_, of, o, c_, bias, c0, act,
+                  streaming)
     elif block == 2:
-        block_3_2(xf, x_base, rows, n_rows, c_, wf, w_rows, c_, of, o, c_, bias, c0, act)
+        block_3_2(xf, x_base, rows, n_rows, c_, wf, w_rows, c_, of, o, c_, bias, c0, act,
+                  streaming)
     elif block == 3:
-        block_5_1(xf, x_base, rows, n_rows, c_, wf, w_rows, c_, of, o, c_, bias, c0, act)
+        block_5_1(xf, x_base, rows, n_rows, c_, wf, w_rows, c_, of, o, c_, bias, c0, act,
+                  streaming)
     else:
-        block_5_2(xf, x_base, rows, n_rows, c_, wf, w_rows, c_, of, o, c_, bias, c0, act)
+        block_5_2(xf, x_base, rows, n_rows, c_, wf, w_rows, c_, of, o, c_, bias, c0, act,
+                  streaming)
 
 
 @njit(parallel=True, cache=True, nogil=True)
 def depthwise_ndhwc(x, w, w_nonfinite, bias, out, sd, sh, sw, dd, dh, dw, pd, ph, pw, act,
-                    block=0):
+                    block=0, streaming=False):
     """Depthwise conv of unpadded ``x`` (N, D, H, W, C) into ``out`` (N, OD, OH, OW, C).
 
     ``w`` is (T, R, S, C) filters; ``w_nonfinite`` is ``~isfinite(w)`` flattened, or empty when
     every weight is finite; ``pd``/``ph``/``pw`` the padding before each dim; ``bias`` (C,) or
     empty; ``act`` an activation code; ``block`` the :func:`row_block_code` of the layer: the
     interior of each output row then runs in blocks of BLOCK_PIXELS pixels per channel vector
-    (the same sums in the same order, with fewer loads).
+    (the same sums in the same order, with fewer loads); ``streaming``: the row blocks store
+    past the caches (``out`` 64-byte aligned, whole vectors of channels: see
+    :func:`streams_output`).
     """
     n_, d_, h_, w_, c_ = x.shape
     _, od_, oh_, ow_, _ = out.shape
@@ -131,7 +151,7 @@ def depthwise_ndhwc(x, w, w_nonfinite, bias, out, sd, sh, sw, dd, dh, dw, pd, ph
                     ow = ow_lo + blk * BLOCK_PIXELS
                     _row_block(block, xf, row_base + (ow * sw - pw) * c_ + c0, inner_rows,
                                n_rows, c_, wf[c0:], w_rows, of, (job * ow_ + ow) * c_ + c0,
-                               fused_bias, c0, fused_act)
+                               fused_bias, c0, fused_act, streaming)
             for ow in range(ow_lo, blocked_hi):
                 o = (job * ow_ + ow) * c_
                 if vector_channels < c_:  # the channels after the last whole vector
@@ -171,6 +191,8 @@ def depthwise_ndhwc(x, w, w_nonfinite, bias, out, sd, sh, sw, dd, dh, dw, pd, ph
                     for c in range(c_):
                         if w_nonfinite[padded_taps[i] + c]:
                             of[o + c] = nan  # 0 * inf or 0 * NaN over padding
+        if streaming:
+            store_fence()
         if after:  # once the row is stored: reading vectors just stored stalls each load
             for ow in range(ow_):
                 _bias_activation(of, (job * ow_ + ow) * c_, c_, bias, has_bias, act, zero)

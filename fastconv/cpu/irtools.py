@@ -341,6 +341,30 @@ def declare_fma(builder, value_type):
                                           ir.FunctionType(value_type, [value_type] * 3), name)
 
 
+def store_streaming(builder, value, pointer):
+    """Store vector ``value`` at ``pointer`` (aligned to the vector's size) bypassing the
+    caches (``!nontemporal``: ``vmovntps``): for outputs too large to stay in cache, whose
+    lines a plain store would first read from memory. Stores made this way are weakly
+    ordered: the writer calls :func:`store_fence` before others may read them."""
+    target = builder.bitcast(pointer, value.type.as_pointer())
+    instruction = builder.store(value, target, align=value.type.count * (
+        4 if isinstance(value.type.element, ir.FloatType) else 8))
+    instruction.set_metadata("nontemporal", builder.module.add_metadata(
+        [ir.Constant(ir.IntType(32), 1)]))
+
+
+@intrinsic
+def store_fence(typingctx):
+    """``sfence``: streaming stores made so far become visible before any later store."""
+    def codegen(context, builder, signature, args):
+        function = cgutils.get_or_insert_function(
+            builder.module, ir.FunctionType(ir.VoidType(), []), "llvm.x86.sse.sfence")
+        builder.call(function, [])
+        return context.get_dummy_value()
+
+    return types.none(), codegen
+
+
 def splat(builder, value, vector):
     """Broadcast scalar ``value`` to every lane of IR type ``vector``."""
     i32 = ir.IntType(32)

@@ -21,9 +21,9 @@ import functools
 import llvmlite.ir as ir
 from numba import types
 
-from .irtools import (FLOATS, INDEX, OFFSETS, SCALAR, activation_flags, fused_activation,
-                      keep_max, keep_max_nan, lanes_below, load_if, loop, splat,
-                      vector_intrinsic)
+from .irtools import (FLAG, FLOATS, INDEX, OFFSETS, SCALAR, activation_flags,
+                      fused_activation, keep_max, keep_max_nan, lanes_below, load_if, loop,
+                      splat, store_streaming, vector_intrinsic)
 
 #: Bytes per vector step: 64 = one zmm or two ymm registers, several steps in flight.
 VECTOR_BYTES = 64
@@ -164,9 +164,9 @@ def make_depthwise_block(pixels: int, width: int, stride: int,
     columns = (pixels - 1) * stride + width
 
     @vector_intrinsic(vector_bytes, FLOATS, INDEX, OFFSETS, INDEX, INDEX, FLOATS, OFFSETS,
-                      INDEX, FLOATS, INDEX, INDEX, FLOATS, INDEX, INDEX)
+                      INDEX, FLOATS, INDEX, INDEX, FLOATS, INDEX, INDEX, FLAG)
     def block(code, x, x_base, rows, n_rows, column_step, w, w_rows, weight_step, out,
-              out_base, out_step, bias, bias_base, act):
+              out_base, out_step, bias, bias_base, act, streaming):
         b = code.builder
         x_ptr = b.gep(x.data, [x_base])
         with loop(b, n_rows, [code.zeros()] * pixels, "row") as row:
@@ -187,9 +187,20 @@ def make_depthwise_block(pixels: int, width: int, stride: int,
                            code.zeros())
         flags = activation_flags(b, act)
         out_ptr = b.gep(out.data, [out_base])
-        for p, acc in enumerate(row.values):
-            value = fused_activation(b, b.fadd(acc, bias_vec), flags)
-            code.store(value, b.gep(out_ptr, [b.mul(code.index(p), out_step)]))
+        values = [fused_activation(b, b.fadd(acc, bias_vec), flags) for acc in row.values]
+        with b.if_else(streaming) as (stream, plain):
+            for stores in (stream, plain):
+                with stores:
+                    for p, value in enumerate(values):
+                        target = b.gep(out_ptr, [b.mul(code.index(p), out_step)])
+                        if stores is stream:
+                            for half in range(0, code.lanes, 64 // code.align):
+                                part = b.shuffle_vector(value, value, ir.Constant(
+                                    ir.VectorType(ir.IntType(32), 64 // code.align),
+                                    list(range(half, half + 64 // code.align))))
+                                store_streaming(b, part, b.gep(target, [code.index(half)]))
+                        else:
+                            code.store(value, target)
 
     return block
 
