@@ -18,7 +18,7 @@ from ..dispatch import Implementation, register
 from . import cells_gemm, col2im, conv_filter_grad, numpy_grads, numpy_ops, window_max
 from .compiling import compiled
 from .conv import conv_direct_ndhwc, pad_ndhwc
-from .conv_blocked import block_channels, blocked_fills_lanes, conv_blocked_strided
+from .conv_blocked import BLOCK_PIXELS, block_channels, blocked_fills_lanes, conv_blocked_strided
 from .activation import RELU6, bias_activation_ncp
 from .blas import batched_matmul, rows_matmul
 from .conv_planar import conv_planar, depthwise_planar, pad_for_planar, planar_lanes
@@ -403,10 +403,18 @@ def _gemm_applies(problem):
 
 
 def _gemm_pays_off(problem):
-    """Channels-first always (benchmarks/RESULTS.md: NCHW 1x1 10.4 -> 4.6-5.4 ms);
-    channels-last when the conv expands the channels (8x56x56 64 -> 256: blocked 6.55 ms,
-    BLAS 5.13; 256 -> 64 even, 6.24 / 6.36, so the blocked kernel keeps those)."""
-    return problem.channels_first or problem.w.shape[4] >= 2 * problem.w.shape[3]
+    """When the conv expands the channels 2x or more (channels-last 8x56x56 64 -> 256: blocked
+    6.55 ms, BLAS 5.13; channels-first 5.9 / 4.3), and, channels-first, also where the blocked
+    kernel cannot fill its blocks: with AVX2's 3-pixel blocks always (NCHW 256 -> 64 b8:
+    blocked 9.3 ms, BLAS 4.5), with AVX-512's 12-pixel blocks for fewer output channels than a
+    block (32 -> 16: 0.37 / 0.24 ms). Otherwise the blocked kernel, reading NCHW in place, beat
+    BLAS on AVX-512 (256 -> 64 b8 3.1 / 4.3 ms, 128 -> 128 28x28 0.83 / 1.00, 1024 -> 256
+    14x14 1.3 / 2.2; benchmarks/RESULTS.md)."""
+    k_out, k_in = problem.w.shape[4], problem.w.shape[3]
+    if k_out >= 2 * k_in:
+        return True
+    return problem.channels_first and (BLOCK_PIXELS < 12
+                                       or k_out < block_channels(problem.dtype))
 
 
 def _planar_pays_off(problem):
