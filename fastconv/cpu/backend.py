@@ -21,7 +21,7 @@ from .conv import conv_direct_ndhwc, pad_ndhwc
 from .conv_blocked import BLOCK_PIXELS, block_channels, blocked_fills_lanes, conv_blocked_strided
 from .activation import RELU6, bias_activation_ncp
 from .blas import batched_matmul, rows_matmul
-from .conv_planar import conv_planar, depthwise_planar, pad_for_planar, planar_lanes
+from .conv_planar import block_rows, conv_planar, depthwise_planar, pad_for_planar, planar_lanes
 from .depthwise import depthwise_ndhwc, row_block_code, streams_output
 from .layout import (aligned_empty, channels_last_shape, from_channels_last, pad_spatial,
                      to_channels_last)
@@ -365,7 +365,8 @@ def run_conv_planar(problem):
         xp = pad_for_planar(x, g.pads, out.shape[4], g.kernel[2], g.dilations[2], g.strides[2])
         conv_planar(xp, np.ascontiguousarray(problem.w, dtype=problem.dtype),
                     _bias_or_empty(problem.bias, problem.dtype), out, g.strides[0],
-                    g.strides[1], *g.dilations, problem.activation, g.strides[2])
+                    g.strides[1], *g.dilations, problem.activation, g.strides[2],
+                    block_rows(problem.w.shape[4]))
     return out if first else to_channels_last(out, True)
 
 
