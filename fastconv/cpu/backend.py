@@ -215,18 +215,18 @@ def run_conv_im2col(problem):
     cells = numpy_ops.gather_cells(problem)
     w = np.ascontiguousarray(problem.w, dtype=problem.dtype).reshape(cells.shape[1], -1)
     k_total = w.shape[1]
-    kb = block_channels(problem.dtype)
-    if k_total % kb:  # whole channel blocks only: zero columns to the next multiple
-        w = np.pad(w, ((0, 0), (0, -k_total % kb)))
-    out = np.empty((cells.shape[0], w.shape[1]), problem.dtype)
+    # Whole channel blocks only: zero columns (and bias) up to the next multiple.
+    extra = -k_total % block_channels(problem.dtype)
     bias = _bias_or_empty(problem.bias, problem.dtype)
-    if bias.shape[0] and k_total % kb:
-        bias = np.pad(bias, (0, -k_total % kb))
+    if extra:
+        w = np.pad(w, ((0, 0), (0, extra)))
+        bias = np.pad(bias, (0, extra)) if bias.shape[0] else bias
+    out = np.empty((cells.shape[0], w.shape[1]), problem.dtype)
     chunks = cells_gemm.row_chunks(cells.shape[0], w.shape[1], cells.itemsize,
                                    get_num_threads())
     with parallel_region(_conv_microseconds(problem, "blocked")):
         cells_gemm.cells_matmul(cells, w, bias, out, chunks, problem.activation)
-    if k_total % kb:
+    if extra:
         out = out[:, :k_total]
     out = out.reshape((problem.x.shape[0], *problem.geometry.out_sizes, k_total))
     return np.ascontiguousarray(np.moveaxis(out, -1, 1)) if problem.channels_first else out

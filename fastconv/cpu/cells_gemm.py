@@ -59,10 +59,10 @@ def cells_matmul(a, w, bias, out, row_chunks, act):
     n_kb = k_ // kb
     af, wf, of = a.reshape(-1), w.reshape(-1), out.reshape(-1)
     zero = np.zeros(1, dtype=out.dtype)[0]
+    taps = np.zeros(1, dtype=np.int64)  # one "tap": the whole row of D cells
     for job in prange(n_kb * row_chunks):
         block, chunk = job // row_chunks, job % row_chunks
         acc = np.empty(BLOCK_PIXELS * kb, dtype=out.dtype)
-        taps = np.zeros(1, dtype=np.int64)  # one "tap": the whole row of D cells
         k0 = block * kb
         p = (chunk * p_) // row_chunks
         stop = ((chunk + 1) * p_) // row_chunks

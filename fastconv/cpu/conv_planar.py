@@ -19,6 +19,7 @@ from .microkernel import make_planar_microkernel, make_planar_store
 from .threads import parallel_region
 
 planar_micro = make_planar_microkernel(BLOCK_ROWS, VECTOR_BYTES)
+planar_store = make_planar_store(VECTOR_BYTES)
 #: A second block height for output-channel counts that BLOCK_ROWS divides badly (16 or 32
 #: outputs in blocks of 12 leave a third or a ninth of the FMAs on zero weights).
 SHORT_ROWS = 8 if BLOCK_ROWS > 8 else BLOCK_ROWS
@@ -41,7 +42,6 @@ def block_rows(out_channels):
     short_waste = short_blocks * SHORT_ROWS - out_channels
     waste = blocks * BLOCK_ROWS - out_channels
     return SHORT_ROWS if short_blocks <= blocks and short_waste < waste else BLOCK_ROWS
-planar_store = make_planar_store(VECTOR_BYTES)
 
 
 def planar_lanes(dtype):

@@ -342,13 +342,15 @@ def declare_fma(builder, value_type):
 
 
 def store_streaming(builder, value, pointer):
-    """Store vector ``value`` at ``pointer`` (aligned to the vector's size) bypassing the
-    caches (``!nontemporal``: ``vmovntps``): for outputs too large to stay in cache, whose
-    lines a plain store would first read from memory. Stores made this way are weakly
-    ordered: the writer calls :func:`store_fence` before others may read them."""
+    """Store vector ``value`` at ``pointer`` bypassing the caches (``!nontemporal``:
+    ``vmovntps``): for outputs too large to stay in cache, whose lines a plain store would
+    first read from memory. ``pointer`` must be aligned to the vector's size or 64 bytes,
+    whichever is less (LLVM splits a wider vector into 64-byte streaming stores). Stores made
+    this way are weakly ordered: the writer calls :func:`store_fence` before others may read
+    them."""
     target = builder.bitcast(pointer, value.type.as_pointer())
-    instruction = builder.store(value, target, align=value.type.count * (
-        4 if isinstance(value.type.element, ir.FloatType) else 8))
+    size = value.type.count * _element_bits(value.type) // 8
+    instruction = builder.store(value, target, align=min(size, 64))
     instruction.set_metadata("nontemporal", builder.module.add_metadata(
         [ir.Constant(ir.IntType(32), 1)]))
 

@@ -101,7 +101,6 @@ def pad_spatial(x5, pads, channels_first, extra_width=0):
     return padded
 
 
-
 def aligned_empty(shape, dtype, alignment=64):
     """An uninitialised C-contiguous array whose data starts at a multiple of ``alignment``
     bytes (NumPy only guarantees 16): for kernels whose streaming stores need aligned vectors.

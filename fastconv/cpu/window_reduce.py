@@ -142,7 +142,7 @@ def make_window_dot(vector_bytes: int = VECTOR_BYTES):
 def make_depthwise_block(pixels: int, width: int, stride: int,
                          vector_bytes: int = VECTOR_BYTES):
     """Return ``block(x, x_base, rows, n_rows, column_step, w, w_rows, weight_step, out,
-    out_base, out_step, bias, bias_base, act)``: ``pixels`` neighbouring output pixels of a
+    out_base, out_step, bias, bias_base, act, streaming)``: ``pixels`` neighbouring output pixels of a
     depthwise convolution (channel multiplier 1) for one vector of channels, with a kernel
     ``width`` columns wide, ``stride`` along the width and no width dilation (all three
     compiled in).
@@ -154,7 +154,9 @@ def make_depthwise_block(pixels: int, width: int, stride: int,
                          * w[w_rows[r] + s * weight_step + c])
 
     summed in (r, s) order, as :func:`make_window_dot` does, then the bias added (when
-    ``bias`` is not empty) and relu (``act`` 1) or relu6 (2) applied. ``rows`` are the element offsets
+    ``bias`` is not empty) and relu (``act`` 1) or relu6 (2) applied; ``streaming`` stores
+    past the caches (:func:`~.irtools.store_streaming`: every output vector 64-byte
+    aligned). ``rows`` are the element offsets
     of the kernel rows (depth and height taps) inside the input; the caller passes only rows
     inside it. Why a block: per pixel, :func:`make_window_dot` loads an input and a weight
     vector for every multiply-add (load-bound, two loads per FMA); here a row's weights are
@@ -188,19 +190,14 @@ def make_depthwise_block(pixels: int, width: int, stride: int,
         flags = activation_flags(b, act)
         out_ptr = b.gep(out.data, [out_base])
         values = [fused_activation(b, b.fadd(acc, bias_vec), flags) for acc in row.values]
+        targets = [b.gep(out_ptr, [b.mul(code.index(p), out_step)]) for p in range(pixels)]
         with b.if_else(streaming) as (stream, plain):
-            for stores in (stream, plain):
-                with stores:
-                    for p, value in enumerate(values):
-                        target = b.gep(out_ptr, [b.mul(code.index(p), out_step)])
-                        if stores is stream:
-                            for half in range(0, code.lanes, 64 // code.align):
-                                part = b.shuffle_vector(value, value, ir.Constant(
-                                    ir.VectorType(ir.IntType(32), 64 // code.align),
-                                    list(range(half, half + 64 // code.align))))
-                                store_streaming(b, part, b.gep(target, [code.index(half)]))
-                        else:
-                            code.store(value, target)
+            with stream:
+                for value, target in zip(values, targets):
+                    store_streaming(b, value, target)
+            with plain:
+                for value, target in zip(values, targets):
+                    code.store(value, target)
 
     return block
 
